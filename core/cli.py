@@ -1,0 +1,110 @@
+"""The ``tunedeck`` command line: parsing, dispatch and the error contract.
+
+Exit codes: 0 success, 1 the work failed, 2 bad usage or bad input. Errors are one line
+(``FILE:LINE: message`` when about a file) unless ``--debug`` asks for the traceback.
+
+This module and every command module stay cheap to import: ``--help`` must not pull in mlx-lm.
+The full-screen app is not imported here; the launcher passes in a function that opens it, so
+the headless core never depends on the UI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+from typing import Callable, Optional, Sequence
+
+from .errors import BadInput, WorkFailed
+
+# (command module, ...) in the order --help lists them. Each module has register(subparsers).
+COMMAND_MODULES = (
+    "tunedeck.core.commands.app",
+    "tunedeck.core.commands.data",
+    "tunedeck.core.commands.train",
+    "tunedeck.core.commands.runs",
+    "tunedeck.core.commands.metrics",
+    "tunedeck.core.commands.chat",
+)
+
+DESCRIPTION = """\
+tunedeck: fine-tune language models with MLX (mlx-lm) from one terminal app.
+
+Run `tunedeck [PROJECT_DIR]` to open the full-screen app on a project, `tunedeck demo` for the
+offline demo, or one of the commands below to script the same work headless."""
+
+EPILOG = """\
+examples:
+  tunedeck demo                                   open the demo project (offline)
+  tunedeck data check data/ --model demo           validate a dataset before training
+  tunedeck train tunedeck.toml --detach            start a run that outlives the terminal
+  tunedeck runs                                    list runs with progress and ETA
+  tunedeck chat --model demo --prompt "Hi"         talk to a model (add --adapter DIR)
+
+exit codes: 0 success, 1 the work failed, 2 bad usage or bad input."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with 2 and one line, as every other bad input does."""
+
+    def error(self, message: str) -> None:  # noqa: D401 - argparse API
+        raise BadInput(f"{self.prog}: {message}")
+
+
+OpenApp = Callable[..., int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="tunedeck",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def _command_names(parser: argparse.ArgumentParser) -> set[str]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return set(action.choices)
+    return set()
+
+
+def main(argv: Optional[Sequence[str]] = None, open_app: Optional[OpenApp] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        parser = build_parser()
+        # `tunedeck` and `tunedeck PROJECT_DIR` open the app: a bare positional that is not a
+        # command name is a project directory.
+        rest = [a for a in argv if a != "--debug"]
+        if not rest or (not rest[0].startswith("-") and rest[0] not in _command_names(parser)):
+            rest = ["open", *rest]
+        args = parser.parse_args(rest)
+        args.debug = debug
+        args.open_app = open_app
+        return int(args.handler(args) or 0)
+    except (BadInput, WorkFailed) as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"tunedeck: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("tunedeck: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `tunedeck metrics ... | head`: the reader left; nothing to report.
+        return 0
+    except Exception as exc:  # an unexpected failure still gets one line unless --debug
+        if debug:
+            traceback.print_exc()
+        else:
+            print(f"tunedeck: error: {type(exc).__name__}: {exc} (run with --debug for details)",
+                  file=sys.stderr)
+        return 1

