@@ -1,0 +1,76 @@
+"""What a checkpoint needs beyond its adapter weights to continue exactly where it stopped.
+
+Beside ``0000100_adapters.safetensors`` (mlx-lm's own checkpoint) the runner writes
+``0000100_optimizer.safetensors`` (the optimizer state: moments, step, learning rate) and then
+``0000100_resume.json`` (iteration, counters). The random stream (LoRA dropout) needs no saving:
+the runner reseeds it at every checkpoint from the seed and the iteration. The JSON is written last and
+atomically, so its presence means the whole checkpoint is complete and loadable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+from .rundir import write_atomic
+
+
+def adapter_file(adapters: Path, iteration: int) -> Path:
+    return adapters / f"{iteration:07d}_adapters.safetensors"
+
+
+def optimizer_file(adapters: Path, iteration: int) -> Path:
+    return adapters / f"{iteration:07d}_optimizer.safetensors"
+
+
+def state_file(adapters: Path, iteration: int) -> Path:
+    return adapters / f"{iteration:07d}_resume.json"
+
+
+@dataclass
+class ResumeState:
+    iteration: int
+    trained_tokens: int          # mlx-lm's cumulative token counter restarts; we carry it on
+    adapter_bytes: int           # size of the adapter file when saved: a torn file is refused
+
+    def save(self, adapters: Path) -> Path:
+        path = state_file(adapters, self.iteration)
+        write_atomic(path, json.dumps(asdict(self), indent=1) + "\n")
+        return path
+
+
+def load_state(adapters: Path, iteration: int) -> Optional[ResumeState]:
+    """The resume state of a checkpoint, or None when it is missing or does not match its files."""
+    path = state_file(adapters, iteration)
+    try:
+        state = ResumeState(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    weights = adapter_file(adapters, iteration)
+    if not optimizer_file(adapters, iteration).exists() or not weights.exists():
+        return None
+    if weights.stat().st_size != state.adapter_bytes:
+        return None
+    return state
+
+
+def save_optimizer(optimizer, adapters: Path, iteration: int) -> None:
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    final = optimizer_file(adapters, iteration)
+    # mx.save_safetensors insists on the extension, so the temporary name keeps it.
+    tmp = final.with_name(f".{final.stem}.{os.getpid()}.tmp.safetensors")
+    mx.save_safetensors(str(tmp), dict(tree_flatten(optimizer.state)))
+    os.replace(tmp, final)
+
+
+def restore_optimizer(optimizer, adapters: Path, iteration: int) -> None:
+    import mlx.core as mx
+    from mlx.utils import tree_unflatten
+
+    saved = mx.load(str(optimizer_file(adapters, iteration)))
+    optimizer.state = tree_unflatten(list(saved.items()))
