@@ -1,0 +1,29 @@
+"""Worker process of validate.py: checks byte ranges of one JSONL file.
+
+Usage (by validate.py only): python -m tunedeck.core.data.scan_worker PATH FORMAT REF_LINE KEEP
+START:END... Prints one JSON result per range, in order, as soon as each range is done.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .validate import _scan_range, chunk_to_json
+
+
+def main(argv: list) -> int:
+    path, ref_format, ref_line, keep, *ranges = argv
+    for rng in ranges:
+        start, end = (int(x) for x in rng.split(":"))
+        chunk = _scan_range(path, start, end, ref_format, int(ref_line), -1, int(keep))
+        sys.stdout.write(chunk_to_json(chunk) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except BrokenPipeError:
+        # The parent stopped reading (cancelled): nothing to report.
+        sys.exit(0)
