@@ -1,0 +1,346 @@
+"""The tunedeck App: five panes over one project; the App owns runs and every long worker.
+
+Panes post what the user asked for (``messages``); the App does it in thread workers, which only
+post messages back. Nothing here keeps a run alive: a run is a detached process writing files,
+and the App follows those files, so quitting (or losing the terminal) never stops training.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from tunedeck.core.errors import BadInput, WorkFailed
+from tunedeck.core.rundir import RunDirectory, find_runs
+from tunedeck.themes import DEFAULT_THEME, THEMES
+
+from .chat_pane import ChatPane
+from .checkpoints_pane import CheckpointsPane
+from .data_pane import DataPane
+from .hyperparameters_pane import HyperparametersPane
+from .messages import (ChatRequested, DeleteRequested, OverlayLoaded, OverlayRequested,
+                       ResumeRequested, RunStarted, RunStopped, RunSwitchRequested, RunUpdated,
+                       StartRequested, StopRequested, WarmStartRequested)
+from .run_follower import RunFollower
+from .run_history import Series
+from .settings import load_settings, save_setting
+from .training_pane import TrainingPane
+
+# How often the followed run's files are looked at: the floor of the line-to-screen latency.
+POLL_S = 0.1
+PANES = (("data", "Data"), ("hyperparameters", "Hyperparameters"), ("training", "Training"),
+         ("checkpoints", "Checkpoints"), ("chat", "Chat"))
+
+
+class TunedeckApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "tunedeck"
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
+        Binding("f10", "quit", "Quit", id="quit-f10", show=False, priority=True),
+        *(Binding(str(n), f"show_pane('{pane}')", title, id=f"show-{pane}", show=False)
+          for n, (pane, title) in enumerate(PANES, 1)),
+        Binding("ctrl+t", "toggle_theme", "Theme", id="toggle-theme"),
+    ]
+
+    def __init__(self, project: Optional[Path] = None, watch: Optional[str] = None,
+                 clock: Callable[[], float] = time.time, pipe_fd: Optional[int] = None):
+        super().__init__()
+        self.project = Path(project) if project else None
+        self.watch_target = watch
+        self.pipe_fd = pipe_fd  # `watch -`: where the piped log comes from
+        self.clock = clock  # tests freeze it, so ages and ETAs in snapshots do not move
+        self.runs_root: Optional[Path] = self.project / "runs" if self.project else None
+        self.followed: Optional[RunDirectory] = None
+        self.overlaid: Optional[RunDirectory] = None
+        for theme in THEMES:
+            self.register_theme(theme)
+        remembered = load_settings().get("theme")
+        self.theme = remembered if remembered in self.available_themes else DEFAULT_THEME
+
+    # -- layout ------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        with TabbedContent(initial="training"):
+            with TabPane("Data", id="data"):
+                yield DataPane(self.project, id="data-pane")
+            with TabPane("Hyperparameters", id="hyperparameters"):
+                yield HyperparametersPane(self.project, id="hyperparameters-pane")
+            with TabPane("Training", id="training"):
+                yield TrainingPane(id="training-pane")
+            with TabPane("Checkpoints", id="checkpoints"):
+                yield CheckpointsPane(id="checkpoints-pane")
+            with TabPane("Chat", id="chat"):
+                yield ChatPane(id="chat-pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.theme_changed_signal.subscribe(self, lambda theme: save_setting("theme", theme.name))
+        self.set_interval(1.0, self._tick)
+        if self.watch_target is not None:
+            self._attach_watch_target(self.watch_target)
+            return
+        runs = find_runs(self.runs_root) if self.runs_root else []
+        if runs:
+            # Reattach: the run still going, else the newest one.
+            going = [r for r in runs if r.state() in ("starting", "running")]
+            self.follow(going[-1] if going else runs[-1])
+            self.action_show_pane("training")
+        else:
+            self.action_show_pane("hyperparameters")
+
+    def _attach_watch_target(self, target: str) -> None:
+        path = Path(target)
+        if target != "-" and RunDirectory(path).exists():
+            self.runs_root = path.resolve().parent
+            self.follow(RunDirectory(path))
+        else:
+            self.query_one(TrainingPane).follow("stdin" if target == "-" else path.name, "following")
+            self._follow_log(target)
+        self.action_show_pane("training")
+
+    def _tick(self) -> None:
+        # Elapsed time, ETA countdown and "stalled" change without any event arriving.
+        self.query_one(TrainingPane).refresh_status(self.clock())
+
+    # -- keys and commands -------------------------------------------------------------------
+    def action_show_pane(self, pane: str) -> None:
+        tabs = self.query_one(TabbedContent)
+        tabs.active = pane
+        self.query_one(f"#{pane}-pane").focus_main()
+
+    def action_toggle_theme(self) -> None:
+        names = [t.name for t in THEMES]
+        self.theme = names[(names.index(self.theme) + 1) % len(names)] if self.theme in names else names[0]
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for pane, title in PANES:
+            yield SystemCommand(f"Show {title}", f"Switch to the {title} pane",
+                                lambda pane=pane: self.action_show_pane(pane))
+        yield SystemCommand("Toggle theme", "Switch between the dark and the light theme",
+                            self.action_toggle_theme)
+        panes = (self.query_one(HyperparametersPane), self.query_one(TrainingPane),
+                 self.query_one(CheckpointsPane))
+        for pane in panes:
+            for binding in pane.BINDINGS:
+                run = lambda action=binding.action, pane=pane: self.run_action(action, pane)
+                yield SystemCommand(binding.description, f"{pane.PANE_TITLE} pane, key {binding.key}", run)
+
+    # -- following a run or a log --------------------------------------------------------------
+    def follow(self, run: RunDirectory) -> None:
+        self.followed, self.overlaid = run, None
+        self.query_one(TrainingPane).follow(run.name, run.state())
+        self.query_one(CheckpointsPane).show(run.name, [], self.clock())
+        self._follow_run(run)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="follow")
+    def _follow_run(self, run: RunDirectory) -> None:
+        worker = get_current_worker()
+        follower = RunFollower(run)
+        while not worker.is_cancelled:
+            update = follower.poll()
+            if update:
+                self.post_message(RunUpdated(str(run.path), update))
+            time.sleep(POLL_S)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="follow")
+    def _follow_log(self, target: str) -> None:
+        from .log_follower import follow_log_file, follow_pipe
+
+        worker = get_current_worker()
+        cancelled = lambda: worker.is_cancelled  # noqa: E731
+        if target == "-":
+            updates = follow_pipe(self.pipe_fd if self.pipe_fd is not None else 0, POLL_S, cancelled)
+        else:
+            updates = follow_log_file(Path(target), POLL_S, cancelled)
+        for update in updates:
+            self.post_message(RunUpdated(target, update))
+
+    @on(RunUpdated)
+    def _run_updated(self, message: RunUpdated) -> None:
+        expected = str(self.followed.path) if self.followed else self.watch_target
+        if message.source != expected:
+            return  # the last words of a follower that was replaced
+        now = self.clock()
+        update = message.update
+        self.query_one(TrainingPane).add_update(update, live=not update.backlog, now=now)
+        if update.checkpoints is not None and self.followed is not None:
+            self.query_one(CheckpointsPane).show(self.followed.name, update.checkpoints, now)
+
+    @on(RunSwitchRequested)
+    def _switch_run(self, message: RunSwitchRequested) -> None:
+        runs = find_runs(self.runs_root) if self.runs_root else []
+        if not runs:
+            self.notify("no runs in this project yet", severity="warning")
+            return
+        paths = [r.path for r in runs]
+        here = paths.index(self.followed.path) if self.followed and self.followed.path in paths else -1
+        self.follow(runs[(here + message.step) % len(runs)])
+
+    @on(OverlayRequested)
+    def _next_overlay(self) -> None:
+        others = [r for r in (find_runs(self.runs_root) if self.runs_root else [])
+                  if not self.followed or r.path != self.followed.path]
+        if not others:
+            self.notify("no other run to compare with", severity="warning")
+            return
+        paths = [r.path for r in others]
+        here = paths.index(self.overlaid.path) if self.overlaid and self.overlaid.path in paths else -1
+        if here == len(others) - 1:
+            self.overlaid = None
+            self.query_one(TrainingPane).show_overlay(None, "")
+            return
+        self.overlaid = others[here + 1]
+        self._load_overlay(self.overlaid)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="overlay")
+    def _load_overlay(self, run: RunDirectory) -> None:
+        from tunedeck.core.checkpoints import current_history, run_events
+
+        _, train = current_history(run_events(run))
+        series = Series()
+        for iteration in sorted(train):
+            series.add(iteration, train[iteration])
+        self.post_message(OverlayLoaded(run.name, series))
+
+    @on(OverlayLoaded)
+    def _overlay_loaded(self, message: OverlayLoaded) -> None:
+        self.query_one(TrainingPane).show_overlay(message.train, message.label)
+
+    # -- starting, stopping, resuming ---------------------------------------------------------
+    @on(StartRequested)
+    def _start_requested(self, message: StartRequested) -> None:
+        if self.runs_root is None:
+            self.notify("open a project to start runs (tunedeck PROJECT_DIR)", severity="error")
+            return
+        self.notify("starting the run…")
+        self._start_run(message.config, message.source_text, self.runs_root)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="start")
+    def _start_run(self, config, source_text: Optional[str], root: Path) -> None:
+        from tunedeck.core.runs import start_run
+
+        run, _ = start_run(config, root=root, source_text=source_text)
+        self.post_message(RunStarted(run.path))
+
+    @on(RunStarted)
+    def _run_started(self, message: RunStarted) -> None:
+        run = RunDirectory(message.run_path)
+        if self.followed is None or self.followed.path != run.path:
+            self.follow(run)
+        self.notify(f"training in {run.path} (it goes on if you quit)")
+        self.action_show_pane("training")
+
+    @on(StopRequested)
+    def _stop_requested(self, message: StopRequested) -> None:
+        run = self.followed
+        if run is None or run.state() not in ("starting", "running"):
+            self.notify("no running run to stop", severity="warning")
+            return
+        pane = self.query_one(TrainingPane)
+        note = "stopping after the next checkpoint" if message.after_checkpoint else "stopping…"
+        pane.set_note(note, self.clock())
+        self._stop_run(run, message.after_checkpoint)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="stop")
+    def _stop_run(self, run: RunDirectory, after_checkpoint: bool) -> None:
+        from tunedeck.core.runs import stop_run
+
+        outcome = stop_run(run, after_checkpoint=after_checkpoint)
+        self.post_message(RunStopped(run.path, outcome))
+
+    @on(RunStopped)
+    def _run_stopped(self, message: RunStopped) -> None:
+        self.notify(f"{message.run_path.name}: {message.outcome}")
+
+    @on(ResumeRequested)
+    def _resume_requested(self, message: ResumeRequested) -> None:
+        if self.followed is None:
+            return
+        what = f"extending to {message.iters} iterations" if message.iters else "resuming"
+        self.notify(f"{what} from checkpoint {message.checkpoint.iteration}…")
+        self._resume_run(self.followed, message.checkpoint.iteration, message.iters)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="start")
+    def _resume_run(self, run: RunDirectory, iteration: int, iters: Optional[int]) -> None:
+        from tunedeck.core.runs import resume_run
+
+        resume_run(run, checkpoint=str(iteration), iters=iters)
+        self.post_message(RunStarted(run.path))
+
+    @on(WarmStartRequested)
+    def _warm_start(self, message: WarmStartRequested) -> None:
+        if self.followed is None:
+            return
+        pane = self.query_one(HyperparametersPane)
+        if pane.warm_start_from(self.followed, message.checkpoint):
+            self.action_show_pane("hyperparameters")
+
+    @on(ChatRequested)
+    def _chat_requested(self, message: ChatRequested) -> None:
+        if self.followed is None:
+            return
+        model = self.followed.read_status().get("model")
+        self.query_one(ChatPane).use(model, message.checkpoint.path)
+        self.action_show_pane("chat")
+
+    @on(DeleteRequested)
+    def _delete_requested(self, message: DeleteRequested) -> None:
+        if self.followed is not None:
+            self._delete_checkpoint(self.followed, message.checkpoint.iteration)
+
+    @work(thread=True, exclusive=False, exit_on_error=False, group="delete")
+    def _delete_checkpoint(self, run: RunDirectory, iteration: int) -> None:
+        from tunedeck.core.resume_state import adapter_file, optimizer_file, state_file
+
+        # The resume state first: a checkpoint is never left looking resumable without weights.
+        for path in (state_file(run.adapters, iteration), optimizer_file(run.adapters, iteration),
+                     adapter_file(run.adapters, iteration)):
+            path.unlink(missing_ok=True)
+
+    # -- worker errors, in one place -------------------------------------------------------------
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        if isinstance(error, (BadInput, WorkFailed)):
+            text = str(error)
+        else:
+            text = f"{type(error).__name__}: {error}"
+        if event.worker.group == "stop":
+            self.query_one(TrainingPane).set_note("", self.clock())
+        self.notify(text, title="could not do it", severity="error", timeout=12)
+
+
+def _reattach_terminal_for_stdin() -> int:
+    """For ``tunedeck watch -``: keep the pipe on another descriptor, give the app the terminal.
+
+    Textual reads keys from standard input; when that is the pipe carrying mlx-lm's output, the
+    terminal is reopened as standard input and the pipe is read from the returned descriptor.
+    """
+    pipe = os.dup(0)
+    try:
+        tty = os.open("/dev/tty", os.O_RDWR)
+    except OSError:
+        os.close(pipe)
+        raise WorkFailed("watch -: no terminal to show the app on (/dev/tty cannot be opened)")
+    os.dup2(tty, 0)
+    os.close(tty)
+    sys.stdin = open(0, "r", closefd=False)
+    return pipe
+
+
+def run_app(project: Optional[Path] = None, watch: Optional[str] = None) -> int:
+    pipe_fd = _reattach_terminal_for_stdin() if watch == "-" and not os.isatty(0) else None
+    TunedeckApp(project=project, watch=watch, pipe_fd=pipe_fd).run()
+    return 0

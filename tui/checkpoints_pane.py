@@ -1,0 +1,150 @@
+"""The Checkpoints pane: the checkpoint index of the followed run, and what to do with one."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import DataTable, Label
+
+from tunedeck.core.checkpoints import Checkpoint
+
+from .dialogs import AskIterations, Confirm
+from .messages import ChatRequested, DeleteRequested, ResumeRequested, WarmStartRequested
+
+COLUMNS = ("iter", "val loss", "train loss", "size", "age", "resume", "best")
+
+
+def size_text(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return ""
+
+
+def age_text(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= length:
+            return f"{seconds // length}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def loss_text(loss: Optional[float]) -> str:
+    return "—" if loss is None else f"{loss:.3f}"
+
+
+class CheckpointBrowser(DataTable):
+    """One row per numbered checkpoint, the newest last, the best one marked."""
+
+    def __init__(self, **kwargs):
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.checkpoints: list[Checkpoint] = []
+
+    def on_mount(self) -> None:
+        self.add_columns(*COLUMNS)
+
+    def show(self, checkpoints: list[Checkpoint], now: float) -> None:
+        selected = self.selected()
+        self.checkpoints = checkpoints
+        self.clear()
+        for c in checkpoints:
+            self.add_row(
+                Text(str(c.iteration), justify="right"),
+                Text(loss_text(c.val_loss), justify="right"),
+                Text(loss_text(c.train_loss), justify="right"),
+                Text(size_text(c.size_bytes), justify="right"),
+                Text(age_text(now - c.saved_at)),
+                Text("exact" if c.resumable else "weights only"),
+                Text("★ best" if c.best else ""),
+                key=str(c.iteration))
+        keep = selected.iteration if selected else None
+        rows = [c.iteration for c in checkpoints]
+        if rows:
+            self.move_cursor(row=rows.index(keep) if keep in rows else len(rows) - 1)
+
+    def selected(self) -> Optional[Checkpoint]:
+        if not self.checkpoints or self.cursor_row < 0 or self.cursor_row >= len(self.checkpoints):
+            return None
+        return self.checkpoints[self.cursor_row]
+
+
+class CheckpointsPane(Vertical):
+    PANE_TITLE = "Checkpoints"
+    BINDINGS = [
+        Binding("r", "resume", "Resume", id="resume-checkpoint"),
+        Binding("w", "warm_start", "Warm start", id="warm-start-checkpoint"),
+        Binding("e", "extend", "Extend", id="extend-checkpoint"),
+        Binding("c", "chat", "Chat", id="chat-checkpoint"),
+        Binding("d", "delete", "Delete", id="delete-checkpoint"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Label("no run", id="checkpoints-of")
+        yield CheckpointBrowser(id="checkpoint-table")
+        yield Label("", id="checkpoints-hint")
+
+    def focus_main(self) -> None:
+        self.query_one(CheckpointBrowser).focus()
+
+    def show(self, run_name: str, checkpoints: list[Checkpoint], now: float) -> None:
+        self.query_one("#checkpoints-of", Label).update(Text(f"checkpoints of {run_name}"))
+        self.query_one(CheckpointBrowser).show(checkpoints, now)
+        hint = "" if checkpoints else "no checkpoint yet: one is saved every save_every iterations"
+        self.query_one("#checkpoints-hint", Label).update(hint)
+
+    def _selected(self) -> Optional[Checkpoint]:
+        checkpoint = self.query_one(CheckpointBrowser).selected()
+        if checkpoint is None:
+            self.notify("no checkpoint selected", severity="warning")
+        return checkpoint
+
+    def action_resume(self) -> None:
+        if (c := self._selected()) is not None:
+            if not c.resumable:
+                self.notify(f"checkpoint {c.iteration} has no resume state: warm start a new run "
+                            "from it instead (w)", severity="warning")
+                return
+            self.post_message(ResumeRequested(c))
+
+    def action_warm_start(self) -> None:
+        if (c := self._selected()) is not None:
+            self.post_message(WarmStartRequested(c))
+
+    def action_extend(self) -> None:
+        c = self._selected()
+        if c is None:
+            return
+        if not c.resumable:
+            self.notify(f"checkpoint {c.iteration} has no resume state", severity="warning")
+            return
+
+        def extend(iters: Optional[str]) -> None:
+            if iters is not None:
+                self.post_message(ResumeRequested(c, iters=int(iters)))
+
+        self.app.push_screen(AskIterations(
+            f"Continue from checkpoint {c.iteration} up to how many iterations in all?",
+            minimum=c.iteration + 1), extend)
+
+    def action_chat(self) -> None:
+        if (c := self._selected()) is not None:
+            self.post_message(ChatRequested(c))
+
+    def action_delete(self) -> None:
+        c = self._selected()
+        if c is None:
+            return
+
+        def delete(confirmed: Optional[bool]) -> None:
+            if confirmed:
+                self.post_message(DeleteRequested(c))
+
+        self.app.push_screen(Confirm(
+            f"Delete checkpoint {c.iteration} ({size_text(c.size_bytes)}) and its resume state? "
+            "This cannot be undone.", confirm="Delete"), delete)
+

@@ -1,0 +1,157 @@
+"""The loss curves (train, val, an overlaid run) and the learning rate, drawn with plotext.
+
+A plotext build costs tens of milliseconds, so plots never redraw per event: new data marks them
+stale and a timer redraws at most a few times a second. Every series is first reduced to one
+point per column of the plot (bucket means), so the cost does not grow with the run's length.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+from rich.text import Text
+from textual.color import Color
+from textual.reactive import reactive
+from textual_plotext import PlotextPlot
+
+from .run_history import Series
+
+REDRAW_S = 0.25
+SMOOTHING_STEPS = (0.0, 0.6, 0.8, 0.9, 0.95, 0.99)
+
+
+def downsample(iters: Sequence[int], values: Sequence[float], buckets: int) -> tuple[list, list, int]:
+    """At most ``buckets`` points: the mean of each run of consecutive points, placed at the
+    run's last iteration. Returns the points and how many raw points each one stands for."""
+    n = len(values)
+    if n <= buckets:
+        return list(iters), list(values), 1
+    size = math.ceil(n / buckets)
+    xs = [iters[min(i + size, n) - 1] for i in range(0, n, size)]
+    ys = [sum(values[i:i + size]) / len(values[i:i + size]) for i in range(0, n, size)]
+    return xs, ys, size
+
+
+def smooth(values: list[float], factor: float, points_per_value: int = 1) -> list[float]:
+    """Exponential moving average with start-up bias corrected (as TensorBoard's slider).
+
+    On downsampled values the decay per value is ``factor ** points_per_value``, which keeps
+    the curve close to smoothing the raw points first, at a fraction of the cost.
+    """
+    if factor <= 0 or not values:
+        return values
+    decay = factor ** points_per_value
+    out, average, weight = [], 0.0, 0.0
+    for value in values:
+        average = decay * average + (1 - decay) * value
+        weight = decay * weight + (1 - decay)
+        out.append(average / weight)
+    return out
+
+
+class StalePlot(PlotextPlot):
+    """A plotext plot redrawn on a timer, only when its data changed or it was resized."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._stale = True
+        self._drawn: Optional[Text] = None
+        self._drawn_for: tuple = ()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.set_interval(REDRAW_S, self._redraw_if_stale)
+
+    def mark_stale(self) -> None:
+        self._stale = True
+
+    def _redraw_if_stale(self) -> None:
+        if self._stale:
+            self.refresh()
+
+    def colour(self, variable: str) -> tuple[int, int, int]:
+        return Color.parse(self.app.theme_variables[variable]).rgb
+
+    def render(self) -> Text:
+        key = (self.size, self.app.theme)
+        if self._drawn is None or self._stale or key != self._drawn_for:
+            self._stale = False
+            self.plt.clear_figure()
+            self.draw(max(10, self.size.width - 12))  # the y axis labels take about 12 columns
+            self._drawn, self._drawn_for = super().render(), key
+        return self._drawn
+
+    def draw(self, columns: int) -> None:
+        raise NotImplementedError
+
+
+class LossPlot(StalePlot):
+    """Train and val loss of the run, the best val marked, optionally another run's curve."""
+
+    smoothing: reactive[float] = reactive(0.0)
+    log_scale: reactive[bool] = reactive(False)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.train = Series()
+        self.val = Series()
+        self.best: Optional[tuple[int, float]] = None
+        self.overlay: Optional[Series] = None
+        self.overlay_label = ""
+
+    def show(self, train: Series, val: Series, best: Optional[tuple[int, float]]) -> None:
+        self.train, self.val, self.best = train, val, best
+        self.mark_stale()
+
+    def show_overlay(self, series: Optional[Series], label: str = "") -> None:
+        self.overlay, self.overlay_label = series, label
+        self.mark_stale()
+
+    def watch_smoothing(self) -> None:
+        self.mark_stale()
+
+    def watch_log_scale(self) -> None:
+        self.mark_stale()
+
+    def draw(self, columns: int) -> None:
+        plt = self.plt
+        notes = [f"smoothing {self.smoothing:.2f}" if self.smoothing else "", "log scale" if self.log_scale else ""]
+        plt.title("  ".join(["loss", *filter(None, notes)]))
+        plt.yscale("log" if self.log_scale else "linear")
+        if self.overlay is not None and len(self.overlay):
+            xs, ys, k = downsample(self.overlay.iters, self.overlay.values, columns)
+            plt.plot(xs, smooth(ys, self.smoothing, k), marker="braille",
+                     color=self.colour("plot-overlay"), label=self.overlay_label)
+        if len(self.train):
+            xs, ys, k = downsample(self.train.iters, self.train.values, columns)
+            plt.plot(xs, smooth(ys, self.smoothing, k), marker="braille",
+                     color=self.colour("plot-train"), label="train")
+        if len(self.val):
+            xs, ys, _ = downsample(self.val.iters, self.val.values, columns)
+            plt.plot(xs, ys, marker="braille", color=self.colour("plot-val"), label="val")
+        if self.best is not None:
+            iteration, loss = self.best
+            plt.scatter([iteration], [loss], marker="◆", color=self.colour("plot-best"),
+                        label=f"best val {loss:.3f} @ {iteration}")
+        if not (len(self.train) or len(self.val)):
+            plt.title("loss: waiting for the first report")
+
+
+class LearningRatePlot(StalePlot):
+    """The learning rate on its own axis: its scale has nothing in common with the loss."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.lr = Series()
+
+    def show(self, lr: Series) -> None:
+        self.lr = lr
+        self.mark_stale()
+
+    def draw(self, columns: int) -> None:
+        plt = self.plt
+        plt.title("learning rate")
+        if len(self.lr):
+            xs, ys, _ = downsample(self.lr.iters, self.lr.values, columns)
+            plt.plot(xs, ys, marker="braille", color=self.colour("plot-lr"))

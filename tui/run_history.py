@@ -1,0 +1,104 @@
+"""What the Training pane knows about a run, built from its events as they arrive.
+
+Plain Python, no Textual. Iterations are global; a resume from an earlier checkpoint makes what
+was logged after it history that no longer leads to the current weights, so it is cut, as
+``core.checkpoints.current_history`` does.
+"""
+
+from __future__ import annotations
+
+import bisect
+import statistics
+from dataclasses import dataclass, field
+from typing import Optional
+
+from tunedeck.core.events import End, Error, Event, Resume, Start, Train, Val
+
+# "Stalled": no event for this many usual intervals between reports (plus the longest
+# validation seen, since a validation is a long silence that is not a stall).
+STALL_INTERVALS = 5
+MIN_STALL_S = 30.0
+
+
+@dataclass
+class Series:
+    iters: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+    def add(self, iteration: int, value: float) -> None:
+        if self.iters and iteration <= self.iters[-1]:
+            self.cut(iteration - 1)
+        self.iters.append(iteration)
+        self.values.append(value)
+
+    def cut(self, iteration: int) -> None:
+        """Forget every point after ``iteration``."""
+        keep = bisect.bisect_right(self.iters, iteration)
+        del self.iters[keep:], self.values[keep:]
+
+    def __len__(self) -> int:
+        return len(self.iters)
+
+
+class RunHistory:
+    def __init__(self):
+        self.train = Series()
+        self.val = Series()
+        self.lr = Series()
+        self.total_iters = 0
+        self.iteration = 0
+        self.last_train: Optional[Train] = None
+        self.ended: Optional[str] = None     # the state of the last "end" event
+        self.error: Optional[str] = None
+        self.events: list[Event] = []         # every event, for the ETA estimate
+        self.arrivals: list[float] = []      # when each train event arrived (live runs only)
+        self.last_arrival: Optional[float] = None
+        self.longest_val_s = 0.0
+
+    def add(self, events: list[Event], arrived_at: Optional[float] = None) -> None:
+        """``arrived_at`` is None for history read at once (its timing says nothing)."""
+        for event in events:
+            self.events.append(event)
+            if arrived_at is not None:
+                self.last_arrival = arrived_at
+            if isinstance(event, Train):
+                self.iteration = event.iter
+                self.last_train = event
+                self.train.add(event.iter, event.loss)
+                if event.lr is not None:
+                    self.lr.add(event.iter, event.lr)
+                if arrived_at is not None:
+                    self.arrivals.append(arrived_at)
+            elif isinstance(event, Val):
+                self.val.add(event.iter, event.loss)
+                self.longest_val_s = max(self.longest_val_s, event.seconds or 0.0)
+            elif isinstance(event, Start):
+                self.total_iters = event.total_iters or self.total_iters
+                self.ended = self.error = None
+            elif isinstance(event, Resume):
+                cut = event.iter or 0
+                for series in (self.train, self.val, self.lr):
+                    series.cut(cut)
+                self.iteration = cut
+                self.arrivals.clear()  # the pause before a resume is not a usual interval
+            elif isinstance(event, Error):
+                self.error = event.message
+            elif isinstance(event, End):
+                self.ended = event.state
+
+    def best_val(self) -> Optional[tuple[int, float]]:
+        if not self.val.values:
+            return None
+        i = min(range(len(self.val.values)), key=lambda k: (self.val.values[k], self.val.iters[k]))
+        return self.val.iters[i], self.val.values[i]
+
+    def usual_interval(self) -> Optional[float]:
+        gaps = [b - a for a, b in zip(self.arrivals[-20:], self.arrivals[-19:])]
+        return statistics.median(gaps) if gaps else None
+
+    def is_stalled(self, now: float) -> bool:
+        usual = self.usual_interval()
+        if usual is None or self.last_arrival is None:
+            return False
+        allowed = max(MIN_STALL_S, STALL_INTERVALS * usual + self.longest_val_s)
+        return now - self.last_arrival > allowed

@@ -1,0 +1,96 @@
+"""One glance at a run: its state, where it is, how fast it goes and when it will be done."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Label, Static
+
+from .literal import visible
+
+STATES = ("starting", "running", "stalled", "finished", "failed", "stopped", "interrupted",
+          "following", "ended", "no run")
+
+
+@dataclass
+class RunFigures:
+    """What the status line shows; every field may be unknown."""
+
+    name: str = ""
+    state: str = "no run"
+    iteration: int = 0
+    total_iters: int = 0
+    loss: Optional[float] = None
+    tokens_per_sec: Optional[float] = None
+    peak_mem_gb: Optional[float] = None
+    elapsed_s: Optional[float] = None
+    eta_s: Optional[float] = None
+    finish_at: Optional[float] = None   # epoch seconds
+    error: Optional[str] = None
+    note: str = ""                      # e.g. "stopping after the next checkpoint"
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def rate(tokens_per_sec: float) -> str:
+    return f"{tokens_per_sec / 1000:.1f}k" if tokens_per_sec >= 1000 else f"{tokens_per_sec:.0f}"
+
+
+def finish_time(at: float, now: float) -> str:
+    local, today = time.localtime(at), time.localtime(now)
+    same_day = local[:3] == today[:3]
+    return time.strftime("%H:%M" if same_day else "%a %H:%M", local)
+
+
+class RunStatusLine(Horizontal):
+    DEFAULT_CSS = """
+    RunStatusLine { height: auto; }
+    RunStatusLine > #state { width: auto; padding: 0 1; text-style: bold; }
+    RunStatusLine > #figures { width: 1fr; height: auto; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Label("no run", id="state")
+        yield Static(id="figures")
+
+    def show(self, figures: RunFigures, now: float) -> None:
+        badge = self.query_one("#state", Label)
+        badge.update(figures.state)
+        for state in STATES:
+            badge.set_class(state == figures.state, f"-{state.replace(' ', '-')}")
+        self.query_one("#figures", Static).update(self._describe(figures, now))
+
+    @staticmethod
+    def _describe(f: RunFigures, now: float) -> Text:
+        parts = [visible(f.name)] if f.name else []
+        if f.total_iters:
+            parts.append(f"iter {f.iteration}/{f.total_iters} ({100 * f.iteration / f.total_iters:.0f}%)")
+        elif f.iteration:
+            parts.append(f"iter {f.iteration}")
+        if f.loss is not None:
+            parts.append(f"loss {f.loss:.3f}")
+        if f.tokens_per_sec is not None:
+            parts.append(f"{rate(f.tokens_per_sec)} tok/s")
+        if f.peak_mem_gb is not None:
+            parts.append(f"peak {f.peak_mem_gb:.2f} GB")
+        if f.elapsed_s is not None:
+            parts.append(f"elapsed {duration(f.elapsed_s)}")
+        if f.eta_s is not None:
+            parts.append(f"ETA {duration(f.eta_s)}")
+        if f.finish_at is not None:
+            parts.append(f"finish {finish_time(f.finish_at, now)}")
+        if f.note:
+            parts.append(f.note)
+        if f.error:
+            parts.append(f"error: {visible(f.error)}")
+        return Text("  ·  ".join(parts))

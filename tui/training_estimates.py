@@ -1,0 +1,91 @@
+"""Rough numbers for the form: memory a run will need and, from earlier runs, how long it takes.
+
+Both are orders of magnitude to plan with, not promises. The memory figure counts the weights
+as stored (quantized models stay quantized), the trainable parameters with Adam's two moments,
+and activations at max_seq_length for the trained blocks; mlx-lm's real peak shows in the
+Training pane once a run reports.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from tunedeck.core.checkpoints import run_events
+from tunedeck.core.events import Train
+from tunedeck.core.rundir import find_runs
+
+GB = 1024 ** 3
+# Activation bytes kept per token, per hidden unit, per trained block (bf16, attention and MLP
+# intermediates); a quarter of it with gradient checkpointing.
+ACTIVATION_FACTOR = 34
+LINEARS_PER_BLOCK = 7  # q, k, v, o, gate, up, down
+
+
+@dataclass
+class MemoryEstimate:
+    weights_gb: float
+    trainable_gb: float
+    activations_gb: float
+
+    @property
+    def total_gb(self) -> float:
+        return self.weights_gb + self.trainable_gb + self.activations_gb
+
+
+def estimate_memory(config) -> Optional[MemoryEstimate]:
+    """None when the model is not a local directory with a config.json."""
+    model = Path(str(config.model)).expanduser()
+    try:
+        shape = json.loads((model / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    hidden = int(shape.get("hidden_size") or shape.get("d_model") or 0)
+    blocks = int(shape.get("num_hidden_layers") or shape.get("n_layers") or 0)
+    if not hidden or not blocks:
+        return None
+    weights = sum(p.stat().st_size for p in model.glob("*.safetensors"))
+    trained = blocks if config.num_layers == -1 else min(config.num_layers, blocks)
+    if config.fine_tune_type == "full":
+        params = weights / 2 * trained / blocks  # bf16 weights of the trained blocks
+    else:
+        params = trained * LINEARS_PER_BLOCK * config.lora_parameters.rank * 2 * hidden
+    trainable = params * 4 * 3  # fp32 parameters, gradients' and Adam's moments
+    factor = ACTIVATION_FACTOR / (4 if config.grad_checkpoint else 1)
+    activations = config.batch_size * config.max_seq_length * hidden * trained * factor
+    return MemoryEstimate(weights / GB, trainable / GB, activations / GB)
+
+
+@dataclass
+class MeasuredSpeed:
+    seconds_per_iter: float
+    run_name: str
+
+
+def measured_speed(runs_root: Optional[Path], model: str, batch_size: int) -> Optional[MeasuredSpeed]:
+    """Seconds per iteration of the latest run of the same model, scaled to ``batch_size``."""
+    if runs_root is None:
+        return None
+    for run in reversed(find_runs(runs_root)):
+        status = run.read_status()
+        if str(status.get("model")) != str(model):
+            continue
+        reports = [e for e in run_events(run) if isinstance(e, Train) and e.it_per_sec]
+        if not reports:
+            continue
+        per_iter = statistics.median(1 / e.it_per_sec for e in reports[-20:])
+        ran_batch = _batch_size_of(run.mlx_yaml) or batch_size
+        return MeasuredSpeed(per_iter * batch_size / ran_batch, run.name)
+    return None
+
+
+def _batch_size_of(mlx_yaml: Path) -> Optional[int]:
+    import yaml
+
+    try:
+        return int((yaml.safe_load(mlx_yaml.read_text()) or {}).get("batch_size"))
+    except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError):
+        return None

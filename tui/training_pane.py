@@ -1,0 +1,124 @@
+"""The Training pane: a run's state line, its loss and learning-rate plots, and its live log."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+
+from .loss_plot import SMOOTHING_STEPS, LearningRatePlot, LossPlot
+from .messages import OverlayRequested, RunSwitchRequested, StopRequested
+from .run_follower import RunUpdate
+from .run_history import RunHistory, Series
+from .run_log import RunLog
+from .run_status_line import RunFigures, RunStatusLine
+from .run_timing import estimate_eta
+
+
+class TrainingPane(Vertical):
+    PANE_TITLE = "Training"
+    BINDINGS = [
+        Binding("x", "stop", "Stop", id="stop-run"),
+        Binding("n", "stop_after_checkpoint", "Stop at ckpt", id="stop-after-checkpoint"),
+        Binding("left_square_bracket", "switch_run(-1)", "Prev run", id="previous-run"),
+        Binding("right_square_bracket", "switch_run(1)", "Next run", id="next-run"),
+        Binding("o", "overlay", "Overlay", id="overlay-run"),
+        Binding("s", "smoothing", "Smooth", id="cycle-smoothing"),
+        Binding("l", "log_scale", "Log y", id="toggle-log-scale"),
+    ]
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.history = RunHistory()
+        self.name_shown = ""
+        self.status: dict = {}
+        self.state = "no run"
+        self.note = ""
+
+    def compose(self) -> ComposeResult:
+        yield RunStatusLine()
+        with Vertical(id="plots"):
+            yield LossPlot(id="loss-plot")
+            yield LearningRatePlot(id="lr-plot")
+        yield RunLog(id="run-log")
+
+    def focus_main(self) -> None:
+        self.query_one(RunLog).focus()
+
+    # -- what the App tells the pane --------------------------------------------------------
+    def follow(self, name: str, state: str) -> None:
+        """Start over on another run (or log); its history arrives with the next updates."""
+        self.history = RunHistory()
+        self.name_shown, self.state, self.status, self.note = name, state, {}, ""
+        self.query_one(RunLog).clear()
+        plot = self.query_one(LossPlot)
+        plot.show(self.history.train, self.history.val, None)
+        plot.show_overlay(None)
+        self.query_one(LearningRatePlot).show(self.history.lr)
+
+    def add_update(self, update: RunUpdate, live: bool, now: float) -> None:
+        """``live`` is False for the backlog read on attaching: its arrival times mean nothing."""
+        if update.events:
+            self.history.add(update.events, update.arrived_at if live else None)
+            self.query_one(LossPlot).show(self.history.train, self.history.val, self.history.best_val())
+            self.query_one(LearningRatePlot).show(self.history.lr)
+        if update.log_lines:
+            self.query_one(RunLog).add_output(update.log_lines)
+        if update.status is not None:
+            self.status = update.status
+        if update.state is not None:
+            self.state = update.state
+            if update.state not in ("starting", "running"):
+                self.note = ""
+        self.refresh_status(now)
+
+    def show_overlay(self, series: Optional[Series], label: str) -> None:
+        self.query_one(LossPlot).show_overlay(series, label)
+
+    def set_note(self, note: str, now: float) -> None:
+        self.note = note
+        self.refresh_status(now)
+
+    def refresh_status(self, now: float) -> None:
+        h, status = self.history, self.status
+        last = h.last_train
+        running = self.state == "running"
+        state = "stalled" if running and h.is_stalled(now) else self.state
+        started = status.get("started_at")
+        ended = status.get("ended_at")
+        elapsed = None
+        if started:
+            elapsed = (now if running or self.state == "starting" else (ended or now)) - started
+        eta = estimate_eta(h, now) if running else None
+        self.query_one(RunStatusLine).show(RunFigures(
+            name=self.name_shown, state=state, iteration=h.iteration,
+            total_iters=h.total_iters or int(status.get("total_iters") or 0),
+            loss=last.loss if last else None, tokens_per_sec=last.tokens_per_sec if last else None,
+            peak_mem_gb=last.peak_mem_gb if last else None, elapsed_s=elapsed, eta_s=eta,
+            finish_at=now + eta if eta is not None else None,
+            error=(h.error or status.get("error")) if self.state == "failed" else None,
+            note=self.note), now)
+
+    # -- keys ----------------------------------------------------------------------------------
+    def action_stop(self) -> None:
+        self.post_message(StopRequested(after_checkpoint=False))
+
+    def action_stop_after_checkpoint(self) -> None:
+        self.post_message(StopRequested(after_checkpoint=True))
+
+    def action_switch_run(self, step: int) -> None:
+        self.post_message(RunSwitchRequested(step))
+
+    def action_overlay(self) -> None:
+        self.post_message(OverlayRequested())
+
+    def action_smoothing(self) -> None:
+        plot = self.query_one(LossPlot)
+        later = [s for s in SMOOTHING_STEPS if s > plot.smoothing]
+        plot.smoothing = later[0] if later else SMOOTHING_STEPS[0]
+
+    def action_log_scale(self) -> None:
+        plot = self.query_one(LossPlot)
+        plot.log_scale = not plot.log_scale
