@@ -1,0 +1,484 @@
+"""Converters from the usual dataset formats into mlx-lm's train/valid/test.jsonl.
+
+Every source record becomes one of three neutral shapes (a conversation, a prompt/completion
+pair, or a text) and is then written in the target format. No text is dropped on the way: an
+Alpaca row's instruction and input both reach the prompt, its system and history reach the
+conversation, and a target that cannot hold a structure (text, or completions for a multi-turn
+chat) gets the turns written out with their roles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..errors import BadInput
+from ..progress import Progress
+from . import formats as F
+from .sources import (BOM, DATA_SUFFIXES, JSON_ARRAY, TXT, SourceProblem, iter_records,
+                      sniff_container)
+from .validate import SPLIT_NAMES, Problem
+
+TARGETS = (F.CHAT, F.COMPLETIONS, F.TEXT)
+TXT_MODES = ("line", "paragraph", "sentence", "chunk")
+DEFAULT_SPLIT = (80.0, 10.0, 10.0)
+MLX_DEFAULT_BATCH_SIZE = 4  # mlx_lm.lora refuses a split with fewer rows than the batch size
+
+
+class InvalidData(BadInput):
+    """Input records that cannot be converted; ``problems`` has every one of them."""
+
+    def __init__(self, problems: List[Problem], bad_rows: int):
+        self.problems = problems
+        super().__init__(f"{bad_rows} invalid record(s) in the input; fix them, or pass "
+                         "--skip-invalid to leave them out")
+
+
+# Neutral shapes: ("chat", messages, tools) / ("completions", prompt, completion, tools) /
+# ("text", text). Tuples keep millions of rows cheap.
+Example = tuple
+
+
+@dataclass
+class ConvertResult:
+    out_dir: Path
+    target: str
+    counts: Dict[str, int]                       # rows per split file written
+    files: List[Path]
+    rows_read: int = 0
+    duplicates: int = 0
+    skipped: int = 0                             # invalid rows left out (--skip-invalid)
+    warnings: List[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# Source records → neutral shapes
+
+_INST = re.compile(r"\[INST\](.*?)\[/INST\](.*?)(?=\[INST\]|\Z)", re.S)
+_SYS = re.compile(r"^\s*<<SYS>>(.*?)<</SYS>>", re.S)
+_SPECIAL = re.compile(r"</?s>")
+
+
+def is_mistral(text: str) -> bool:
+    return "[INST]" in text and "[/INST]" in text
+
+
+def parse_mistral(text: str) -> list:
+    """``<s>[INST] q [/INST] a</s>[INST] q2 [/INST] a2</s>`` → messages (with a Llama-2
+    ``<<SYS>>`` block as the system message). Raises ValueError for text outside the turns."""
+    first = text.find("[INST]")
+    if _SPECIAL.sub("", text[:first]).strip():
+        raise ValueError("text before the first [INST] would be lost")
+    messages = []
+    for i, m in enumerate(_INST.finditer(text)):
+        user, answer = m.group(1), _SPECIAL.sub("", m.group(2)).strip()
+        if i == 0:
+            sys_match = _SYS.match(user)
+            if sys_match:
+                messages.append({"role": "system", "content": sys_match.group(1).strip()})
+                user = user[sys_match.end():]
+        messages.append({"role": "user", "content": _SPECIAL.sub("", user).strip()})
+        if answer:
+            messages.append({"role": "assistant", "content": answer})
+    if not any(m["role"] == "assistant" for m in messages):
+        raise ValueError("no answer after [/INST]: nothing to train on")
+    return messages
+
+
+def _tools(value):
+    """LLaMA-Factory stores tools as a JSON string; chat templates want a list."""
+    if value is None or value == "" or value == []:
+        return None
+    if isinstance(value, str):
+        value = json.loads(value)
+    return value if isinstance(value, list) else [value]
+
+
+def to_example(rec: dict, fmt: str) -> Example:
+    """A valid record (checked with formats.check_record) in its neutral shape.
+    Raises ValueError with a user-facing message when it cannot be converted."""
+    if fmt == F.COMPLETIONS:
+        return ("completions", rec["prompt"], rec["completion"], _tools(rec.get("tools")))
+    if fmt == F.CHAT:
+        return ("chat", rec["messages"], _tools(rec.get("tools")))
+    if fmt == F.CONVERSATIONS:
+        return ("chat", rec["conversations"], _tools(rec.get("tools")))
+    if fmt == F.TEXT:
+        text = rec["text"]
+        return ("chat", parse_mistral(text), None) if is_mistral(text) else ("text", text)
+    if fmt == F.ALPACA:
+        messages = []
+        if rec.get("system"):
+            messages.append({"role": "system", "content": rec["system"]})
+        for question, answer in rec.get("history") or ():
+            messages += [{"role": "user", "content": question},
+                         {"role": "assistant", "content": answer}]
+        instruction, extra = rec.get("instruction") or "", rec.get("input") or ""
+        prompt = f"{instruction}\n\n{extra}" if instruction.strip() and extra.strip() \
+            else (instruction if instruction.strip() else extra)
+        messages += [{"role": "user", "content": prompt},
+                     {"role": "assistant", "content": rec["output"]}]
+        return ("chat", messages, _tools(rec.get("tools")))
+    if fmt == F.SHAREGPT:
+        messages = []
+        if rec.get("system"):
+            messages.append({"role": "system", "content": rec["system"]})
+        for turn in rec["conversations"]:
+            messages.append({"role": F.SHAREGPT_ROLES[turn["from"]], "content": turn["value"]})
+        return ("chat", messages, _tools(rec.get("tools")))
+    raise ValueError(f"cannot convert {F.describe(fmt)} records")
+
+
+def _content(message: dict) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if content is None and message.get("tool_calls"):
+        return json.dumps(message["tool_calls"], ensure_ascii=False)
+    return json.dumps(content, ensure_ascii=False)
+
+
+def _labelled(messages: Sequence[dict]) -> str:
+    return "\n\n".join(f"{str(m.get('role', '')).capitalize()}: {_content(m)}" for m in messages)
+
+
+def render(example: Example, target: str) -> dict:
+    """A neutral example as an mlx-lm record of ``target``; ValueError if it cannot be one."""
+    kind = example[0]
+    if target == F.CHAT:
+        if kind == "chat":
+            rec = {"messages": example[1]}
+            tools = example[2]
+        elif kind == "completions":
+            rec = {"messages": [{"role": "user", "content": example[1]},
+                                {"role": "assistant", "content": example[2]}]}
+            tools = example[3]
+        else:
+            raise ValueError("plain text has no assistant turn, so it cannot become chat "
+                             "(use --to text)")
+        if tools:
+            rec["tools"] = tools
+        return rec
+    if target == F.COMPLETIONS:
+        if kind == "completions":
+            rec = {"prompt": example[1], "completion": example[2]}
+            tools = example[3]
+        elif kind == "chat":
+            messages, tools = example[1], example[2]
+            last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"),
+                       default=None)
+            if last is None:
+                raise ValueError("no assistant turn to use as the completion")
+            if last != len(messages) - 1:
+                raise ValueError("the conversation goes on after its last assistant turn; "
+                                 "completions would lose it (use --to chat)")
+            before = messages[:last]
+            prompt = _content(before[0]) if len(before) == 1 else _labelled(before)
+            rec = {"prompt": prompt, "completion": _content(messages[last])}
+        else:
+            raise ValueError("plain text has no completion (use --to text)")
+        if tools:
+            rec["tools"] = tools
+        return rec
+    if kind == "text":
+        return {"text": example[1]}
+    if kind == "completions":
+        return {"text": f"{example[1]}\n\n{example[2]}"}
+    return {"text": _labelled(example[1])}
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain text
+
+_SENTENCE = re.compile(
+    r"\S.*?(?:[.!?…]+[\"'”’»)\]]*(?=\s|\Z)|[。！？]+[\"'”’」』)\]]*|\Z)", re.S)
+
+
+def split_text(text: str, mode: str, tokenizer=None, chunk_tokens: int = 512,
+               overlap: int = 0) -> List[str]:
+    """Rows from a plain-text document; blank lines never make rows."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if mode == "line":
+        return [line.strip() for line in text.split("\n") if line.strip()]
+    paragraphs = [p.strip() for p in re.split(r"\n[ \t]*\n", text) if p.strip()]
+    if mode == "paragraph":
+        return paragraphs
+    if mode == "sentence":
+        rows = []
+        for p in paragraphs:
+            # A sentence wrapped over several lines is one sentence.
+            flat = re.sub(r"\s*\n\s*", " ", p)
+            rows.extend(m.group(0).strip() for m in _SENTENCE.finditer(flat))
+        return [r for r in rows if r]
+    if mode == "chunk":
+        return chunk_by_tokens(text, tokenizer, chunk_tokens, overlap)
+    raise BadInput(f"unknown --txt-mode {mode!r} (choose from {', '.join(TXT_MODES)})")
+
+
+def chunk_by_tokens(text: str, tokenizer, chunk_tokens: int, overlap: int) -> List[str]:
+    """Windows of ``chunk_tokens`` tokens, each starting ``chunk_tokens - overlap`` tokens after
+    the previous one, cut from the original text (so nothing is re-spelled by decoding)."""
+    if tokenizer is None:
+        raise BadInput("--txt-mode chunk counts tokens: pass --model")
+    if chunk_tokens < 1:
+        raise BadInput("--chunk-tokens must be at least 1")
+    if not 0 <= overlap < chunk_tokens:
+        raise BadInput("--overlap must be at least 0 and less than --chunk-tokens")
+    hf = getattr(tokenizer, "_tokenizer", tokenizer)
+    if getattr(hf, "is_fast", False):
+        enc = hf(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids, spans = enc["input_ids"], enc["offset_mapping"]
+
+        def piece(i: int, j: int) -> str:
+            return text[spans[i][0]:spans[j - 1][1]]
+    else:
+        ids = hf.encode(text, add_special_tokens=False)
+
+        def piece(i: int, j: int) -> str:
+            return hf.decode(ids[i:j])
+    rows, step = [], chunk_tokens - overlap
+    for i in range(0, len(ids), step):
+        j = min(i + chunk_tokens, len(ids))
+        chunk = piece(i, j).strip()
+        if chunk:
+            rows.append(chunk)
+        if j == len(ids):
+            break
+    return rows
+
+
+def read_txt(path: Path) -> str:
+    data = path.read_bytes()
+    if data.startswith(BOM):
+        data = data[len(BOM):]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise BadInput(f"{path}:{line}: invalid UTF-8 (byte 0x{data[exc.start]:02x}); "
+                       "save the file as UTF-8") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Splitting and writing
+
+def parse_split(spec: str) -> Tuple[float, float, float]:
+    try:
+        parts = tuple(float(x) for x in spec.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 100) > 1e-6:
+        raise BadInput(f"--split {spec}: give three percentages for train,valid,test that add "
+                       "up to 100, e.g. 80,10,10")
+    if parts[0] == 0:
+        raise BadInput(f"--split {spec}: the train share cannot be 0")
+    return parts
+
+
+def split_sizes(n: int, split: Sequence[float]) -> Tuple[int, int, int]:
+    """Rows for train, valid and test. A split with a share gets at least one row when there
+    are rows to spare, so asking for validation never silently yields none."""
+    valid = round(n * split[1] / 100)
+    test = round(n * split[2] / 100)
+    if split[1] > 0 and valid == 0 and n - test >= 2:
+        valid = 1
+    if split[2] > 0 and test == 0 and n - valid >= 2:
+        test = 1
+    return n - valid - test, valid, test
+
+
+def _write_jsonl(path: Path, records: Sequence[dict]) -> None:
+    """Write to a temporary name in the same directory, then rename: a crash or a full disk
+    never leaves a half-written split file under the real name."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            for rec in records:
+                f.write(json.dumps(rec, ensure_ascii=False))
+                f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def expand_inputs(inputs: Sequence) -> List[Path]:
+    files = []
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(x for x in p.iterdir() if x.is_file() and x.suffix.lower() in DATA_SUFFIXES)
+            if not found:
+                raise BadInput(f"{p}: no .jsonl, .json or .txt files in this directory")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise BadInput(f"{p}: no such file or directory")
+    return files
+
+
+def _check_output(out_dir: Path, inputs: Sequence[Path], force: bool) -> None:
+    targets = {(out_dir / f"{n}.jsonl").resolve() for n in SPLIT_NAMES}
+    for p in inputs:
+        if p.resolve() in targets:
+            raise BadInput(f"{p}: is an input and would be overwritten by the output; "
+                           "choose another --out")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadInput(f"{out_dir}: exists and is not a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+        raise BadInput(f"{out_dir}: not empty; pass --force to write train/valid/test.jsonl "
+                       "into it (other files are left alone)")
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole conversion
+
+def read_examples(path: Path, *, txt_mode: str = "line", tokenizer=None, chunk_tokens: int = 512,
+                  overlap: int = 0, progress: Optional[Progress] = None
+                  ) -> Tuple[List[Tuple[int, Example]], List[Problem], int]:
+    """([(line, example)], problems, invalid row count) from one input file. Plain-text rows
+    have line 0: they do not map to one line."""
+    container = sniff_container(path)
+    if container == TXT:
+        if progress:
+            progress(f"reading {path.name}", None)
+        rows = split_text(read_txt(path), txt_mode, tokenizer, chunk_tokens, overlap)
+        return [(0, ("text", t)) for t in rows], [], 0
+    examples, problems, bad_rows = [], [], 0
+
+    def reject(line: int, messages: Sequence[str]) -> None:
+        nonlocal bad_rows
+        bad_rows += 1
+        for message in messages:
+            if len(problems) < 1000:
+                problems.append(Problem(str(path), line, message))
+
+    for line, item in iter_records(path, container, progress, f"reading {path.name}"):
+        if isinstance(item, SourceProblem):
+            reject(line, [item.message])
+            continue
+        fmt = F.record_format(item)
+        if fmt is None:
+            reject(line, [F.unknown_record_message(item)])
+            continue
+        issues = F.check_record(item, fmt)
+        if issues and any(is_error for is_error, _ in issues):
+            reject(line, [message for is_error, message in issues if is_error])
+            continue
+        try:
+            examples.append((line, to_example(item, fmt)))
+        except (ValueError, TypeError) as exc:
+            reject(line, [f"cannot convert: {exc}"])
+    if container == JSON_ARRAY and not examples and not problems:
+        reject(1, ["empty array: no records"])
+    return examples, problems, bad_rows
+
+
+def choose_target(kinds: set) -> str:
+    """The target when --to is not given: the shape that holds the data without flattening."""
+    if kinds <= {"text"}:
+        return F.TEXT
+    if kinds <= {"completions"}:
+        return F.COMPLETIONS
+    if "text" in kinds:
+        raise BadInput("the input mixes plain text with conversations; choose --to text "
+                       "(conversations are written out with their roles) or convert them apart")
+    return F.CHAT
+
+
+def convert(inputs: Sequence, out_dir, *, to: Optional[str] = None,
+            split: Sequence[float] = DEFAULT_SPLIT, seed: int = 0, shuffle: bool = True,
+            txt_mode: str = "line", chunk_tokens: int = 512, overlap: int = 0, tokenizer=None,
+            dedup: bool = False, force: bool = False, skip_invalid: bool = False,
+            progress: Optional[Progress] = None) -> ConvertResult:
+    """Convert INPUT files into ``out_dir``/train.jsonl, valid.jsonl, test.jsonl.
+
+    An input is never overwritten; a non-empty ``out_dir`` needs ``force``. Empty splits are
+    not written: mlx_lm.lora stops with an IndexError on an empty valid.jsonl, while a missing
+    one only means "no validation" (and a missing test.jsonl only matters for --test).
+    Raises InvalidData (with every problem) when records cannot be converted and
+    ``skip_invalid`` is off.
+    """
+    if to is not None and to not in TARGETS:
+        raise BadInput(f"--to {to}: choose chat, completions or text")
+    out_dir = Path(out_dir)
+    files = expand_inputs(inputs)
+    _check_output(out_dir, files, force)
+
+    all_problems: List[Problem] = []
+    bad_rows = 0
+    examples: List[Example] = []
+    sources: List[Tuple[Path, int]] = []  # (file, line) of each example, for messages
+    for path in files:
+        found, problems, bad = read_examples(
+            path, txt_mode=txt_mode, tokenizer=tokenizer, chunk_tokens=chunk_tokens,
+            overlap=overlap, progress=progress)
+        all_problems += problems
+        bad_rows += bad
+        for line, example in found:
+            examples.append(example)
+            sources.append((path, line))
+    if bad_rows and not skip_invalid:
+        raise InvalidData(all_problems, bad_rows)
+    if not examples:
+        raise BadInput("no rows to write: the input has no usable records")
+
+    target = to or choose_target({e[0] for e in examples})
+    records, unconvertible = [], []
+    for example, (path, line) in zip(examples, sources):
+        try:
+            records.append(render(example, target))
+        except ValueError as exc:
+            unconvertible.append(Problem(str(path), line, f"cannot write as {target}: {exc}"))
+    if unconvertible and not skip_invalid:
+        raise InvalidData(unconvertible, len(unconvertible))
+
+    result = ConvertResult(out_dir=out_dir, target=target, counts={}, files=[],
+                           rows_read=len(examples) + bad_rows,
+                           skipped=bad_rows + len(unconvertible))
+    if dedup:
+        seen, unique = set(), []
+        for rec in records:
+            key = json.dumps(rec, sort_keys=True, ensure_ascii=False)
+            if key not in seen:
+                seen.add(key)
+                unique.append(rec)
+        result.duplicates = len(records) - len(unique)
+        records = unique
+    if shuffle:
+        random.Random(seed).shuffle(records)
+    n_train, n_valid, n_test = split_sizes(len(records), split)
+    if n_train < 1:
+        raise BadInput(f"{len(records)} row(s) are too few for --split "
+                       f"{','.join(f'{p:g}' for p in split)}")
+    parts = {"train": records[:n_train], "valid": records[n_train:n_train + n_valid],
+             "test": records[n_train + n_valid:]}
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, rows in parts.items():
+        path = out_dir / f"{name}.jsonl"
+        if rows:
+            if progress:
+                progress(f"writing {path.name}", None)
+            _write_jsonl(path, rows)
+            result.files.append(path)
+            result.counts[name] = len(rows)
+            if name != "test" and len(rows) < MLX_DEFAULT_BATCH_SIZE:
+                result.warnings.append(
+                    f"{path}: {len(rows)} row(s); mlx_lm.lora needs at least --batch-size rows "
+                    f"(default {MLX_DEFAULT_BATCH_SIZE}) in it")
+        elif path.exists():
+            # Left over from an earlier conversion (--force): it would mix old rows in.
+            path.unlink()
+    if "valid" not in result.counts:
+        result.warnings.append("no valid.jsonl: mlx_lm.lora will train without validation")
+    return result
