@@ -185,6 +185,26 @@ def _check_messages(turns: Any, key: str, issues: List[Issue]) -> None:
 
 
 def _check_chat(rec: dict) -> Optional[List[Issue]]:
+    # The common case first, with no allocation: every message a dict with a known role and
+    # non-empty string content, at least one from the assistant, tools absent or a list.
+    turns = rec["messages"]
+    if type(turns) is list:
+        has_assistant = False
+        for m in turns:
+            if type(m) is not dict:
+                break
+            content = m.get("content")
+            if type(content) is not str or not content:
+                break
+            role = m.get("role")
+            if role == "assistant":
+                has_assistant = True
+            elif role not in CHAT_ROLES:
+                break
+        else:
+            tools = rec.get("tools")
+            if has_assistant and (tools is None or type(tools) is list):
+                return None
     issues: List[Issue] = []
     _check_messages(rec["messages"], "messages", issues)
     _check_tools(rec, issues)

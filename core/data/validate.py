@@ -339,8 +339,11 @@ def _run_workers(report, pending, ref, ref_line, base, done, progress, cancel, w
         groups[min(workers - 1, acc * workers // total)].append(rng)
         acc += rng[1] - rng[0]
     groups = [g for g in groups if g]
+    # Bytes checked per worker, results merged or not: progress moves as any worker advances,
+    # not only the one whose results are merged next.
+    checked = [0] * len(groups)
     procs, queues = [], []
-    for g in groups:
+    for k, g in enumerate(groups):
         args = [sys.executable, "-m", "tunedeck.core.data.scan_worker", str(path), ref,
                 str(ref_line), str(MAX_KEPT_PROBLEMS)] + [f"{s}:{e}" for s, e in g]
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -348,13 +351,23 @@ def _run_workers(report, pending, ref, ref_line, base, done, progress, cancel, w
         q: "queue.Queue[Optional[str]]" = queue.Queue()
         # One reader thread per worker drains its pipe, so no worker ever blocks on a full
         # pipe while this thread waits on an earlier one.
-        threading.Thread(target=_drain, args=(proc.stdout, q), daemon=True).start()
+        threading.Thread(target=_drain, args=(proc.stdout, q, g, checked, k),
+                         daemon=True).start()
         procs.append(proc)
         queues.append(q)
+    shown = -1.0
+
+    def report_progress() -> None:
+        nonlocal shown
+        fraction = (done + sum(checked)) / size
+        if progress and fraction > shown:
+            shown = fraction
+            progress(label, fraction)
+
     try:
-        for g, q in zip(groups, queues):
+        for k, (g, q) in enumerate(zip(groups, queues)):
             for i, (start, end) in enumerate(g):
-                text = _next_result(q, cancel)
+                text = _next_result(q, cancel, report_progress)
                 if text is _CANCELLED:
                     report.complete = False
                     return
@@ -364,16 +377,13 @@ def _run_workers(report, pending, ref, ref_line, base, done, progress, cancel, w
                         c = _scan_range(str(path), s2, e2, ref, ref_line, -1, MAX_KEPT_PROBLEMS)
                         _merge(report, c, base)
                         base += c.lines
-                        done += e2 - s2
-                        if progress:
-                            progress(label, done / size)
+                        checked[k] += e2 - s2
+                        report_progress()
                     break
                 c = _chunk_from_json(text)
                 _merge(report, c, base)
                 base += c.lines
-                done += end - start
-                if progress:
-                    progress(label, done / size)
+                report_progress()
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -385,23 +395,24 @@ def _run_workers(report, pending, ref, ref_line, base, done, progress, cancel, w
 _CANCELLED = object()
 
 
-def _drain(stream, q) -> None:
-    for text in stream:
+def _drain(stream, q, ranges: list, checked: list, k: int) -> None:
+    for (start, end), text in zip(ranges, stream):
+        checked[k] += end - start
         q.put(text)
     q.put(None)
 
 
-def _next_result(q, cancel: Optional[threading.Event]):
+def _next_result(q, cancel: Optional[threading.Event], tick):
     import queue
 
     while True:
         if cancel is not None and cancel.is_set():
             return _CANCELLED
         try:
-            # A bounded wait, only so that a cancel is noticed within a tenth of a second.
+            # A bounded wait, so that a cancel is noticed and progress redrawn every 0.1 s.
             return q.get(timeout=0.1)
         except queue.Empty:
-            continue
+            tick()
 
 
 def _validate_json_array(report: FileReport, progress: Optional[Progress]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import subprocess
 import threading
 from pathlib import Path
 
@@ -197,3 +198,28 @@ def test_validation_can_be_cancelled(tmp_path, monkeypatch):
                            progress=lambda msg, frac: cancel.set())
     assert not report.complete and not report.ok
     assert 0 < report.rows < 5000
+
+
+def test_cancel_stops_the_worker_processes(tmp_path, monkeypatch):
+    path = tmp_path / "big.jsonl"
+    _big_file(path, 12000)
+    monkeypatch.setattr(validate, "FIRST_CHUNK", 4096)
+    monkeypatch.setattr(validate, "CHUNK", 32 * 1024)
+    monkeypatch.setattr(validate, "POOL_MIN_BYTES", 0)
+    started = []
+    real_popen = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    cancel = threading.Event()
+
+    def progress(message, fraction):
+        if started:  # the workers run: cancel now
+            cancel.set()
+
+    report = validate_file(path, workers=2, cancel=cancel, progress=progress)
+    assert not report.complete
+    assert len(started) == 2 and all(p.poll() is not None for p in started)
