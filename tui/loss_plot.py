@@ -85,6 +85,12 @@ class StalePlot(PlotextPlot):
     def draw(self, columns: int) -> None:
         raise NotImplementedError
 
+    def integer_ticks(self, first: int, last: int) -> None:
+        """Whole iteration numbers on the x axis (plotext would print 30.8)."""
+        count = 5 if last - first >= 4 else last - first + 1
+        ticks = sorted({round(first + (last - first) * k / max(1, count - 1)) for k in range(count)})
+        self.plt.xticks(ticks, [str(t) for t in ticks])
+
 
 class LossPlot(StalePlot):
     """Train and val loss of the run, the best val marked, optionally another run's curve."""
@@ -115,27 +121,26 @@ class LossPlot(StalePlot):
         self.mark_stale()
 
     def draw(self, columns: int) -> None:
+        # No plotext legend: it would cover the start of the curve. The pane shows a key above.
         plt = self.plt
-        notes = [f"smoothing {self.smoothing:.2f}" if self.smoothing else "", "log scale" if self.log_scale else ""]
-        plt.title("  ".join(["loss", *filter(None, notes)]))
-        plt.yscale("log" if self.log_scale else "linear")
+        drawn = [s for s in (self.overlay, self.train, self.val) if s is not None and len(s)]
+        if not drawn:
+            plt.title("waiting for the first loss report")
+            return
+        # plotext cannot place an empty or non-positive series on a log axis.
+        plt.yscale("log" if self.log_scale and all(min(s.values) > 0 for s in drawn) else "linear")
         if self.overlay is not None and len(self.overlay):
             xs, ys, k = downsample(self.overlay.iters, self.overlay.values, columns)
-            plt.plot(xs, smooth(ys, self.smoothing, k), marker="braille",
-                     color=self.colour("plot-overlay"), label=self.overlay_label)
+            plt.plot(xs, smooth(ys, self.smoothing, k), marker="braille", color=self.colour("plot-overlay"))
         if len(self.train):
             xs, ys, k = downsample(self.train.iters, self.train.values, columns)
-            plt.plot(xs, smooth(ys, self.smoothing, k), marker="braille",
-                     color=self.colour("plot-train"), label="train")
+            plt.plot(xs, smooth(ys, self.smoothing, k), marker="braille", color=self.colour("plot-train"))
         if len(self.val):
             xs, ys, _ = downsample(self.val.iters, self.val.values, columns)
-            plt.plot(xs, ys, marker="braille", color=self.colour("plot-val"), label="val")
+            plt.plot(xs, ys, marker="braille", color=self.colour("plot-val"))
         if self.best is not None:
-            iteration, loss = self.best
-            plt.scatter([iteration], [loss], marker="◆", color=self.colour("plot-best"),
-                        label=f"best val {loss:.3f} @ {iteration}")
-        if not (len(self.train) or len(self.val)):
-            plt.title("loss: waiting for the first report")
+            plt.scatter([self.best[0]], [self.best[1]], marker="◆", color=self.colour("plot-best"))
+        self.integer_ticks(min(s.iters[0] for s in drawn), max(s.iters[-1] for s in drawn))
 
 
 class LearningRatePlot(StalePlot):
@@ -155,3 +160,4 @@ class LearningRatePlot(StalePlot):
         if len(self.lr):
             xs, ys, _ = downsample(self.lr.iters, self.lr.values, columns)
             plt.plot(xs, ys, marker="braille", color=self.colour("plot-lr"))
+            self.integer_ticks(self.lr.iters[0], self.lr.iters[-1])

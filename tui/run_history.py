@@ -12,7 +12,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Optional
 
-from tunedeck.core.events import End, Error, Event, Resume, Start, Train, Val
+from tunedeck.core.eta import EtaEstimator
+from tunedeck.core.events import End, Error, Event, Progress, Resume, Start, Train, Val
 
 # "Stalled": no event for this many usual intervals between reports (plus the longest
 # validation seen, since a validation is a long silence that is not a stall).
@@ -50,7 +51,7 @@ class RunHistory:
         self.last_train: Optional[Train] = None
         self.ended: Optional[str] = None     # the state of the last "end" event
         self.error: Optional[str] = None
-        self.events: list[Event] = []         # every event, for the ETA estimate
+        self.eta = EtaEstimator()
         self.arrivals: list[float] = []      # when each train event arrived (live runs only)
         self.last_arrival: Optional[float] = None
         self.longest_val_s = 0.0
@@ -58,7 +59,7 @@ class RunHistory:
     def add(self, events: list[Event], arrived_at: Optional[float] = None) -> None:
         """``arrived_at`` is None for history read at once (its timing says nothing)."""
         for event in events:
-            self.events.append(event)
+            self.eta.observe(event, arrived_at)
             if arrived_at is not None:
                 self.last_arrival = arrived_at
             if isinstance(event, Train):
@@ -81,6 +82,11 @@ class RunHistory:
                     series.cut(cut)
                 self.iteration = cut
                 self.arrivals.clear()  # the pause before a resume is not a usual interval
+            elif isinstance(event, Progress) and event.phase == "train":
+                # A progress bar counts between loss reports (logs of mlx-lm 0.32).
+                self.iteration = max(self.iteration, event.done)
+                if event.total and not self.total_iters:
+                    self.total_iters = event.total
             elif isinstance(event, Error):
                 self.error = event.message
             elif isinstance(event, End):

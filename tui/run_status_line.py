@@ -6,10 +6,12 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual.widgets import Label, Static
+from textual.widget import Widget
+from textual.widgets import Label
 
 from .literal import visible
 
@@ -52,26 +54,56 @@ def finish_time(at: float, now: float) -> str:
     return time.strftime("%H:%M" if same_day else "%a %H:%M", local)
 
 
+class Figures(Widget):
+    """Figures separated by dots, wrapped between figures, never inside one."""
+
+    DEFAULT_CSS = "Figures { height: auto; }"
+    SEPARATOR = "  ·  "
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.parts: list[str] = []
+
+    def show(self, parts: list[str]) -> None:
+        self.parts = parts
+        self.refresh(layout=True)
+
+    def _lines(self, width: int) -> list[str]:
+        lines: list[str] = []
+        for part in self.parts:
+            if lines and cell_len(lines[-1] + self.SEPARATOR + part) <= width:
+                lines[-1] += self.SEPARATOR + part
+            else:
+                lines.append(part)
+        return lines or [""]
+
+    def get_content_height(self, container, viewport, width: int) -> int:
+        return len(self._lines(width))
+
+    def render(self) -> Text:
+        return Text("\n".join(self._lines(self.size.width)))
+
+
 class RunStatusLine(Horizontal):
     DEFAULT_CSS = """
     RunStatusLine { height: auto; }
     RunStatusLine > #state { width: auto; padding: 0 1; text-style: bold; }
-    RunStatusLine > #figures { width: 1fr; height: auto; }
+    RunStatusLine > Figures { width: 1fr; }
     """
 
     def compose(self) -> ComposeResult:
         yield Label("no run", id="state")
-        yield Static(id="figures")
+        yield Figures()
 
     def show(self, figures: RunFigures, now: float) -> None:
         badge = self.query_one("#state", Label)
         badge.update(figures.state)
         for state in STATES:
             badge.set_class(state == figures.state, f"-{state.replace(' ', '-')}")
-        self.query_one("#figures", Static).update(self._describe(figures, now))
+        self.query_one(Figures).show(self._describe(figures, now))
 
     @staticmethod
-    def _describe(f: RunFigures, now: float) -> Text:
+    def _describe(f: RunFigures, now: float) -> list[str]:
         parts = [visible(f.name)] if f.name else []
         if f.total_iters:
             parts.append(f"iter {f.iteration}/{f.total_iters} ({100 * f.iteration / f.total_iters:.0f}%)")
@@ -93,4 +125,4 @@ class RunStatusLine(Horizontal):
             parts.append(f.note)
         if f.error:
             parts.append(f"error: {visible(f.error)}")
-        return Text("  ·  ".join(parts))
+        return parts

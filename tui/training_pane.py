@@ -7,6 +7,8 @@ from typing import Optional
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.content import Content
+from textual.widgets import Static
 
 from .loss_plot import SMOOTHING_STEPS, LearningRatePlot, LossPlot
 from .messages import OverlayRequested, RunSwitchRequested, StopRequested
@@ -14,7 +16,6 @@ from .run_follower import RunUpdate
 from .run_history import RunHistory, Series
 from .run_log import RunLog
 from .run_status_line import RunFigures, RunStatusLine
-from .run_timing import estimate_eta
 
 
 class TrainingPane(Vertical):
@@ -39,10 +40,15 @@ class TrainingPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield RunStatusLine()
+        yield Static(id="plot-key")
         with Vertical(id="plots"):
             yield LossPlot(id="loss-plot")
             yield LearningRatePlot(id="lr-plot")
         yield RunLog(id="run-log")
+
+    def on_resize(self) -> None:
+        # Below 30 rows the learning rate gets a number in the key instead of a plot.
+        self.set_class(self.size.height < 30, "-short")
 
     def focus_main(self) -> None:
         self.query_one(RunLog).focus()
@@ -57,6 +63,7 @@ class TrainingPane(Vertical):
         plot.show(self.history.train, self.history.val, None)
         plot.show_overlay(None)
         self.query_one(LearningRatePlot).show(self.history.lr)
+        self._show_key()
 
     def add_update(self, update: RunUpdate, live: bool, now: float) -> None:
         """``live`` is False for the backlog read on attaching: its arrival times mean nothing."""
@@ -64,6 +71,7 @@ class TrainingPane(Vertical):
             self.history.add(update.events, update.arrived_at if live else None)
             self.query_one(LossPlot).show(self.history.train, self.history.val, self.history.best_val())
             self.query_one(LearningRatePlot).show(self.history.lr)
+            self._show_key()
         if update.log_lines:
             self.query_one(RunLog).add_output(update.log_lines)
         if update.status is not None:
@@ -76,6 +84,27 @@ class TrainingPane(Vertical):
 
     def show_overlay(self, series: Optional[Series], label: str) -> None:
         self.query_one(LossPlot).show_overlay(series, label)
+        self._show_key()
+
+    def _show_key(self) -> None:
+        """What each colour of the loss plot is, with the figures worth reading exactly."""
+        plot, h = self.query_one(LossPlot), self.history
+        markup = ["[$plot-train]━[/] train", "[$plot-val]━[/] val"]
+        values = {}
+        if (best := h.best_val()) is not None:
+            markup.append("[$plot-best]◆[/] best val $best")
+            values["best"] = f"{best[1]:.3f} @ {best[0]}"
+        if plot.overlay is not None:
+            markup.append("[$plot-overlay]━[/] $overlay")
+            values["overlay"] = plot.overlay_label
+        if len(h.lr):
+            markup.append("[$plot-lr]lr[/] $lr")
+            values["lr"] = f"{h.lr.values[-1]:.2e}"
+        if plot.smoothing:
+            markup.append(f"smoothing {plot.smoothing:.2f}")
+        if plot.log_scale:
+            markup.append("log scale")
+        self.query_one("#plot-key", Static).update(Content.from_markup("   ".join(markup), **values))
 
     def set_note(self, note: str, now: float) -> None:
         self.note = note
@@ -86,19 +115,21 @@ class TrainingPane(Vertical):
         last = h.last_train
         running = self.state == "running"
         state = "stalled" if running and h.is_stalled(now) else self.state
+        if state in ("following", "ended") and h.error:
+            state = "failed"  # a followed log has no status file: its traceback says it
         started = status.get("started_at")
         ended = status.get("ended_at")
         elapsed = None
         if started:
             elapsed = (now if running or self.state == "starting" else (ended or now)) - started
-        eta = estimate_eta(h, now) if running else None
+        estimate = h.eta.estimate(now) if self.state in ("running", "following") else None
         self.query_one(RunStatusLine).show(RunFigures(
             name=self.name_shown, state=state, iteration=h.iteration,
             total_iters=h.total_iters or int(status.get("total_iters") or 0),
             loss=last.loss if last else None, tokens_per_sec=last.tokens_per_sec if last else None,
-            peak_mem_gb=last.peak_mem_gb if last else None, elapsed_s=elapsed, eta_s=eta,
-            finish_at=now + eta if eta is not None else None,
-            error=(h.error or status.get("error")) if self.state == "failed" else None,
+            peak_mem_gb=last.peak_mem_gb if last else None, elapsed_s=elapsed,
+            eta_s=estimate[0] if estimate else None, finish_at=estimate[1] if estimate else None,
+            error=(h.error or status.get("error")) if state == "failed" else None,
             note=self.note), now)
 
     # -- keys ----------------------------------------------------------------------------------
@@ -118,7 +149,9 @@ class TrainingPane(Vertical):
         plot = self.query_one(LossPlot)
         later = [s for s in SMOOTHING_STEPS if s > plot.smoothing]
         plot.smoothing = later[0] if later else SMOOTHING_STEPS[0]
+        self._show_key()
 
     def action_log_scale(self) -> None:
         plot = self.query_one(LossPlot)
         plot.log_scale = not plot.log_scale
+        self._show_key()

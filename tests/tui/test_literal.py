@@ -1,0 +1,29 @@
+"""Text from logs and datasets reaches the screen as typed, never as markup or terminal codes."""
+
+from tunedeck.tui.literal import log_line, visible
+
+
+def test_markup_is_left_alone_for_widgets_to_show_literally():
+    assert visible("[bold red]x[/]") == "[bold red]x[/]"
+
+
+def test_escape_sequences_are_made_visible():
+    link = "\x1b]8;;file:///etc/passwd\x1b\\x\x1b]8;;\x1b\\"
+    assert "\x1b" not in visible(link)
+    assert visible(link) == "^[]8;;file:///etc/passwd^[\\x^[]8;;^[\\"
+    assert visible("bell\x07 del\x7f c1\x9b") == "bell^G del^? c1\\x9b"
+
+
+def test_tabs_stay_tabs():
+    assert visible("a\tb") == "a\tb"
+
+
+def test_mlx_lm_colours_and_redraws_are_stripped_from_log_lines():
+    raw = "\x1b[38;5;244m  20\x1b[0m    \x1b[1;32m2.859 ▼\x1b[0m"
+    assert log_line(raw) == "  20    2.859 ▼"
+    assert log_line("train 10%\rtrain 20%\rtrain 30%\n") == "train 30%"
+    assert log_line("\x1b[2K\x1b[1Adone") == "done"
+
+
+def test_other_escapes_in_log_lines_stay_visible():
+    assert log_line("model said \x1b]0;pwned\x07") == "model said ^[]0;pwned^G"

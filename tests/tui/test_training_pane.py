@@ -1,0 +1,117 @@
+"""The Training pane on its own: what a user reads in the status line, the plot key and the log."""
+
+from pathlib import Path
+
+from tunedeck.core.events import End, Error, Start, Train, Val
+from tunedeck.core.logparse import parse_file
+from tunedeck.tui.messages import OverlayRequested, RunSwitchRequested, StopRequested
+from tunedeck.tui.run_follower import RunUpdate
+from tunedeck.tui.run_log import RunLog
+from tunedeck.tui.run_status_line import Figures
+from tunedeck.tui.training_pane import TrainingPane
+
+from .harness import PaneHarness
+
+LOGS = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
+NOW = 1_800_000_000.0
+HOSTILE = ["[bold red]x[/]", "[link=file:///etc/passwd]x[/link]", "title \x1b]0;pwned\x07 done"]
+
+
+def status_text(app) -> str:
+    figures = app.query_one(Figures)
+    return app.query_one("#state").render().plain + " " + " ".join(figures.parts)
+
+
+def screen_lines(log: RunLog) -> list[str]:
+    return [log.render_line(y).text.rstrip() for y in range(log.size.height)]
+
+
+async def test_a_real_mlx_lm_log_fills_the_status_line_plot_and_log():
+    app = PaneHarness(lambda: TrainingPane(), clock=lambda: NOW)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.query_one(TrainingPane)
+        log = LOGS / "v032_long.log"
+        pane.follow(log.name, "following")
+        pane.add_update(RunUpdate(events=parse_file(log), arrived_at=NOW, backlog=True,
+                                  log_lines=log.read_text().splitlines()), live=False, now=NOW)
+        await pilot.pause()
+        text = status_text(app)
+        assert "iter 1200/1200 (100%)" in text
+        assert "loss 1.818" in text
+        assert "2.0k tok/s" in text
+        key = str(app.query_one("#plot-key").render())
+        assert "best val" in key
+        shown = "\n".join(screen_lines(app.query_one(RunLog)))
+        assert "0001200_adapters.safetensors" in shown
+        assert "\x1b" not in shown  # mlx-lm's colours are stripped
+
+
+async def test_markup_and_escape_sequences_in_the_log_show_literally():
+    app = PaneHarness(lambda: TrainingPane(), clock=lambda: NOW)
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = app.query_one(TrainingPane)
+        pane.follow("run", "running")
+        pane.add_update(RunUpdate(log_lines=HOSTILE, arrived_at=NOW), live=True, now=NOW)
+        await pilot.pause()
+        shown = screen_lines(app.query_one(RunLog))
+        assert "[bold red]x[/]" in shown
+        assert "[link=file:///etc/passwd]x[/link]" in shown
+        assert "title ^[]0;pwned^G done" in shown
+
+
+def train(i: int) -> Train:
+    return Train(iter=i, loss=3.0 - i / 100, lr=1e-3, tokens_per_sec=1500.0, peak_mem_gb=1.25)
+
+
+async def test_a_run_that_goes_silent_is_shown_as_stalled():
+    now = [NOW]
+    app = PaneHarness(lambda: TrainingPane(), clock=lambda: now[0])
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = app.query_one(TrainingPane)
+        pane.follow("run", "running")
+        pane.add_update(RunUpdate(events=[Start(total_iters=100)], state="running",
+                                  status={"started_at": NOW - 5}, arrived_at=NOW), live=True, now=NOW)
+        for k in range(1, 6):
+            pane.add_update(RunUpdate(events=[train(10 * k)], arrived_at=NOW + k), live=True, now=NOW + k)
+        await pilot.pause()
+        assert status_text(app).startswith("running")
+        assert "peak 1.25 GB" in status_text(app)
+        pane.refresh_status(NOW + 600)
+        await pilot.pause()
+        assert status_text(app).startswith("stalled")
+
+
+async def test_a_failed_run_shows_its_error():
+    app = PaneHarness(lambda: TrainingPane(), clock=lambda: NOW)
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = app.query_one(TrainingPane)
+        pane.follow("run", "running")
+        events = [Start(total_iters=50), Val(iter=1, loss=4.0), train(10),
+                  Error(message="RuntimeError: [metal] out of memory"), End(state="failed")]
+        pane.add_update(RunUpdate(events=events, state="failed", arrived_at=NOW), live=True, now=NOW)
+        await pilot.pause()
+        text = status_text(app)
+        assert text.startswith("failed")
+        assert "error: RuntimeError: [metal] out of memory" in text
+
+
+async def test_keys_ask_the_app_to_stop_switch_and_overlay():
+    app = PaneHarness(lambda: TrainingPane(), clock=lambda: NOW)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.query_one(TrainingPane).focus_main()
+        await pilot.press("x", "n", "right_square_bracket", "left_square_bracket", "o")
+        stops = app.of_type(StopRequested)
+        assert [s.after_checkpoint for s in stops] == [False, True]
+        assert [m.step for m in app.of_type(RunSwitchRequested)] == [1, -1]
+        assert app.of_type(OverlayRequested)
+
+
+async def test_smoothing_and_log_scale_keys_change_the_plot_and_say_so():
+    app = PaneHarness(lambda: TrainingPane(), clock=lambda: NOW)
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = app.query_one(TrainingPane)
+        pane.focus_main()
+        await pilot.press("s", "l")
+        key = str(app.query_one("#plot-key").render())
+        assert "smoothing 0.60" in key
+        assert "log scale" in key
