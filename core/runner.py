@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import builtins
 import inspect
-import json
 import math
 import os
 import signal
@@ -30,6 +29,7 @@ from typing import Optional
 
 from .resume_state import (ResumeState, adapter_file, load_state, restore_optimizer,
                            save_optimizer)
+from . import events as ev
 from .rundir import RunDirectory
 
 STOP_NOW, STOP_AFTER_CHECKPOINT, SAVE_AND_STOP, EARLY_STOP = "now", "after-checkpoint", "save", "early"
@@ -51,40 +51,25 @@ class StopRequested(Exception):
 
 
 def read_mlx_args(run: RunDirectory, total_iters: Optional[int]) -> dict:
-    """mlx_lm.yaml merged over mlx-lm's defaults, exactly as ``mlx_lm.lora -c`` merges them."""
-    import yaml
-    from mlx_lm.lora import CONFIG_DEFAULTS
+    """The arguments mlx-lm's own ``mlx_lm.lora -c mlx_lm.yaml`` would train with."""
+    from .config import TrainConfig
 
-    args = dict(CONFIG_DEFAULTS)
-    args.update(yaml.safe_load(run.mlx_yaml.read_text()) or {})
+    args = TrainConfig.from_mlx_yaml(run.mlx_yaml).to_mlx_args()
     args["adapter_path"] = str(run.adapters)
-    args["train"] = True
     if total_iters is not None:
         args["iters"] = total_iters
     return args
 
 
 def read_early_stopping(run: RunDirectory) -> tuple[Optional[int], float]:
+    """Early stopping is tunedeck's own, so it lives in run.toml, not in mlx_lm.yaml."""
+    from .config import TrainConfig
+
     try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
-    try:
-        data = tomllib.loads(run.run_toml.read_text())
-    except (OSError, ValueError):
+        config = TrainConfig.from_toml(run.run_toml)
+    except Exception:  # a run started from a YAML config has no tunedeck-only settings
         return None, 0.0
-    return data.get("early_stopping_patience"), float(data.get("early_stopping_min_delta", 0.0))
-
-
-class EventLog:
-    """Appends events to metrics.jsonl, one JSON object per line, flushed as written."""
-
-    def __init__(self, path: Path):
-        self._file = open(path, "a", encoding="utf-8")
-
-    def emit(self, kind: str, **fields) -> None:
-        self._file.write(json.dumps({"kind": kind, **fields}) + "\n")
-        self._file.flush()
+    return config.early_stopping_patience, config.early_stopping_min_delta
 
 
 @contextmanager
@@ -196,7 +181,7 @@ class TrainingSession:
         self.resume_from = resume_from
         self.args = read_mlx_args(run, total_iters)
         self.patience, self.min_delta = read_early_stopping(run)
-        self.events = EventLog(run.metrics_jsonl)
+        self.events = ev.EventWriter(run.metrics_jsonl)
         self.stop_mode: Optional[str] = None
         self.last_checkpoint: Optional[int] = None
         self.tokens_offset = 0
@@ -238,7 +223,7 @@ class TrainingSession:
         ).save(adapters)
         self.last_checkpoint = iteration
         reseed(self.args["seed"], iteration)
-        self.events.emit("save", iter=iteration, file=adapter_file(adapters, iteration).name)
+        self.events.append(ev.Save(iter=iteration, file=adapter_file(adapters, iteration).name))
         self.run.update_status(iter=iteration, last_checkpoint=iteration)
 
     def save_checkpoint_now(self, iteration: int) -> None:
@@ -272,18 +257,18 @@ class TrainingSession:
         class Recorder(TrainingCallback):
             def on_train_loss_report(self, info):
                 session.trained_tokens = session.tokens_offset + int(info["trained_tokens"])
-                session.events.emit(
-                    "train", iter=info["iteration"], loss=info["train_loss"],
+                session.events.append(ev.Train(
+                    iter=info["iteration"], loss=info["train_loss"],
                     lr=float(info["learning_rate"]), it_per_sec=info["iterations_per_second"],
                     tokens_per_sec=info["tokens_per_second"], trained_tokens=session.trained_tokens,
-                    peak_mem_gb=info["peak_memory"])
+                    peak_mem_gb=info["peak_memory"]))
                 session.run.update_status(iter=info["iteration"])
 
             def on_val_loss_report(self, info):
                 # mlx-lm passes it-1 here but prints it; events use the printed number.
                 iteration = info["iteration"] + 1
                 loss = info["val_loss"]
-                session.events.emit("val", iter=iteration, loss=loss, seconds=info["val_time"])
+                session.events.append(ev.Val(iter=iteration, loss=loss, seconds=info["val_time"]))
                 session.note_validation(iteration, loss)
 
         return Recorder()
@@ -411,7 +396,7 @@ class TrainingSession:
                         max_seq_length=args["max_seq_length"], iterate_batches=batches)
         ppl = math.exp(loss)
         rprint(f"Test loss {loss:.3f}, Test ppl {ppl:.3f}.")
-        self.events.emit("test", loss=loss, ppl=ppl)
+        self.events.append(ev.Test(loss=loss, ppl=ppl))
 
     def execute(self) -> int:
         self.install_signal_handlers()
@@ -422,9 +407,9 @@ class TrainingSession:
             resume = self.build()
             first = resume.iteration + 1 if resume else 1
             if resume:
-                self.events.emit("resume", iter=resume.iteration,
-                                 **{"from": str(adapter_file(self.run.adapters, resume.iteration))})
-            self.events.emit("start", total_iters=self.args["iters"])
+                self.events.append(ev.Resume(
+                    iter=resume.iteration, source=str(adapter_file(self.run.adapters, resume.iteration))))
+            self.events.append(ev.Start(total_iters=self.args["iters"]))
             self.run.update_status(total_iters=self.args["iters"])
             self.train(first)
             if self.stop_mode is None and self.args.get("test"):
@@ -432,13 +417,13 @@ class TrainingSession:
         except Exception as exc:
             traceback.print_exc()
             message = f"{type(exc).__name__}: {exc}"
-            self.events.emit("error", message=message)
-            self.events.emit("end", state="failed")
+            self.events.append(ev.Error(message=message))
+            self.events.append(ev.End(state="failed"))
             self.run.update_status(state="failed", error=message, ended_at=time.time())
             return 1
         state = "stopped" if self.stop_mode in (STOP_NOW, SAVE_AND_STOP, STOP_AFTER_CHECKPOINT) else "finished"
         extra = {"reason": "early_stopping"} if self.stop_mode == EARLY_STOP else {}
-        self.events.emit("end", state=state, **extra)
+        self.events.append(ev.End(state=state))
         self.run.update_status(state=state, ended_at=time.time(), iter=self.completed, **extra)
         print(f"[tunedeck] run {state} at iteration {self.completed}"
               + (f"; last checkpoint {self.last_checkpoint}" if self.last_checkpoint else ""), flush=True)

@@ -1,0 +1,108 @@
+"""The checkpoint index of a run: what each numbered checkpoint is worth and whether it resumes."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from .adapters import checkpoint_iteration
+from .errors import BadInput
+from .events import Event, Resume, Train, Val, read_events
+from .resume_state import load_state
+from .rundir import RunDirectory
+
+
+@dataclass
+class Checkpoint:
+    iteration: int
+    path: Path
+    saved_at: float
+    size_bytes: int
+    val_loss: Optional[float]      # at this iteration, or the nearest validation before it
+    val_iter: Optional[int]
+    train_loss: Optional[float]    # the nearest train report at or before it
+    resumable: bool                # exact-resume state present and consistent
+    best: bool = False
+
+
+def current_history(events: list[Event]) -> tuple[dict[int, float], dict[int, float]]:
+    """Val and train losses by iteration, as the run stands now.
+
+    A resume from an earlier checkpoint makes everything logged after that checkpoint history
+    that no longer leads to the current weights, so it is dropped.
+    """
+    val: dict[int, float] = {}
+    train: dict[int, float] = {}
+    for event in events:
+        if isinstance(event, Resume):
+            cut = event.iter or 0
+            val = {i: v for i, v in val.items() if i <= cut}
+            train = {i: v for i, v in train.items() if i <= cut}
+        elif isinstance(event, Val):
+            val[event.iter] = event.loss
+        elif isinstance(event, Train):
+            train[event.iter] = event.loss
+    return val, train
+
+
+def run_events(run: RunDirectory) -> list[Event]:
+    return read_events(run.metrics_jsonl) if run.metrics_jsonl.exists() else []
+
+
+def _at_or_before(series: dict[int, float], iteration: int) -> tuple[Optional[int], Optional[float]]:
+    keys = sorted(series)
+    i = bisect.bisect_right(keys, iteration)
+    return (keys[i - 1], series[keys[i - 1]]) if i else (None, None)
+
+
+def checkpoint_index(run: RunDirectory) -> list[Checkpoint]:
+    """Every numbered checkpoint of the run, oldest first, the best by val loss marked."""
+    if not run.adapters.is_dir():
+        return []
+    val, train = current_history(run_events(run))
+    checkpoints = []
+    for path in run.adapters.glob("*_adapters.safetensors"):
+        iteration = checkpoint_iteration(path)
+        if iteration is None:
+            continue
+        stat = path.stat()
+        val_iter, val_loss = _at_or_before(val, iteration)
+        _, train_loss = _at_or_before(train, iteration)
+        checkpoints.append(Checkpoint(
+            iteration=iteration, path=path, saved_at=stat.st_mtime, size_bytes=stat.st_size,
+            val_loss=val_loss, val_iter=val_iter, train_loss=train_loss,
+            resumable=load_state(run.adapters, iteration) is not None))
+    checkpoints.sort(key=lambda c: c.iteration)
+    scored = [c for c in checkpoints if c.val_loss is not None]
+    if scored:
+        min(scored, key=lambda c: (c.val_loss, c.iteration)).best = True
+    return checkpoints
+
+
+def pick_checkpoint(run: RunDirectory, spec: Optional[str], resumable: bool = False) -> Checkpoint:
+    """``spec`` is an iteration number, ``best``, or None for the latest (resumable) one."""
+    checkpoints = checkpoint_index(run)
+    candidates = [c for c in checkpoints if c.resumable] if resumable else checkpoints
+    what = "resumable checkpoint" if resumable else "checkpoint"
+    if not candidates:
+        raise BadInput(f"{run.path}: no {what} yet")
+    if spec is None:
+        return candidates[-1]
+    if spec == "best":
+        best = [c for c in checkpoints if c.best]
+        if not best:
+            raise BadInput(f"{run.path}: no checkpoint has a validation loss, so none is 'best'")
+        if resumable and not best[0].resumable:
+            raise BadInput(f"{run.path}: the best checkpoint ({best[0].iteration}) has no resume state")
+        return best[0]
+    try:
+        iteration = int(spec)
+    except ValueError:
+        raise BadInput(f"--checkpoint: expected an iteration number or 'best' (got {spec!r})") from None
+    for c in candidates:
+        if c.iteration == iteration:
+            return c
+    have = ", ".join(str(c.iteration) for c in candidates)
+    raise BadInput(f"{run.path}: no {what} at iteration {iteration} (have: {have})")

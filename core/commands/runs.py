@@ -1,0 +1,82 @@
+"""``tunedeck runs`` and ``tunedeck stop``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from ..errors import BadInput
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "runs", help="list runs: state, progress, last loss, best val loss, ETA",
+        description="List the runs under ROOT (default ./runs), oldest first.")
+    p.add_argument("--root", type=Path, default=Path("runs"), help="where runs live (default ./runs)")
+    p.add_argument("--json", action="store_true", help="one JSON object per run and line")
+    p.set_defaults(handler=_runs)
+
+    p = subparsers.add_parser(
+        "stop", help="stop a run gracefully",
+        description="Stop RUN between two training steps (or in the middle of a validation). "
+                    "The latest weights are saved as adapters.safetensors; with --save a numbered, "
+                    "resumable checkpoint is written at the current iteration too.")
+    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("--save", action="store_true", help="write a resumable checkpoint before stopping")
+    p.add_argument("--after-checkpoint", action="store_true",
+                   help="let the run continue to its next checkpoint, then stop")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
+    p.set_defaults(handler=_stop)
+
+
+def format_duration(seconds) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def _loss(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _runs(args) -> int:
+    from ..runs import list_runs
+
+    summaries = list_runs(args.root)
+    if args.json:
+        for s in summaries:
+            print(json.dumps(s.to_json()))
+        return 0
+    if not summaries:
+        print(f"no runs under {args.root}")
+        return 0
+    header = f"{'RUN':<32} {'STATE':<12} {'PROGRESS':>13} {'LOSS':>7} {'BEST VAL':>9} {'ETA':>8}"
+    print(header)
+    for s in summaries:
+        progress = f"{s.iteration}/{s.total_iters}" if s.total_iters else str(s.iteration)
+        print(f"{s.name[:32]:<32} {s.state:<12} {progress:>13} {_loss(s.last_loss):>7} "
+              f"{_loss(s.best_val_loss):>9} {format_duration(s.eta_s):>8}")
+        if s.error:
+            print(f"  error: {s.error}")
+    return 0
+
+
+def _stop(args) -> int:
+    from ..rundir import RunDirectory
+    from ..runs import stop_run
+
+    run = RunDirectory(args.run)
+    if not run.exists():
+        raise BadInput(f"{args.run}: not a run directory")
+    start = time.monotonic()
+    state = stop_run(run, save=args.save, after_checkpoint=args.after_checkpoint, timeout=args.timeout)
+    if args.after_checkpoint:
+        print(f"{run.path}: {state}")
+    else:
+        print(f"{run.path}: {state} after {time.monotonic() - start:.1f} s")
+    return 0

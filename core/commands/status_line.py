@@ -1,0 +1,55 @@
+"""The one-line live status under a foreground run's log: iteration/total, loss, tokens/s, ETA."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from ..eta import EtaEstimator
+from ..events import EventFileReader, Start, Train
+from .runs import format_duration
+
+
+class StatusLine:
+    """Redrawn in place on a terminal; silent when stderr is not one (logs stay clean)."""
+
+    def __init__(self, run, stream=None):
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
+        self.reader = EventFileReader(run.metrics_jsonl)
+        self.eta = EtaEstimator()
+        self.total = run.read_status().get("total_iters")
+        self.last_train: Train | None = None
+        self.shown = False
+
+    def text(self, now: float) -> str:
+        for event in self.reader.read_new():
+            self.eta.observe(event, now)
+            if isinstance(event, Train):
+                self.last_train = event
+            elif isinstance(event, Start) and event.total_iters:
+                self.total = event.total_iters
+        t = self.last_train
+        if t is None:
+            return "starting…"
+        parts = [f"iter {t.iter}/{self.total or '?'}", f"loss {t.loss:.3f}"]
+        if t.tokens_per_sec:
+            parts.append(f"{t.tokens_per_sec:,.0f} tok/s")
+        estimate = self.eta.estimate(now)
+        if estimate is not None:
+            left, finish = estimate
+            parts.append(f"ETA {format_duration(left)} (finish {time.strftime('%H:%M', time.localtime(finish))})")
+        return " · ".join(parts)
+
+    def refresh(self) -> None:
+        if not self.enabled:
+            return
+        self.stream.write("\r\x1b[2K\x1b[7m " + self.text(time.time()) + " \x1b[0m")
+        self.stream.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.enabled and self.shown:
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()
+            self.shown = False

@@ -1,0 +1,151 @@
+"""``tunedeck train`` and ``tunedeck resume``: start or continue a run, detached or followed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ..errors import BadInput
+
+TRAIN_EXAMPLES = """\
+examples:
+  tunedeck train tunedeck.toml                       train in the foreground (Ctrl-C stops gracefully)
+  tunedeck train tunedeck.toml --detach              start and return; follow with `tunedeck runs`
+  tunedeck train lora_config.yaml --run-dir runs/a   an mlx-lm YAML, as `mlx_lm.lora -c` takes it
+
+The run directory holds the config, mlx-lm's log (train.log), events (metrics.jsonl), status and
+checkpoints. The training process does not depend on this terminal: closing it never stops a run."""
+
+RESUME_EXAMPLES = """\
+examples:
+  tunedeck resume runs/demo-20260101-120000              continue from the latest checkpoint
+  tunedeck resume runs/demo-... --checkpoint best        continue from the best by val loss
+  tunedeck resume runs/demo-... --iters 2000             extend the run to 2000 iterations
+
+Resume is exact: optimizer state, learning-rate schedule, data order and iteration numbers all
+continue, so the result equals a run that never stopped. Later checkpoints are moved aside, never
+overwritten."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train", help="start a training run from a tunedeck TOML or an mlx-lm YAML",
+        description="Start a training run. CONFIG is a tunedeck.toml or an mlx-lm YAML config.",
+        epilog=TRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", type=Path, metavar="CONFIG")
+    p.add_argument("--run-dir", type=Path, help="run directory (default: ./runs/<name>-<timestamp>)")
+    p.add_argument("--detach", action="store_true", help="start the run and return at once")
+    p.set_defaults(handler=_train)
+
+    p = subparsers.add_parser(
+        "resume", help="continue a run exactly from a checkpoint",
+        description="Continue RUN from its latest resumable checkpoint (or --checkpoint).",
+        epilog=RESUME_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("--checkpoint", metavar="ITER|best", help="which checkpoint (default: the latest)")
+    p.add_argument("--iters", type=int, help="total iterations; larger than planned extends the run")
+    p.add_argument("--detach", action="store_true", help="start and return at once")
+    p.set_defaults(handler=_resume)
+
+
+def load_config_file(path: Path):
+    from ..config import TrainConfig
+
+    if not path.is_file():
+        raise BadInput(f"{path}: config file not found")
+    config = TrainConfig.load(path)
+    config.resolve_paths(path.resolve().parent)
+    return config
+
+
+def _train(args) -> int:
+    from ..runs import start_run
+
+    config = load_config_file(args.config)
+    source = args.config.read_text() if args.config.suffix == ".toml" else None
+    run, proc = start_run(config, run_dir=args.run_dir, source_text=source)
+    return _after_start(run, proc, args.detach)
+
+
+def _resume(args) -> int:
+    from ..rundir import RunDirectory
+    from ..runs import resume_run
+
+    run = RunDirectory(args.run)
+    proc, checkpoint, total = resume_run(run, args.checkpoint, args.iters)
+    print(f"resuming {run.path} from checkpoint {checkpoint.iteration} to iteration {total}")
+    return _after_start(run, proc, args.detach)
+
+
+def _after_start(run, proc, detach: bool) -> int:
+    if detach:
+        print(f"started {run.path} (pid {proc.pid})")
+        print(f"  follow: tunedeck metrics {run.path} --follow    stop: tunedeck stop {run.path}")
+        return 0
+    return follow(run, proc)
+
+
+def follow(run, proc) -> int:
+    """Show the log as it grows with a live status line; Ctrl-C stops the run gracefully."""
+    from ..runs import stop_run
+    from .status_line import StatusLine
+
+    status = StatusLine(run)
+    position = 0
+    interrupted = False
+    while True:
+        try:
+            position = _copy_new_log(run.train_log, position, status)
+            status.refresh()
+            if proc.poll() is not None and not run.is_locked():
+                position = _copy_new_log(run.train_log, position, status)
+                break
+            time.sleep(0.1)
+        except KeyboardInterrupt:
+            if interrupted:
+                continue
+            interrupted = True
+            status.clear()
+            print("\nstopping gracefully (the current step finishes first)...", file=sys.stderr)
+            try:
+                stop_run(run)
+            except BadInput:
+                pass
+    status.clear()
+    return _report_end(run)
+
+
+def _copy_new_log(path: Path, position: int, status) -> int:
+    try:
+        with open(path, "rb") as f:
+            f.seek(position)
+            chunk = f.read()
+    except OSError:
+        return position
+    if chunk:
+        status.clear()
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.flush()
+    return position + len(chunk)
+
+
+def _report_end(run) -> int:
+    from ..checkpoints import checkpoint_index
+
+    state = run.state()
+    checkpoints = checkpoint_index(run)
+    resumable = [c for c in checkpoints if c.resumable]
+    print(f"\nrun {state}: {run.path}", file=sys.stderr)
+    if (run.adapters / "adapters.safetensors").exists():
+        print(f"  saved: {run.adapters / 'adapters.safetensors'} (latest weights)", file=sys.stderr)
+    if resumable:
+        last = resumable[-1]
+        print(f"  last checkpoint: {last.path.name} (iteration {last.iteration}, resumable)", file=sys.stderr)
+        if state != "finished":
+            print(f"  continue with: tunedeck resume {run.path}", file=sys.stderr)
+    error = run.read_status().get("error")
+    if error:
+        print(f"  error: {error}", file=sys.stderr)
+    return 0 if state in ("finished", "stopped") else 1

@@ -1,0 +1,202 @@
+"""Starting, resuming, stopping and listing runs. The training itself happens in core.runner,
+in a process of its own session, so nothing here (nor the UI) has to stay alive for a run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+from .checkpoints import Checkpoint, current_history, pick_checkpoint, run_events
+from .errors import BadInput, WorkFailed
+from .rundir import RunDirectory, find_runs, write_atomic
+
+STARTUP_TIMEOUT_S = 30.0
+
+
+def default_run_dir(name: str, root: Path) -> Path:
+    return root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_run_dir_free(run: RunDirectory) -> None:
+    if run.is_locked():
+        raise BadInput(f"{run.path}: a run is in progress in this directory")
+    if run.path.exists() and any(run.path.iterdir()):
+        raise BadInput(f"{run.path}: already exists and is not empty "
+                       "(use `tunedeck resume` to continue a run, or pick another --run-dir)")
+
+
+def _runner_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"  # mlx-lm's plain prints are block-buffered on a pipe otherwise
+    env["HF_HUB_OFFLINE"] = "1"    # a run never waits on a network it does not have
+    env.pop("FORCE_COLOR", None)   # it would switch mlx-lm to TTY redraws in the log
+    return env
+
+
+def spawn_runner(run: RunDirectory, *runner_args: str) -> subprocess.Popen:
+    """Start the training process detached from this terminal and wait until it holds the lock."""
+    run.path.mkdir(parents=True, exist_ok=True)
+    before = run.read_status().get("started_at")
+    with open(run.train_log, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tunedeck.core.runner", str(run.path), *runner_args],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env=_runner_env(), cwd=str(run.path))
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        status = run.read_status()
+        if status.get("pid") == proc.pid and status.get("started_at") != before:
+            return proc
+        if proc.poll() is not None:
+            tail = run.train_log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise WorkFailed(f"the training process exited at once: {tail[0]}")
+        time.sleep(0.05)
+    raise WorkFailed(f"the training process did not start within {STARTUP_TIMEOUT_S:.0f} s "
+                     f"(see {run.train_log})")
+
+
+def supersede_after(run: RunDirectory, iteration: int) -> Optional[Path]:
+    """Move checkpoints newer than ``iteration`` aside instead of letting a resume overwrite them."""
+    later = [p for p in run.adapters.glob("[0-9]*_*") if p.name[:7].isdigit() and int(p.name[:7]) > iteration]
+    if not later:
+        return None
+    keep = run.adapters / f"superseded-{time.strftime('%Y%m%d-%H%M%S')}"
+    keep.mkdir()
+    for p in later:
+        shutil.move(str(p), keep / p.name)
+    return keep
+
+
+def resume_run(run: RunDirectory, checkpoint: Optional[str] = None,
+               iters: Optional[int] = None) -> tuple[subprocess.Popen, Checkpoint, int]:
+    if not run.exists():
+        raise BadInput(f"{run.path}: not a run directory")
+    if run.is_locked():
+        raise BadInput(f"{run.path}: the run is still going (stop it first)")
+    chosen = pick_checkpoint(run, checkpoint, resumable=True)
+    total = iters if iters is not None else int(run.read_status().get("total_iters") or 0)
+    if iters is not None and iters < 1:
+        raise BadInput(f"--iters: must be at least 1 (got {iters})")
+    if total <= chosen.iteration:
+        raise BadInput(f"{run.path}: checkpoint {chosen.iteration} already reaches the planned "
+                       f"{total} iterations; pass --iters N (N > {chosen.iteration}) to extend the run")
+    supersede_after(run, chosen.iteration)
+    proc = spawn_runner(run, "--resume-from", str(chosen.iteration), "--iters", str(total))
+    return proc, chosen, total
+
+
+def stop_run(run: RunDirectory, save: bool = False, after_checkpoint: bool = False,
+             timeout: float = 60.0) -> str:
+    """Ask the training process to stop gracefully and wait for it. Returns the final state."""
+    if not run.exists():
+        raise BadInput(f"{run.path}: not a run directory")
+    state = run.state()
+    if state not in ("starting", "running"):
+        raise BadInput(f"{run.path}: not running (state: {state})")
+    pid = int(run.read_status()["pid"])
+    sig = signal.SIGUSR1 if after_checkpoint else signal.SIGUSR2 if save else signal.SIGTERM
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return run.state()
+    if after_checkpoint:
+        return "stopping after the next checkpoint"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not run.is_locked():
+            return run.state()
+        time.sleep(0.1)
+    raise WorkFailed(f"{run.path}: still stopping after {timeout:.0f} s (it stops between steps; "
+                     f"`kill -9 {pid}` ends it at once, losing work since the last checkpoint)")
+
+
+@dataclass
+class RunSummary:
+    name: str
+    path: str
+    state: str
+    iteration: int
+    total_iters: int
+    last_loss: Optional[float]
+    best_val_loss: Optional[float]
+    eta_s: Optional[float]
+    started_at: Optional[float]
+    error: Optional[str]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def summarize(run: RunDirectory) -> RunSummary:
+    from .eta import estimate_from_events
+
+    status = run.read_status()
+    events = run_events(run)
+    val, train = current_history(events)
+    state = run.state()
+    iteration = max([int(status.get("iter") or 0), *train.keys(), *val.keys()] or [0])
+    total = int(status.get("total_iters") or 0)
+    eta = estimate_from_events(events, total) if state == "running" else None
+    return RunSummary(
+        name=run.name, path=str(run.path), state=state, iteration=iteration, total_iters=total,
+        last_loss=train[max(train)] if train else None,
+        best_val_loss=min(val.values()) if val else None,
+        eta_s=eta, started_at=status.get("created_at"), error=status.get("error"))
+
+
+def list_runs(root: Path) -> list[RunSummary]:
+    return [summarize(r) for r in find_runs(root)]
+
+
+def _check_data(data_dir: Path) -> None:
+    """Refuse a dataset mlx-lm would trip over mid-run, before any process starts."""
+    from .data.validate import validate_file
+
+    if not data_dir.is_dir():
+        raise BadInput(f"{data_dir}: data directory not found")
+    if not (data_dir / "train.jsonl").exists():
+        raise BadInput(f"{data_dir}: no train.jsonl (mlx-lm reads train.jsonl, valid.jsonl, test.jsonl)")
+    problems = []
+    for split in ("train", "valid", "test"):
+        path = data_dir / f"{split}.jsonl"
+        if path.exists():
+            problems += [str(p) for p in validate_file(path).problems if p.error]
+    if problems:
+        more = f" (and {len(problems) - 1} more; see `tunedeck data check {data_dir}`)" if len(problems) > 1 else ""
+        raise BadInput(f"{problems[0]}{more}")
+
+
+def start_run(config, run_dir: Optional[Path] = None, root: Path = Path("runs"),
+              source_text: Optional[str] = None) -> tuple[RunDirectory, subprocess.Popen]:
+    """Check everything, write the run directory, and start training detached.
+
+    ``config`` is a TrainConfig whose paths are already resolved; ``source_text`` is the user's
+    own TOML, kept verbatim in run.toml when given.
+    """
+    from .models import resolve_model
+
+    problems = config.problems()
+    if problems:
+        raise BadInput(problems[0])
+    run = RunDirectory(run_dir or default_run_dir(config.run_name, root))
+    check_run_dir_free(run)
+    model_dir = resolve_model(str(config.model))
+    _check_data(Path(config.data))
+    config.model = str(model_dir)
+    config.adapter_path = str(run.adapters)
+    run.path.mkdir(parents=True, exist_ok=True)
+    write_atomic(run.run_toml, source_text if source_text is not None else config.to_toml())
+    write_atomic(run.mlx_yaml, config.to_mlx_yaml())
+    write_atomic(run.command_txt, config.to_command(str(run.mlx_yaml)).text + "\n")
+    run.update_status(state="starting", created_at=time.time(), total_iters=config.total_iters(),
+                      name=config.run_name, model=str(model_dir))
+    proc = spawn_runner(run)
+    return run, proc

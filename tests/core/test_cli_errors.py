@@ -1,0 +1,78 @@
+"""Bad input gets one line naming the problem, exit code 2, and no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.core.runhelpers import write_config
+
+EXE = str(Path(sys.executable).with_name("tunedeck"))
+
+
+def _run(*args, cwd=None):
+    return subprocess.run([EXE, *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def _one_line_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0]
+    return lines[0]
+
+
+def test_model_path_that_does_not_exist(tmp_path):
+    _one_line_error(_run("chat", "--model", str(tmp_path / "nope"), "--prompt", "hi"), "nope")
+
+
+def test_config_with_a_negative_learning_rate(tmp_path, tiny_model, persona_data):
+    cfg = write_config(tmp_path / "c.toml", tiny_model, persona_data, learning_rate=-0.1)
+    _one_line_error(_run("train", str(cfg), "--run-dir", str(tmp_path / "r")), "learning_rate")
+    assert not (tmp_path / "r").exists()
+
+
+def test_config_with_an_unknown_key(tmp_path, tiny_model, persona_data):
+    cfg = write_config(tmp_path / "c.toml", tiny_model, persona_data, learning_rat=0.1)
+    _one_line_error(_run("train", str(cfg)), "learning_rat")
+
+
+def test_config_with_a_wrong_type(tmp_path, tiny_model, persona_data):
+    cfg = write_config(tmp_path / "c.toml", tiny_model, persona_data, batch_size="four")
+    _one_line_error(_run("train", str(cfg)), "batch_size")
+
+
+def test_data_dir_without_train_jsonl(tmp_path, tiny_model):
+    (tmp_path / "data").mkdir()
+    cfg = write_config(tmp_path / "c.toml", tiny_model, tmp_path / "data")
+    _one_line_error(_run("train", str(cfg), "--run-dir", str(tmp_path / "r")), "train.jsonl")
+    assert not (tmp_path / "r").exists()
+
+
+def test_dataset_with_a_bad_line(tmp_path, tiny_model, persona_data):
+    with open(persona_data / "train.jsonl", "a") as f:
+        f.write('{"messages": [{"role": "user", "content": "tru\n')
+    cfg = write_config(tmp_path / "c.toml", tiny_model, persona_data)
+    line = _one_line_error(_run("train", str(cfg), "--run-dir", str(tmp_path / "r")), "train.jsonl:41:")
+    assert not (tmp_path / "r").exists()
+
+
+def test_model_that_does_not_exist_refuses_to_train(tmp_path, persona_data):
+    cfg = write_config(tmp_path / "c.toml", tmp_path / "missing-model", persona_data)
+    _one_line_error(_run("train", str(cfg), "--run-dir", str(tmp_path / "r")), "missing-model")
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_command_and_bad_option():
+    _one_line_error(_run("chat", "--model"), "--model")
+    _one_line_error(_run("runs", "--bogus"), "--bogus")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    proc = _run("--debug", "chat", "--model", str(tmp_path / "nope"), "--prompt", "hi")
+    assert proc.returncode == 2 and "Traceback" in proc.stderr
