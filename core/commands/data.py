@@ -152,7 +152,7 @@ def _load_tokenizer(model: str):
     from ..progress import print_progress
 
     print_progress(f"loading the tokenizer of {model}", None)
-    return load_tokenizer(model)
+    return load_tokenizer(model, progress=print_progress)
 
 
 def _max_seq_length(args) -> int:

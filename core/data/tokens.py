@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from ..errors import BadInput
 from ..progress import Progress
@@ -25,22 +25,23 @@ from .sources import SourceProblem, iter_records, sniff_container
 DEFAULT_MAX_SEQ_LENGTH = 2048  # mlx_lm.lora's default
 
 
-def resolve_model_dir(spec) -> Path:
+def resolve_model_dir(spec, progress: Optional[Progress] = None) -> Path:
     """The model directory for ``--model``: ``demo`` or a local directory."""
     try:
         from ..models import resolve_model
     except ImportError:
-        # tunedeck.core.models (which also knows "demo") is not in this checkout yet.
-        path = Path(spec)
+        # tunedeck.core.models (which also knows "demo") is being written alongside this
+        # module; until it is committed, a local directory is all --model can name.
+        path = Path(spec).expanduser()
         if not path.is_dir():
             raise BadInput(f"{spec}: no such model directory")
         return path
-    return Path(resolve_model(spec))
+    return Path(resolve_model(str(spec), progress=progress))
 
 
-def load_tokenizer(model):
+def load_tokenizer(model, progress: Optional[Progress] = None):
     """mlx-lm's tokenizer for a model spec, loaded the way ``mlx_lm.lora`` loads it."""
-    path = resolve_model_dir(model)
+    path = resolve_model_dir(model, progress)
     if not (path / "tokenizer_config.json").is_file() and not (path / "tokenizer.json").is_file():
         raise BadInput(f"{path}: no tokenizer (tokenizer.json / tokenizer_config.json) in the "
                        "model directory")
@@ -93,6 +94,8 @@ def loss_mask(n_tokens: int, offset: int, max_seq_length: Optional[int] = None) 
 
     The model predicts token i from the tokens before it, so token 0 is never a target; with
     mask_prompt, targets start at the offset; tokens past max_seq_length are cut off.
+    (mlx-lm 0.32's mask, ``steps <= lengths``, also counts the padding position just after an
+    untruncated row; that position is not a token of the row, so it is not shown here.)
     """
     kept = n_tokens if max_seq_length is None else min(n_tokens, max_seq_length)
     first = max(1, offset)

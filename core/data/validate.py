@@ -28,7 +28,7 @@ from .sources import (BOM, JSON_ARRAY, JSONL, TXT, SourceProblem, iter_json_arra
 MAX_KEPT_PROBLEMS = 1000
 FIRST_CHUNK = 1 << 20        # small, so the file's format is known almost at once
 CHUNK = 32 << 20
-POOL_MIN_BYTES = 64 << 20    # below this, starting worker processes costs more than it saves
+WORKERS_MIN_BYTES = 64 << 20    # below this, starting worker processes costs more than it saves
 SPLIT_NAMES = ("train", "valid", "test")
 
 BOM_WARNING = ("the file starts with a UTF-8 BOM, which mlx_lm.lora rejects (JSONDecodeError: "
@@ -291,7 +291,7 @@ def _validate_jsonl(report: FileReport, progress: Optional[Progress],
     if not pending:
         return
     remaining = sum(e - s for s, e in pending)
-    if workers > 1 and remaining >= POOL_MIN_BYTES:
+    if workers > 1 and remaining >= WORKERS_MIN_BYTES:
         _run_workers(report, pending, ref, ref_line, base, done, progress, cancel, workers)
         return
     for start, end in pending:

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import shutil
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -175,7 +176,7 @@ def test_worker_processes_report_the_same_lines(tmp_path, monkeypatch):
     # Small chunks and no size threshold, so a ~1.5 MB file goes through several workers.
     monkeypatch.setattr(validate, "FIRST_CHUNK", 4096)
     monkeypatch.setattr(validate, "CHUNK", 96 * 1024)
-    monkeypatch.setattr(validate, "POOL_MIN_BYTES", 0)
+    monkeypatch.setattr(validate, "WORKERS_MIN_BYTES", 0)
     seen = []
     parallel = validate_file(path, workers=2, progress=lambda msg, frac: seen.append(frac))
     serial = validate_file(path, workers=1)
@@ -205,7 +206,7 @@ def test_cancel_stops_the_worker_processes(tmp_path, monkeypatch):
     _big_file(path, 12000)
     monkeypatch.setattr(validate, "FIRST_CHUNK", 4096)
     monkeypatch.setattr(validate, "CHUNK", 32 * 1024)
-    monkeypatch.setattr(validate, "POOL_MIN_BYTES", 0)
+    monkeypatch.setattr(validate, "WORKERS_MIN_BYTES", 0)
     started = []
     real_popen = subprocess.Popen
 
@@ -223,3 +224,16 @@ def test_cancel_stops_the_worker_processes(tmp_path, monkeypatch):
     report = validate_file(path, workers=2, cancel=cancel, progress=progress)
     assert not report.complete
     assert len(started) == 2 and all(p.poll() is not None for p in started)
+
+
+def test_data_modules_stay_headless_and_light():
+    # `tunedeck data --help` and the Data pane import these; mlx, transformers and the UI
+    # must only load when a tokenizer is asked for.
+    code = ("import sys\n"
+            "from tunedeck.core.commands import data\n"
+            "from tunedeck.core.data import convert, formats, line_index, sources, tokens, "
+            "validate\n"
+            "heavy = [m for m in ('mlx', 'mlx_lm', 'transformers', 'textual', 'rich') "
+            "if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

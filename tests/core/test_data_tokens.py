@@ -128,3 +128,20 @@ def test_max_seq_length_needs_a_model(tunedeck):
     code, _, err = tunedeck("data", "check", FIXTURES / "valid" / "chat.jsonl",
                             "--max-seq-length", "10")
     assert code == 2 and "pass --model" in err
+
+
+def test_a_model_that_is_not_there_is_one_clear_line(tunedeck, tmp_path):
+    code, out, err = tunedeck("data", "stats", FIXTURES / "valid" / "chat.jsonl",
+                              "--model", tmp_path / "nowhere")
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith(f"tunedeck: error: {tmp_path / 'nowhere'}")
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["check", "convert", "stats"])
+def test_help_explains_with_examples(tunedeck, capsys, command):
+    with pytest.raises(SystemExit) as exit_info:
+        tunedeck("data", command, "--help")
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and f"tunedeck data {command} " in out
