@@ -106,7 +106,8 @@ def bench(size_mb: int, workers: int) -> list:
             json.loads(index.read_line(n))
             times.append((time.perf_counter() - t1) * 1000)
         worst = max(times)
-        results.append(("jump to a random row (read + parse), 2000 jumps", f"≤ {RANDOM_ROW_BUDGET_MS:g} ms",
+        results.append(("jump to a random row (read + parse), 2000 jumps",
+                        f"≤ {RANDOM_ROW_BUDGET_MS:g} ms",
                         f"median {statistics.median(times):.3f} ms, max {worst:.2f} ms",
                         worst <= RANDOM_ROW_BUDGET_MS))
         index.close()

@@ -9,6 +9,7 @@ chat) gets the turns written out with their roles.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -21,7 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..errors import BadInput
 from ..progress import Progress
 from . import formats as F
-from .sources import (BOM, DATA_SUFFIXES, JSON_ARRAY, TXT, SourceProblem, iter_records,
+from .sources import (BOM, DATA_SUFFIXES, JSON_ARRAY, JSONL, TXT, SourceProblem, iter_records,
                       sniff_container)
 from .validate import SPLIT_NAMES, Problem
 
@@ -293,14 +294,14 @@ def split_sizes(n: int, split: Sequence[float]) -> Tuple[int, int, int]:
     return n - valid - test, valid, test
 
 
-def _write_jsonl(path: Path, records: Sequence[dict]) -> None:
+def _write_jsonl(path: Path, lines: Sequence[str]) -> None:
     """Write to a temporary name in the same directory, then rename: a crash or a full disk
     never leaves a half-written split file under the real name."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            for rec in records:
-                f.write(json.dumps(rec, ensure_ascii=False))
+            for line in lines:
+                f.write(line)
                 f.write("\n")
             f.flush()
             os.fsync(f.fileno())
@@ -315,7 +316,8 @@ def expand_inputs(inputs: Sequence) -> List[Path]:
     for raw in inputs:
         p = Path(raw)
         if p.is_dir():
-            found = sorted(x for x in p.iterdir() if x.is_file() and x.suffix.lower() in DATA_SUFFIXES)
+            found = sorted(x for x in p.iterdir()
+                           if x.is_file() and x.suffix.lower() in DATA_SUFFIXES)
             if not found:
                 raise BadInput(f"{p}: no .jsonl, .json or .txt files in this directory")
             files.extend(found)
@@ -342,45 +344,30 @@ def _check_output(out_dir: Path, inputs: Sequence[Path], force: bool) -> None:
 # ---------------------------------------------------------------------------------------------
 # The whole conversion
 
-def read_examples(path: Path, *, txt_mode: str = "line", tokenizer=None, chunk_tokens: int = 512,
-                  overlap: int = 0, progress: Optional[Progress] = None
-                  ) -> Tuple[List[Tuple[int, Example]], List[Problem], int]:
-    """([(line, example)], problems, invalid row count) from one input file. Plain-text rows
-    have line 0: they do not map to one line."""
+def _usable(item) -> Optional[str]:
+    """The record's format when it is a record without errors, else None."""
+    if isinstance(item, SourceProblem):
+        return None
+    fmt = F.record_format(item)
+    if fmt is None:
+        return None
+    issues = F.check_record(item, fmt)
+    return None if issues and any(is_error for is_error, _ in issues) else fmt
+
+
+def first_kind(path: Path) -> Optional[str]:
+    """The neutral shape of a file's first usable record ("chat", "completions", "text")."""
     container = sniff_container(path)
     if container == TXT:
-        if progress:
-            progress(f"reading {path.name}", None)
-        rows = split_text(read_txt(path), txt_mode, tokenizer, chunk_tokens, overlap)
-        return [(0, ("text", t)) for t in rows], [], 0
-    examples, problems, bad_rows = [], [], 0
-
-    def reject(line: int, messages: Sequence[str]) -> None:
-        nonlocal bad_rows
-        bad_rows += 1
-        for message in messages:
-            if len(problems) < 1000:
-                problems.append(Problem(str(path), line, message))
-
-    for line, item in iter_records(path, container, progress, f"reading {path.name}"):
-        if isinstance(item, SourceProblem):
-            reject(line, [item.message])
-            continue
-        fmt = F.record_format(item)
-        if fmt is None:
-            reject(line, [F.unknown_record_message(item)])
-            continue
-        issues = F.check_record(item, fmt)
-        if issues and any(is_error for is_error, _ in issues):
-            reject(line, [message for is_error, message in issues if is_error])
-            continue
-        try:
-            examples.append((line, to_example(item, fmt)))
-        except (ValueError, TypeError) as exc:
-            reject(line, [f"cannot convert: {exc}"])
-    if container == JSON_ARRAY and not examples and not problems:
-        reject(1, ["empty array: no records"])
-    return examples, problems, bad_rows
+        return "text"
+    for _, item in iter_records(path, container):
+        fmt = _usable(item)
+        if fmt is not None:
+            try:
+                return to_example(item, fmt)[0]
+            except (ValueError, TypeError):
+                continue
+    return None
 
 
 def choose_target(kinds: set) -> str:
@@ -395,6 +382,80 @@ def choose_target(kinds: set) -> str:
     return F.CHAT
 
 
+class _Rows:
+    """Output rows as compact JSON lines (a third of the memory of parsed records), with the
+    problems of the rows that could not be converted."""
+
+    def __init__(self, target: str, dedup: bool):
+        self.target = target
+        self.lines: List[str] = []
+        self.problems: List[Problem] = []
+        self.bad = 0
+        self.read = 0            # records and text rows seen, good or bad
+        self.duplicates = 0
+        # Digests rather than the lines: the set stays small even for millions of rows, and
+        # 128 bits make a false "duplicate" (a lost row) practically impossible.
+        self._seen = set() if dedup else None
+
+    def reject(self, path: Path, line: int, messages: Sequence[str]) -> None:
+        self.bad += 1
+        for message in messages:
+            if len(self.problems) < 1000:
+                self.problems.append(Problem(str(path), line, message))
+
+    def add(self, path: Path, line: int, example: Example) -> None:
+        try:
+            text = json.dumps(render(example, self.target), ensure_ascii=False)
+        except ValueError as exc:
+            self.reject(path, line, [f"cannot write as {self.target}: {exc}"])
+            return
+        if self._seen is not None:
+            digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+            if digest in self._seen:
+                self.duplicates += 1
+                return
+            self._seen.add(digest)
+        self.lines.append(text)
+
+
+def _read_into(rows: _Rows, path: Path, *, txt_mode: str, tokenizer, chunk_tokens: int,
+               overlap: int, progress: Optional[Progress]) -> None:
+    container = sniff_container(path)
+    if container == TXT:
+        if progress:
+            progress(f"reading {path.name}", None)
+        for text in split_text(read_txt(path), txt_mode, tokenizer, chunk_tokens, overlap):
+            rows.read += 1
+            rows.add(path, 0, ("text", text))
+        return
+    records = 0
+    for line, item in iter_records(path, container, progress, f"reading {path.name}"):
+        records += 1
+        if isinstance(item, SourceProblem):
+            # A bad JSONL line is a row; a JSON array's syntax problem (a trailing comma, a
+            # missing ']') is not.
+            rows.read += container == JSONL
+            rows.reject(path, line, [item.message])
+            continue
+        rows.read += 1
+        fmt = F.record_format(item)
+        if fmt is None:
+            rows.reject(path, line, [F.unknown_record_message(item)])
+            continue
+        issues = F.check_record(item, fmt)
+        if issues and any(is_error for is_error, _ in issues):
+            rows.reject(path, line, [message for is_error, message in issues if is_error])
+            continue
+        try:
+            example = to_example(item, fmt)
+        except (ValueError, TypeError) as exc:
+            rows.reject(path, line, [f"cannot convert: {exc}"])
+            continue
+        rows.add(path, line, example)
+    if container == JSON_ARRAY and not records:
+        rows.reject(path, 1, ["empty array: no records"])
+
+
 def convert(inputs: Sequence, out_dir, *, to: Optional[str] = None,
             split: Sequence[float] = DEFAULT_SPLIT, seed: int = 0, shuffle: bool = True,
             txt_mode: str = "line", chunk_tokens: int = 512, overlap: int = 0, tokenizer=None,
@@ -405,76 +466,50 @@ def convert(inputs: Sequence, out_dir, *, to: Optional[str] = None,
     An input is never overwritten; a non-empty ``out_dir`` needs ``force``. Empty splits are
     not written: mlx_lm.lora stops with an IndexError on an empty valid.jsonl, while a missing
     one only means "no validation" (and a missing test.jsonl only matters for --test).
+    Without ``to``, the target follows the first usable record of each input.
     Raises InvalidData (with every problem) when records cannot be converted and
-    ``skip_invalid`` is off.
+    ``skip_invalid`` is off; nothing is written then.
     """
     if to is not None and to not in TARGETS:
         raise BadInput(f"--to {to}: choose chat, completions or text")
     out_dir = Path(out_dir)
     files = expand_inputs(inputs)
     _check_output(out_dir, files, force)
+    target = to or choose_target({k for k in map(first_kind, files) if k is not None})
 
-    all_problems: List[Problem] = []
-    bad_rows = 0
-    examples: List[Example] = []
-    sources: List[Tuple[Path, int]] = []  # (file, line) of each example, for messages
+    rows = _Rows(target, dedup)
     for path in files:
-        found, problems, bad = read_examples(
-            path, txt_mode=txt_mode, tokenizer=tokenizer, chunk_tokens=chunk_tokens,
-            overlap=overlap, progress=progress)
-        all_problems += problems
-        bad_rows += bad
-        for line, example in found:
-            examples.append(example)
-            sources.append((path, line))
-    if bad_rows and not skip_invalid:
-        raise InvalidData(all_problems, bad_rows)
-    if not examples:
+        _read_into(rows, path, txt_mode=txt_mode, tokenizer=tokenizer,
+                   chunk_tokens=chunk_tokens, overlap=overlap, progress=progress)
+    if rows.bad and not skip_invalid:
+        raise InvalidData(rows.problems, rows.bad)
+    lines = rows.lines
+    if not lines:
         raise BadInput("no rows to write: the input has no usable records")
-
-    target = to or choose_target({e[0] for e in examples})
-    records, unconvertible = [], []
-    for example, (path, line) in zip(examples, sources):
-        try:
-            records.append(render(example, target))
-        except ValueError as exc:
-            unconvertible.append(Problem(str(path), line, f"cannot write as {target}: {exc}"))
-    if unconvertible and not skip_invalid:
-        raise InvalidData(unconvertible, len(unconvertible))
+    if shuffle:
+        random.Random(seed).shuffle(lines)
+    n_train, n_valid, n_test = split_sizes(len(lines), split)
+    if n_train < 1:
+        raise BadInput(f"{len(lines)} row(s) are too few for --split "
+                       f"{','.join(f'{p:g}' for p in split)}")
+    parts = {"train": lines[:n_train], "valid": lines[n_train:n_train + n_valid],
+             "test": lines[n_train + n_valid:]}
 
     result = ConvertResult(out_dir=out_dir, target=target, counts={}, files=[],
-                           rows_read=len(examples) + bad_rows,
-                           skipped=bad_rows + len(unconvertible))
-    if dedup:
-        seen, unique = set(), []
-        for rec in records:
-            key = json.dumps(rec, sort_keys=True, ensure_ascii=False)
-            if key not in seen:
-                seen.add(key)
-                unique.append(rec)
-        result.duplicates = len(records) - len(unique)
-        records = unique
-    if shuffle:
-        random.Random(seed).shuffle(records)
-    n_train, n_valid, n_test = split_sizes(len(records), split)
-    if n_train < 1:
-        raise BadInput(f"{len(records)} row(s) are too few for --split "
-                       f"{','.join(f'{p:g}' for p in split)}")
-    parts = {"train": records[:n_train], "valid": records[n_train:n_train + n_valid],
-             "test": records[n_train + n_valid:]}
-
+                           rows_read=rows.read,
+                           duplicates=rows.duplicates, skipped=rows.bad)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, rows in parts.items():
+    for name, part in parts.items():
         path = out_dir / f"{name}.jsonl"
-        if rows:
+        if part:
             if progress:
                 progress(f"writing {path.name}", None)
-            _write_jsonl(path, rows)
+            _write_jsonl(path, part)
             result.files.append(path)
-            result.counts[name] = len(rows)
-            if name != "test" and len(rows) < MLX_DEFAULT_BATCH_SIZE:
+            result.counts[name] = len(part)
+            if name != "test" and len(part) < MLX_DEFAULT_BATCH_SIZE:
                 result.warnings.append(
-                    f"{path}: {len(rows)} row(s); mlx_lm.lora needs at least --batch-size rows "
+                    f"{path}: {len(part)} row(s); mlx_lm.lora needs at least --batch-size rows "
                     f"(default {MLX_DEFAULT_BATCH_SIZE}) in it")
         elif path.exists():
             # Left over from an earlier conversion (--force): it would mix old rows in.

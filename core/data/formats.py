@@ -130,7 +130,8 @@ def _check_completions(rec: dict) -> Optional[List[Issue]]:
 def _check_tools(rec: dict, issues: List[Issue]) -> None:
     tools = rec.get("tools")
     if tools is not None and type(tools) is not list:
-        issues.append((True, f'"tools" must be an array of tool definitions, got {_type_name(tools)}'))
+        issues.append((True, '"tools" must be an array of tool definitions, '
+                             f"got {_type_name(tools)}"))
 
 
 def _check_messages(turns: Any, key: str, issues: List[Issue]) -> None:
@@ -155,7 +156,8 @@ def _check_messages(turns: Any, key: str, issues: List[Issue]) -> None:
         if role is None:
             if "from" in m and "value" in m:
                 issues.append((True, f'message {i} has "from"/"value" (ShareGPT turns) instead '
-                                     'of "role"/"content": convert the file with tunedeck data convert'))
+                                     'of "role"/"content": convert the file with '
+                                     "tunedeck data convert"))
                 return
             issues.append((True, f'message {i} has no "role"'))
             continue
@@ -281,7 +283,8 @@ def _check_sharegpt(rec: dict) -> Optional[List[Issue]]:
         if value is None and "value" not in t:
             issues.append((True, f'turn {i} ({who}) has no "value"'))
         elif type(value) is not str:
-            issues.append((True, f'turn {i} ({who}): "value" must be a string, got {_type_name(value)}'))
+            issues.append((True, f'turn {i} ({who}): "value" must be a string, '
+                                 f"got {_type_name(value)}"))
         elif not value.strip():
             issues.append((role == "assistant", f"turn {i} ({who}) is empty"))
     if not has_assistant:

@@ -3,9 +3,9 @@
 Every problem is reported as ``FILE:LINE: message`` and validation always reads on: a bad line
 never hides the good rows or the next problem. JSON Lines files are read in chunks; past the
 first chunk (which fixes the file's format, as mlx-lm's first record does) the chunks of a big
-file are spread over worker processes, because one core parsing JSON in Python does not reach the throughput
-budget (see bench/bench_data.py). Nothing holds the whole file: each chunk is read, checked and
-dropped.
+file are spread over worker processes, because one core parsing JSON in Python does not reach
+the throughput budget (about 90 MB per CPU-second; see bench/bench_data.py). Nothing holds the
+whole file: each chunk is read, checked and dropped.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import BadInput
 from ..progress import Progress
@@ -107,9 +107,10 @@ class _Chunk:
             self.issues.append((line, error, message))
 
 
-def _mixed_message(fmt: str, ref: str, ref_line: int) -> str:
+def _mixed_message(fmt: str, ref: str, ref_line: Optional[int] = None) -> str:
+    where = f"line {ref_line}" if ref_line else "the first record"
     return (f"{F.describe(fmt)} record in a file of {F.describe(ref)} records "
-            f"(format taken from line {ref_line}, as mlx-lm does)")
+            f"(format taken from {where}, as mlx-lm does)")
 
 
 def _record(obj, line: int, c: _Chunk, keep: int, ref_line_base: int) -> None:
@@ -235,6 +236,45 @@ def _scan_range(path: str, start: int, end: int, ref_format: Optional[str], ref_
         next_line = _scan_text(text, c, keep, base)
     c.lines = next_line - 1
     return c
+
+
+# ---------------------------------------------------------------------------------------------
+# One row, for the Data pane
+
+@dataclass(frozen=True)
+class RowCheck:
+    record: Any                       # the parsed record; None when the line is not JSON
+    format: Optional[str]             # the record's own format (formats.record_format)
+    issues: Tuple[Tuple[bool, str], ...] = ()   # (is_error, message)
+
+    @property
+    def ok(self) -> bool:
+        return not any(is_error for is_error, _ in self.issues)
+
+
+def check_row(raw: bytes, file_format: Optional[str] = None) -> RowCheck:
+    """One line, as LineIndex.read_line returns it, checked with the same rules and messages
+    as ``data check``. ``file_format`` is the format of the file's first record, if known."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return RowCheck(None, None, ((True, utf8_error_message(exc, raw)),))
+    if not text.strip():
+        return RowCheck(None, None, ((True, BLANK_LINE),))
+    try:
+        rec = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return RowCheck(None, None, ((True, json_error_message(exc, text)),))
+    except RecursionError:
+        return RowCheck(None, None, ((True, "invalid JSON: nested too deeply"),))
+    fmt = F.record_format(rec)
+    if fmt is None:
+        return RowCheck(rec, None, ((True, F.unknown_record_message(rec)),))
+    issues = []
+    if file_format is not None and fmt != file_format:
+        issues.append((True, _mixed_message(fmt, file_format)))
+    issues += F.check_record(rec, fmt) or []
+    return RowCheck(rec, fmt, tuple(issues))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -237,3 +237,17 @@ def test_data_modules_stay_headless_and_light():
             "if m in sys.modules]\n"
             "assert not heavy, heavy\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_check_row_gives_the_pane_the_same_verdicts():
+    from tunedeck.core.data.validate import check_row
+
+    good = check_row(b'{"prompt": "a", "completion": "b"}', "completions")
+    assert good.ok and good.format == "completions" and good.record["completion"] == "b"
+    assert check_row(b'{"prompt": "a"', "completions").issues[0][1].startswith("invalid JSON")
+    assert check_row(b'{"text": "caf\xe9"}').issues[0][1].startswith("invalid UTF-8")
+    assert check_row(b"  \r").issues[0][1].startswith("blank line")
+    mixed = check_row(b'{"messages": [{"role": "user", "content": "hi"}]}', "completions")
+    assert [message.split(" (")[0] for _, message in mixed.issues] == [
+        "chat", "no assistant message: nothing to train on"]
+    assert not mixed.ok and mixed.format == "chat"
