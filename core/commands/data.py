@@ -168,7 +168,7 @@ def _max_seq_length(args) -> int:
 
 def _check(args) -> int:
     from ..data import formats as F
-    from ..data.tokens import count_tokens, token_stats
+    from ..data.tokens import count_tokens, needs_chat_template, token_stats
     from ..data.validate import Problem, expand_paths, validate_file
 
     if args.max_seq_length is not None and not args.model:
@@ -194,10 +194,17 @@ def _check(args) -> int:
     for path, _split in files:
         report = validate_file(path, progress=_progress_for(path, CHECK_PROGRESS_BYTES))
         stats = None
-        if tokenizer is not None and report.mlx_ready:
+        if tokenizer is not None and report.mlx_ready and needs_chat_template(report.format) \
+                and not tokenizer.has_chat_template:
+            report.add(1, f"the tokenizer of {args.model} has no chat template; mlx-lm needs "
+                          f"one for {report.format} data (use text data, or a model with "
+                          "a template)")
+        elif tokenizer is not None and report.mlx_ready:
             counts = count_tokens(path, tokenizer, args.mask_prompt and report.format != F.TEXT,
                                   progress=_progress_for(path, TOKENIZE_PROGRESS_BYTES))
             stats = token_stats(counts, max_len)
+            for line, message in counts.failures:
+                report.add(line, message + " (mlx_lm.lora would stop when it reaches it)")
             for line, length, trained in zip(counts.lines, counts.lengths, counts.trained):
                 if length > max_len:
                     offset = length - trained
@@ -323,11 +330,14 @@ def _stats(args) -> int:
                               progress=_progress_for(path, TOKENIZE_PROGRESS_BYTES))
         stats = token_stats(counts, max_len, args.bins)
         _print_stats(path, counts, stats)
+        unusable += bool(counts.failures)
     return 2 if unusable else 0
 
 
 def _print_stats(path, counts, stats) -> None:
-    skipped = f" ({_plural(counts.skipped, 'unusable row')} not counted)" if counts.skipped else ""
+    bad = counts.skipped + len(counts.failures)
+    skipped = (f" ({_plural(bad, 'unusable row')} not counted: see tunedeck data check)"
+               if bad else "")
     print(f"{path}: {_plural(stats.rows, 'row')}, {stats.total:,} tokens, "
           f"{stats.trained:,} trained{skipped}")
     if not stats.rows:

@@ -72,6 +72,10 @@ class RenderedRow:
         return sum(self.loss_mask)
 
 
+def needs_chat_template(fmt: Optional[str]) -> bool:
+    return fmt in (F.CHAT, F.COMPLETIONS)
+
+
 def _dataset_for(row: dict, tokenizer, mask_prompt: bool):
     from mlx_lm.tuner.datasets import create_dataset
 
@@ -84,8 +88,17 @@ def _dataset_for(row: dict, tokenizer, mask_prompt: bool):
 
 
 def encode_row(row: dict, tokenizer, mask_prompt: bool = False) -> Tuple[List[int], int]:
-    """(token ids, prompt offset) exactly as mlx-lm's dataset ``process`` returns them."""
-    tokens, offset = _dataset_for(row, tokenizer, mask_prompt).process(row)
+    """(token ids, prompt offset) exactly as mlx-lm's dataset ``process`` returns them.
+
+    Raises BadInput when mlx-lm would fail on the row, which it only does mid-training, when
+    the row's batch is drawn (a chat template that rejects a role, a message without content).
+    """
+    dataset = _dataset_for(row, tokenizer, mask_prompt)
+    try:
+        tokens, offset = dataset.process(row)
+    except Exception as exc:  # templates fail with jinja, Type, Key and Value errors alike
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"mlx-lm cannot tokenize this row: {detail}") from None
     return list(tokens), int(offset)
 
 
@@ -126,9 +139,7 @@ def render_row(row: dict, tokenizer, mask_prompt: bool = False,
     Raises BadInput for a record mlx-lm cannot use (and for mask_prompt on text data, which
     mlx-lm refuses).
     """
-    dataset = _dataset_for(row, tokenizer, mask_prompt)
-    ids, offset = dataset.process(row)
-    ids = list(ids)
+    ids, offset = encode_row(row, tokenizer, mask_prompt)
     fmt = F.record_format(row)
     if fmt == F.TEXT:
         text = row["text"]
@@ -158,6 +169,7 @@ class TokenCounts:
     lengths: List[int] = field(default_factory=list)   # tokens per row
     trained: List[int] = field(default_factory=list)   # loss tokens per row (before truncation)
     skipped: int = 0                                   # rows not counted (invalid)
+    failures: List[Tuple[int, str]] = field(default_factory=list)  # (line, why) untokenizable
     complete: bool = True
 
 
@@ -166,7 +178,7 @@ def count_tokens(path, tokenizer, mask_prompt: bool = False,
                  cancel: Optional[threading.Event] = None) -> TokenCounts:
     """Token length of every row mlx-lm can use in a JSONL file. Rows it cannot use (bad
     JSON, another format than the first record's, errors) are only counted in ``skipped``:
-    validation says why."""
+    validation says why. Rows the tokenizer or chat template fails on are in ``failures``."""
     path = Path(path)
     counts = TokenCounts(path)
     ref = None
@@ -183,7 +195,11 @@ def count_tokens(path, tokenizer, mask_prompt: bool = False,
             counts.skipped += 1
             continue
         # mlx-lm refuses mask_prompt for text data; text rows train on every token anyway.
-        ids, offset = encode_row(item, tokenizer, mask_prompt and fmt != F.TEXT)
+        try:
+            ids, offset = encode_row(item, tokenizer, mask_prompt and fmt != F.TEXT)
+        except BadInput as exc:
+            counts.failures.append((line, str(exc)))
+            continue
         counts.lines.append(line)
         counts.lengths.append(len(ids))
         counts.trained.append(len(ids) - max(1, offset))

@@ -145,3 +145,42 @@ def test_help_explains_with_examples(tunedeck, capsys, command):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "examples:" in out and f"tunedeck data {command} " in out
+
+
+def _model_with_template(tiny_model: Path, tmp_path: Path, template) -> Path:
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    config = json.loads((model / "tokenizer_config.json").read_text())
+    if template is None:
+        config.pop("chat_template")
+    else:
+        config["chat_template"] = template
+    (model / "tokenizer_config.json").write_text(json.dumps(config))
+    return model
+
+
+def test_rows_the_chat_template_rejects_are_errors(tunedeck, tiny_model, tmp_path):
+    # As Gemma's template does: a system turn stops training when its batch is drawn.
+    model = _model_with_template(tiny_model, tmp_path, (
+        "{% for m in messages %}{% if m['role'] == 'system' %}"
+        "{{ raise_exception('System role not supported') }}{% endif %}"
+        "<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"))
+    path = FIXTURES / "valid" / "chat.jsonl"
+    code, out, _ = tunedeck("data", "check", path, "--model", model)
+    assert code == 2
+    for line in range(1, 6):
+        assert (f"{path}:{line}: mlx-lm cannot tokenize this row: System role not supported "
+                "(mlx_lm.lora would stop when it reaches it)") in out
+    assert f"{path}:6: " not in out  # the row without a system turn is fine
+
+
+def test_a_tokenizer_without_chat_template_is_named_once(tunedeck, tiny_model, tmp_path):
+    model = _model_with_template(tiny_model, tmp_path, None)
+    path = FIXTURES / "valid" / "completions.jsonl"
+    code, out, _ = tunedeck("data", "check", path, "--model", model)
+    assert code == 2
+    assert [line for line in out.splitlines() if line.startswith(f"{path}:1:")] == [
+        f"{path}:1: the tokenizer of {model} has no chat template; mlx-lm needs one for "
+        "completions data (use text data, or a model with a template)"]
+    code, _, _ = tunedeck("data", "check", FIXTURES / "valid" / "text.jsonl", "--model", model)
+    assert code == 0
