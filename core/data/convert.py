@@ -475,6 +475,11 @@ def convert(inputs: Sequence, out_dir, *, to: Optional[str] = None,
     out_dir = Path(out_dir)
     files = expand_inputs(inputs)
     _check_output(out_dir, files, force)
+    if to in (F.CHAT, F.COMPLETIONS):
+        for path in files:
+            if sniff_container(path) == TXT:
+                raise BadInput(f"{path}: plain text has no prompts or answers, so it can only "
+                               "become text rows (--to text)")
     target = to or choose_target({k for k in map(first_kind, files) if k is not None})
 
     rows = _Rows(target, dedup)

@@ -237,3 +237,10 @@ def test_output_is_plain_utf8_jsonl_without_temp_files(tunedeck, tmp_path):
     data = (out / "train.jsonl").read_bytes()
     assert not data.startswith(b"\xef\xbb\xbf") and b"\r\n" not in data
     assert [p.name for p in out.iterdir()] == ["train.jsonl"]
+
+
+def test_plain_text_cannot_become_chat(tunedeck, tmp_path):
+    code, out, err = tunedeck("data", "convert", SOURCES / "novel.txt", "--out", tmp_path / "o",
+                              "--to", "chat")
+    assert code == 2 and out == ""
+    assert f"{SOURCES / 'novel.txt'}: plain text has no prompts or answers" in err
