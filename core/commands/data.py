@@ -205,6 +205,7 @@ def _check(args) -> int:
             stats = token_stats(counts, max_len)
             for line, message in counts.failures:
                 report.add(line, message + " (mlx_lm.lora would stop when it reaches it)")
+            report.valid_rows -= len(counts.failures)
             for line, length, trained in zip(counts.lines, counts.lengths, counts.trained):
                 if length > max_len:
                     offset = length - trained
