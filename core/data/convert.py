@@ -15,6 +15,7 @@ import os
 import random
 import re
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -39,6 +40,10 @@ class InvalidData(BadInput):
         self.problems = problems
         super().__init__(f"{bad_rows} invalid record(s) in the input; fix them, or pass "
                          "--skip-invalid to leave them out")
+
+
+class ConversionCancelled(Exception):
+    """The conversion was cancelled before anything was written."""
 
 
 # Neutral shapes: ("chat", messages, tools) / ("completions", prompt, completion, tools) /
@@ -419,7 +424,8 @@ class _Rows:
 
 
 def _read_into(rows: _Rows, path: Path, *, txt_mode: str, tokenizer, chunk_tokens: int,
-               overlap: int, progress: Optional[Progress]) -> None:
+               overlap: int, progress: Optional[Progress],
+               cancel: Optional[threading.Event]) -> None:
     container = sniff_container(path)
     if container == TXT:
         if progress:
@@ -431,6 +437,8 @@ def _read_into(rows: _Rows, path: Path, *, txt_mode: str, tokenizer, chunk_token
     records = 0
     for line, item in iter_records(path, container, progress, f"reading {path.name}"):
         records += 1
+        if cancel is not None and records % 1000 == 0 and cancel.is_set():
+            raise ConversionCancelled(f"converting {path.name} was cancelled")
         if isinstance(item, SourceProblem):
             # A bad JSONL line is a row; a JSON array's syntax problem (a trailing comma, a
             # missing ']') is not.
@@ -460,7 +468,8 @@ def convert(inputs: Sequence, out_dir, *, to: Optional[str] = None,
             split: Sequence[float] = DEFAULT_SPLIT, seed: int = 0, shuffle: bool = True,
             txt_mode: str = "line", chunk_tokens: int = 512, overlap: int = 0, tokenizer=None,
             dedup: bool = False, force: bool = False, skip_invalid: bool = False,
-            progress: Optional[Progress] = None) -> ConvertResult:
+            progress: Optional[Progress] = None,
+            cancel: Optional[threading.Event] = None) -> ConvertResult:
     """Convert INPUT files into ``out_dir``/train.jsonl, valid.jsonl, test.jsonl.
 
     An input is never overwritten; a non-empty ``out_dir`` needs ``force``. Empty splits are
@@ -468,7 +477,8 @@ def convert(inputs: Sequence, out_dir, *, to: Optional[str] = None,
     one only means "no validation" (and a missing test.jsonl only matters for --test).
     Without ``to``, the target follows the first usable record of each input.
     Raises InvalidData (with every problem) when records cannot be converted and
-    ``skip_invalid`` is off; nothing is written then.
+    ``skip_invalid`` is off, and ConversionCancelled when ``cancel`` is set while reading;
+    nothing is written then.
     """
     if to is not None and to not in TARGETS:
         raise BadInput(f"--to {to}: choose chat, completions or text")
@@ -485,9 +495,11 @@ def convert(inputs: Sequence, out_dir, *, to: Optional[str] = None,
     rows = _Rows(target, dedup)
     for path in files:
         _read_into(rows, path, txt_mode=txt_mode, tokenizer=tokenizer,
-                   chunk_tokens=chunk_tokens, overlap=overlap, progress=progress)
+                   chunk_tokens=chunk_tokens, overlap=overlap, progress=progress, cancel=cancel)
     if rows.bad and not skip_invalid:
         raise InvalidData(rows.problems, rows.bad)
+    if cancel is not None and cancel.is_set():
+        raise ConversionCancelled("the conversion was cancelled")
     lines = rows.lines
     if not lines:
         raise BadInput("no rows to write: the input has no usable records")

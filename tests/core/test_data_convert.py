@@ -244,3 +244,18 @@ def test_plain_text_cannot_become_chat(tunedeck, tmp_path):
                               "--to", "chat")
     assert code == 2 and out == ""
     assert f"{SOURCES / 'novel.txt'}: plain text has no prompts or answers" in err
+
+
+def test_cancel_writes_nothing(tmp_path):
+    import threading
+
+    from tunedeck.core.data.convert import ConversionCancelled, convert
+
+    src = tmp_path / "big.jsonl"
+    src.write_text("".join(json.dumps({"prompt": f"q{i}", "completion": "a"}) + "\n"
+                           for i in range(5000)))
+    cancel = threading.Event()
+    with pytest.raises(ConversionCancelled):
+        convert([src], tmp_path / "out", cancel=cancel,
+                progress=lambda message, fraction: cancel.set())
+    assert not (tmp_path / "out").exists()
