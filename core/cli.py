@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "tunedeck.core.commands.runs",
     "tunedeck.core.commands.metrics",
     "tunedeck.core.commands.chat",
+    "tunedeck.core.commands.eval",
 )
 
 DESCRIPTION = """\
@@ -41,6 +42,7 @@ examples:
   tunedeck train tunedeck.toml --detach            start a run that outlives the terminal
   tunedeck runs                                    list runs with progress and ETA
   tunedeck chat --model demo --prompt "Hi"         talk to a model (add --adapter DIR)
+  tunedeck eval runs/demo-...                      did the fine-tune help? base vs adapter
 
 exit codes: 0 success, 1 the work failed, 2 bad usage or bad input."""
 
