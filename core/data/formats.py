@@ -149,7 +149,8 @@ def _check_messages(turns: Any, key: str, issues: List[Issue]) -> None:
             continue
         role = m.get("role")
         content = m.get("content")
-        if type(role) is str and type(content) is str and content and role in CHAT_ROLES:
+        if type(role) is str and type(content) is str and content and not content.isspace() \
+                and role in CHAT_ROLES:
             if role == "assistant":
                 has_assistant = True
             continue
@@ -196,7 +197,7 @@ def _check_chat(rec: dict) -> Optional[List[Issue]]:
             if type(m) is not dict:
                 break
             content = m.get("content")
-            if type(content) is not str or not content:
+            if type(content) is not str or not content or content.isspace():
                 break
             role = m.get("role")
             if role == "assistant":

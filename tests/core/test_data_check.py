@@ -251,3 +251,12 @@ def test_check_row_gives_the_pane_the_same_verdicts():
     assert [message.split(" (")[0] for _, message in mixed.issues] == [
         "chat", "no assistant message: nothing to train on"]
     assert not mixed.ok and mixed.format == "chat"
+
+
+def test_blank_messages_read_the_same_on_every_path():
+    from tunedeck.core.data.formats import check_record
+
+    rec = {"messages": [{"role": "user", "content": "  "},
+                        {"role": "assistant", "content": "\n"}]}
+    assert check_record(rec, "chat") == [(False, "message 1 (user) is empty"),
+                                         (True, "message 2 (assistant) is empty")]
