@@ -17,6 +17,7 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.widget import MountError
 from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
@@ -67,36 +68,47 @@ class TunedeckApp(App):
             self.register_theme(theme)
         remembered = load_settings().get("theme")
         self.theme = remembered if remembered in self.available_themes else DEFAULT_THEME
+        # Reattach to the run still going, else the newest one; with no run, start at the form.
+        runs = find_runs(self.runs_root) if self.runs_root and watch is None else []
+        going = [r for r in runs if r.state() in ("starting", "running")]
+        self.first_run: Optional[RunDirectory] = (going or runs or [None])[-1]
+        self.first_pane = "training" if watch is not None or runs else "hyperparameters"
 
     # -- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        with TabbedContent(initial="training"):
-            with TabPane("Data", id="data"):
-                yield DataPane(self.project, id="data-pane")
-            with TabPane("Hyperparameters", id="hyperparameters"):
-                yield HyperparametersPane(self.project, id="hyperparameters-pane")
-            with TabPane("Training", id="training"):
-                yield TrainingPane(id="training-pane")
-            with TabPane("Checkpoints", id="checkpoints"):
-                yield CheckpointsPane(id="checkpoints-pane")
-            with TabPane("Chat", id="chat"):
-                yield ChatPane(id="chat-pane")
+        panes = {
+            "data": lambda: DataPane(self.project, id="data-pane"),
+            "hyperparameters": lambda: HyperparametersPane(self.project, id="hyperparameters-pane"),
+            "training": lambda: TrainingPane(id="training-pane"),
+            "checkpoints": lambda: CheckpointsPane(id="checkpoints-pane"),
+            "chat": lambda: ChatPane(id="chat-pane"),
+        }
+        # The first frame must come within a second: panes out of sight are built right after
+        # it. Training and Checkpoints are cheap and the App writes to them from the start.
+        eager = {self.first_pane, "training", "checkpoints"}
+        self._later = [(pane, panes[pane]) for pane, _ in PANES if pane not in eager]
+        with TabbedContent(initial=self.first_pane):
+            for pane, title in PANES:
+                with TabPane(title, id=pane):
+                    if pane in eager:
+                        yield panes[pane]()
         yield Footer()
+
+    async def _build_later_panes(self) -> None:
+        for pane, build in self._later:
+            try:
+                await self.query_one(TabbedContent).get_pane(pane).mount(build())
+            except MountError:
+                return  # the app is closing already
 
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, lambda theme: save_setting("theme", theme.name))
-        self.set_interval(1.0, self._tick)
         if self.watch_target is not None:
             self._attach_watch_target(self.watch_target)
-            return
-        runs = find_runs(self.runs_root) if self.runs_root else []
-        if runs:
-            # Reattach: the run still going, else the newest one.
-            going = [r for r in runs if r.state() in ("starting", "running")]
-            self.follow(going[-1] if going else runs[-1])
-            self.action_show_pane("training")
-        else:
-            self.action_show_pane("hyperparameters")
+        elif self.first_run is not None:
+            self.follow(self.first_run)
+        self.call_after_refresh(self.action_show_pane, self.first_pane)
+        self.call_after_refresh(self._build_later_panes)
 
     def _attach_watch_target(self, target: str) -> None:
         path = Path(target)
@@ -106,17 +118,12 @@ class TunedeckApp(App):
         else:
             self.query_one(TrainingPane).follow("stdin" if target == "-" else path.name, "following")
             self._follow_log(target)
-        self.action_show_pane("training")
-
-    def _tick(self) -> None:
-        # Elapsed time, ETA countdown and "stalled" change without any event arriving.
-        self.query_one(TrainingPane).refresh_status(self.clock())
 
     # -- keys and commands -------------------------------------------------------------------
     def action_show_pane(self, pane: str) -> None:
-        tabs = self.query_one(TabbedContent)
-        tabs.active = pane
-        self.query_one(f"#{pane}-pane").focus_main()
+        self.query_one(TabbedContent).active = pane
+        for widget in self.query(f"#{pane}-pane"):  # absent for a moment after the first frame
+            widget.focus_main()
 
     def action_toggle_theme(self) -> None:
         names = [t.name for t in THEMES]
@@ -129,8 +136,7 @@ class TunedeckApp(App):
                                 lambda pane=pane: self.action_show_pane(pane))
         yield SystemCommand("Toggle theme", "Switch between the dark and the light theme",
                             self.action_toggle_theme)
-        panes = (self.query_one(HyperparametersPane), self.query_one(TrainingPane),
-                 self.query_one(CheckpointsPane))
+        panes = [*self.query(HyperparametersPane), *self.query(TrainingPane), *self.query(CheckpointsPane)]
         for pane in panes:
             for binding in pane.BINDINGS:
                 run = lambda action=binding.action, pane=pane: self.run_action(action, pane)

@@ -18,7 +18,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import Input, Label, Select, Static
+from textual.suggester import SuggestFromList
+from textual.widget import MountError
+from textual.widgets import Input, Label, Static
 
 from tunedeck.core.checkpoints import Checkpoint
 from tunedeck.core.config import FIELDS, GROUPS, TrainConfig, format_field, validate_field
@@ -55,58 +57,60 @@ class FieldEdited(Message):
         self.text = text
 
 
-class ConfigField(Vertical):
-    """One field: its name, an editor fitting its kind, and the problem with what was typed."""
+class ConfigField(Horizontal):
+    """One field: its name, an editor, and a note beside it (a problem, or a conversion).
+
+    Every editor is a text input (cheap to build, the form has over forty): choices are
+    completed from the allowed values as they are typed, and checked like any other value.
+    """
 
     def __init__(self, spec, text: str):
         super().__init__(classes="config-field", id=f"field-{spec.name.replace('.', '-')}")
         self.spec = spec
         self.text = text
+        self.problem: Optional[str] = None
+        self.note = ""
 
     def compose(self) -> ComposeResult:
         spec = self.spec
-        with Horizontal(classes="field-row"):
-            yield Label(spec.name, classes="field-name")
-            if spec.kind in ("bool", "choice"):
-                choices = ("true", "false") if spec.kind == "bool" else spec.choices
-                yield Select([(c, c) for c in choices], value=self.text or Select.NULL,
-                             allow_blank=spec.optional, prompt="none", compact=True, classes="editor")
-            else:
-                yield Input(self.text, compact=True, classes="editor")
-            yield Label("", classes="field-note")
-        yield Label("", classes="field-problem")
+        choices = ("true", "false") if spec.kind == "bool" else spec.choices
+        suggester = SuggestFromList(choices, case_sensitive=False) if choices else None
+        placeholder = " | ".join(choices) if choices else ("optional" if spec.optional else "")
+        yield Label(spec.name, classes="field-name")
+        yield Input(self.text, placeholder=placeholder, suggester=suggester, compact=True,
+                    classes="editor")
+        yield Label("", classes="field-note")
 
     @property
-    def editor(self):
-        return self.query_one(".editor")
+    def editor(self) -> Input:
+        return self.query_one(Input)
 
     def set_text(self, text: str) -> None:
         """Show ``text`` without reporting it as an edit."""
         self.text = text
-        editor = self.editor
-        with editor.prevent(Input.Changed, Select.Changed):
-            if isinstance(editor, Select):
-                editor.value = text or Select.NULL
-            else:
-                editor.value = text
+        with self.editor.prevent(Input.Changed):
+            self.editor.value = text
 
     def show_problem(self, problem: Optional[str]) -> None:
-        self.set_class(bool(problem), "-invalid")
-        self.query_one(".field-problem", Label).update(Text(problem or ""))
+        if problem != self.problem:
+            self.problem = problem
+            self.set_class(bool(problem), "-invalid")
+            self._show()
 
     def show_note(self, note: str) -> None:
-        self.query_one(".field-note", Label).update(Text(note))
+        if note != self.note:
+            self.note = note
+            self._show()
+
+    def _show(self) -> None:
+        self.query_one(".field-note", Label).update(Text(self.problem or self.note))
 
     @on(Input.Changed)
-    @on(Select.Changed)
-    def _edited(self, event) -> None:
+    def _edited(self, event: Input.Changed) -> None:
         event.stop()
-        editor = event.control
-        if isinstance(editor, Select):
-            self.text = "" if editor.value is Select.NULL else str(editor.value)
-        else:
-            self.text = editor.value
-        self.post_message(FieldEdited(self.spec.name, self.text))
+        if event.value != self.text:  # an input reports its first value too: not an edit
+            self.text = event.value
+            self.post_message(FieldEdited(self.spec.name, self.text))
 
 
 class TrainRowsCounted(Message):
@@ -141,24 +145,40 @@ class HyperparametersPane(Vertical):
         except BadInput as exc:
             self.config, self.problem_on_load = TrainConfig(), str(exc)
         self.problems: dict[str, str] = {}
+        self.complete = False  # every group of fields is mounted
         self.train_rows: dict[str, Optional[int]] = {}
         self.measured: Optional[SpeedMeasured] = None
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="form"):
-            for group in GROUPS:
-                yield Label(group, classes="group-title")
-                for spec in FIELDS:
-                    if spec.group == group:
-                        yield ConfigField(spec, format_field(spec.name, self.config.get_field(spec.name)))
+            yield self._group(GROUPS[0])
         yield Static(id="field-help")
         yield Static(id="estimates")
         yield Static(id="command")
+
+    def _group(self, group: str) -> Vertical:
+        fields = [ConfigField(spec, format_field(spec.name, self.config.get_field(spec.name)))
+                  for spec in FIELDS if spec.group == group]
+        return Vertical(Label(group, classes="group-title"), *fields, classes="config-group")
 
     def on_mount(self) -> None:
         if self.problem_on_load:
             self.notify(self.problem_on_load, title=PROJECT_CONFIG, severity="error", timeout=12)
         self._config_changed()
+        # Forty-odd fields take seconds to build on a slow machine: the first group comes with
+        # the first frame, the others one per frame after it.
+        self.call_after_refresh(self._add_group, 1)
+
+    async def _add_group(self, index: int) -> None:
+        try:
+            await self.query_one("#form").mount(self._group(GROUPS[index]))
+        except MountError:
+            return  # the app is closing already
+        self._config_changed()
+        if index + 1 < len(GROUPS):
+            self.call_after_refresh(self._add_group, index + 1)
+        else:
+            self.complete = True
 
     def focus_main(self) -> None:
         self.query_one(ConfigField).editor.focus()
@@ -182,13 +202,14 @@ class HyperparametersPane(Vertical):
             other = {"iters": "epochs", "epochs": "iters"}.get(event.name)
             if other and value is not None and self.config.get_field(other) is not None:
                 self.config = self.config.with_field(other, None)
-                self._field(other).set_text("")
+                for field in self.query(f"#field-{other}").results(ConfigField):
+                    field.set_text("")
         self._config_changed()
 
     def load_config(self, config: TrainConfig) -> None:
         self.config, self.problems = config, {}
-        for spec in FIELDS:
-            self._field(spec.name).set_text(format_field(spec.name, config.get_field(spec.name)))
+        for field in self.query(ConfigField):  # groups mounted later start from self.config
+            field.set_text(format_field(field.spec.name, config.get_field(field.spec.name)))
         self._config_changed()
 
     def warm_start_from(self, run: RunDirectory, checkpoint: Checkpoint) -> bool:
@@ -204,9 +225,6 @@ class HyperparametersPane(Vertical):
         self.notify(f"a new run starting from checkpoint {checkpoint.iteration}'s weights: "
                     "adjust and start it (ctrl+r)")
         return True
-
-    def _field(self, name: str) -> ConfigField:
-        return self.query_one(f"#field-{name.replace('.', '-')}", ConfigField)
 
     def _config_changed(self) -> None:
         # Cross-field problems name their field first ("epochs: set either iters or epochs…").
@@ -237,8 +255,9 @@ class HyperparametersPane(Vertical):
                 epochs_note = f"= {config.iters_for_epochs(rows)} iterations"
             elif config.iters and per_epoch:
                 iters_note = f"≈ {config.iters / per_epoch:.2f} epochs of {rows} rows"
-        self._field("iters").show_note(iters_note)
-        self._field("epochs").show_note(epochs_note)
+        for name, note in (("iters", iters_note), ("epochs", epochs_note)):
+            for field in self.query(f"#field-{name}").results(ConfigField):
+                field.show_note(note)
 
     def _total_iters(self) -> Optional[int]:
         config = self._resolved()

@@ -17,16 +17,24 @@ from tunedeck.core.logparse import LogParser
 from .run_follower import FileTail, RunUpdate
 
 PIPE_READ_BYTES = 1 << 16
+# The parser holds a traceback's last line until the next line shows no chained exception
+# follows; a log quiet for this long has said all it will (a crashed run writes no more).
+QUIET_S = 1.0
 
 
 def follow_log_file(path: Path, poll_s: float, cancelled: Callable[[], bool]) -> Iterator[RunUpdate]:
     parser = LogParser()
     tail = FileTail(path)
-    first = True
+    first, quiet_since, closed = True, time.monotonic(), False
     while not cancelled():
         lines = tail.read_lines()
-        if lines or first:
-            events = parser.feed("\n".join(lines) + "\n") if lines else []
+        events = []
+        if lines:
+            events = parser.feed("\n".join(lines) + "\n")
+            quiet_since, closed = time.monotonic(), False
+        elif not closed and time.monotonic() - quiet_since >= QUIET_S:
+            events, closed = parser.close(), True
+        if lines or events or first:
             yield RunUpdate(events=events, log_lines=lines, arrived_at=time.time(), backlog=first,
                             state="following" if first else None)
             first = False

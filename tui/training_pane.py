@@ -46,6 +46,10 @@ class TrainingPane(Vertical):
             yield LearningRatePlot(id="lr-plot")
         yield RunLog(id="run-log")
 
+    def on_mount(self) -> None:
+        # Elapsed time, the ETA countdown and "stalled" change without any event arriving.
+        self.set_interval(1.0, lambda: self.refresh_status(self.app.clock()))
+
     def on_resize(self) -> None:
         # Below 30 rows the learning rate gets a number in the key instead of a plot.
         self.set_class(self.size.height < 30, "-short")

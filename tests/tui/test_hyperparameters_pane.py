@@ -18,11 +18,19 @@ def field(app, name: str) -> ConfigField:
 
 
 def problem(app, name: str) -> str:
-    return str(field(app, name).query_one(".field-problem", Label).render())
+    shown = field(app, name)
+    return str(shown.query_one(".field-note", Label).render()) if shown.has_class("-invalid") else ""
 
 
 def note(app, name: str) -> str:
     return str(field(app, name).query_one(".field-note", Label).render())
+
+
+async def opened(pilot, app) -> HyperparametersPane:
+    """The pane once all its groups of fields are there (they come one per frame)."""
+    pane = app.query_one(HyperparametersPane)
+    await wait_until(pilot, lambda: pane.complete, what="the whole form")
+    return pane
 
 
 async def type_into(pilot, app, name: str, text: str) -> None:
@@ -35,7 +43,8 @@ async def type_into(pilot, app, name: str, text: str) -> None:
 
 async def test_the_form_shows_the_projects_config_in_groups(project):
     app = PaneHarness(lambda: HyperparametersPane(project))
-    async with app.run_test(size=(120, 40)):
+    async with app.run_test(size=(120, 40)) as pilot:
+        await opened(pilot, app)
         groups = [str(label.render()) for label in app.query(".group-title")]
         assert groups == ["Model and data", "Method and LoRA", "Schedule",
                           "Evaluation and checkpoints", "Advanced"]
@@ -48,6 +57,7 @@ async def test_the_form_shows_the_projects_config_in_groups(project):
 async def test_a_bad_value_is_named_next_to_its_field_and_blocks_start(project):
     app = PaneHarness(lambda: HyperparametersPane(project))
     async with app.run_test(size=(120, 40)) as pilot:
+        await opened(pilot, app)
         await type_into(pilot, app, "learning_rate", "-1")
         assert problem(app, "learning_rate").startswith("learning_rate:")
         assert "fix the fields" in str(app.query_one("#command").render())
@@ -61,6 +71,7 @@ async def test_a_bad_value_is_named_next_to_its_field_and_blocks_start(project):
 async def test_epochs_replace_iters_and_say_how_many_iterations_they_are(project):
     app = PaneHarness(lambda: HyperparametersPane(project))
     async with app.run_test(size=(120, 40)) as pilot:
+        await opened(pilot, app)
         await wait_until(pilot, lambda: "epochs" in note(app, "iters"), what="the epochs hint")
         assert note(app, "iters") == "≈ 4.00 epochs of 40 rows"  # 40 rows, batch 4: 10 per epoch
         await type_into(pilot, app, "epochs", "2.5")
@@ -72,6 +83,7 @@ async def test_epochs_replace_iters_and_say_how_many_iterations_they_are(project
 async def test_letter_and_digit_keys_type_into_a_field(project):
     app = PaneHarness(lambda: HyperparametersPane(project))
     async with app.run_test(size=(120, 40)) as pilot:
+        await opened(pilot, app)
         await type_into(pilot, app, "name", "x1r")
         assert field(app, "name").editor.value == "x1r"
         assert not app.received
@@ -89,6 +101,7 @@ async def test_start_sends_the_resolved_config_up(project):
 async def test_copy_save_and_load(project, tmp_path):
     app = PaneHarness(lambda: HyperparametersPane(project))
     async with app.run_test(size=(120, 40)) as pilot:
+        await opened(pilot, app)
         field(app, "iters").editor.focus()
         await pilot.press("ctrl+y")
         assert app.copied and app.copied[0].startswith("mlx_lm.lora")

@@ -1,0 +1,139 @@
+"""The whole app on a project: panes, keys, themes, and runs really trained, stopped, resumed."""
+
+from pathlib import Path
+
+from textual.widgets import TabbedContent, Tabs
+
+from tunedeck.core.home import settings_file
+from tunedeck.core.rundir import find_runs
+from tunedeck.tui.app import TunedeckApp
+from tunedeck.tui.checkpoints_pane import CheckpointBrowser
+from tunedeck.tui.hyperparameters_pane import ConfigField, HyperparametersPane
+from tunedeck.tui.run_status_line import Figures
+from tunedeck.tui.training_pane import TrainingPane
+
+from .conftest import write_project
+from .harness import wait_until
+
+LOGS = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
+
+
+async def start_from_the_form(pilot, app) -> None:
+    pane = await wait_until(pilot, lambda: app.query_one(HyperparametersPane), what="the form")
+    await wait_until(pilot, lambda: pane.complete and app.focused is not None, what="the form")
+    await pilot.press("ctrl+r")
+    await wait_until(pilot, lambda: active(app) == "training", timeout=60, what="the run to start")
+
+
+def active(app) -> str:
+    return app.query_one(TabbedContent).active
+
+
+def state(app) -> str:
+    return str(app.query_one("#state").render())
+
+
+def figures(app) -> str:
+    return " · ".join(app.query_one(Figures).parts)
+
+
+def checkpoints(app) -> list[int]:
+    return [c.iteration for c in app.query_one(CheckpointBrowser).checkpoints]
+
+
+async def test_five_panes_and_the_form_first_when_there_is_no_run(project):
+    app = TunedeckApp(project=project)
+    async with app.run_test(size=(160, 48)):
+        titles = [str(tab.label) for tab in app.query_one(Tabs).query("Tab")]
+        assert titles == ["Data", "Hyperparameters", "Training", "Checkpoints", "Chat"]
+        assert active(app) == "hyperparameters"
+
+
+async def test_digits_switch_panes_but_type_into_a_text_field(project):
+    app = TunedeckApp(project=project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.query_one(HyperparametersPane).complete, what="the form")
+        name = app.query_one("#field-name", ConfigField).editor
+        name.focus()
+        await pilot.press("end", "3", "x")
+        assert name.value == "tiny3x"
+        assert active(app) == "hyperparameters"
+        await pilot.press("escape")  # leaves the field; now digits are pane keys
+        app.query_one(Tabs).focus()
+        await pilot.press("3")
+        assert active(app) == "training"
+        await pilot.press("4")
+        assert active(app) == "checkpoints"
+
+
+async def test_the_theme_switch_is_remembered(project):
+    app = TunedeckApp(project=project)
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert app.theme == "tunedeck-dark"
+        await pilot.press("ctrl+t")
+        assert app.theme == "tunedeck-light"
+    assert 'theme = "tunedeck-light"' in settings_file().read_text()
+    again = TunedeckApp(project=project)
+    async with again.run_test(size=(100, 30)):
+        assert again.theme == "tunedeck-light"
+
+
+async def test_ctrl_q_and_f10_quit(project):
+    for key in ("ctrl+q", "f10"):
+        app = TunedeckApp(project=project)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.return_code == 0
+
+
+async def test_the_command_palette_lists_pane_actions(project):
+    app = TunedeckApp(project=project)
+    async with app.run_test(size=(100, 30)):
+        titles = {command.title for command in app.get_system_commands(app.screen)}
+        assert {"Start run", "Stop", "Stop at ckpt", "Resume", "Delete", "Show Training",
+                "Toggle theme", "Quit"} <= titles
+
+
+async def test_watch_a_log_file_fills_the_training_pane():
+    app = TunedeckApp(watch=str(LOGS / "v032_crash.log"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert active(app) == "training"
+        await wait_until(pilot, lambda: state(app) == "failed", what="the crash to show")
+        assert "error:" in figures(app)
+
+
+async def test_start_from_the_form_then_reopen_and_find_the_whole_history(project):
+    app = TunedeckApp(project=project)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await start_from_the_form(pilot, app)
+        await wait_until(pilot, lambda: state(app) == "finished", timeout=180, what="the run to finish")
+        assert "iter 40/40" in figures(app)
+        await wait_until(pilot, lambda: checkpoints(app) == [10, 20, 30, 40], what="checkpoints")
+    again = TunedeckApp(project=project)
+    async with again.run_test(size=(160, 48)) as pilot:
+        assert active(again) == "training"
+        await wait_until(pilot, lambda: state(again) == "finished", what="the run to reappear")
+        pane = again.query_one(TrainingPane)
+        assert pane.history.train.iters[-1] == 40
+        assert len(pane.history.val) >= 4
+
+
+async def test_stop_then_resume_from_the_checkpoints_pane(tmp_path, tiny_model):
+    project = write_project(tmp_path / "p", tiny_model, iters=2000, save_every=20)
+    app = TunedeckApp(project=project)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await start_from_the_form(pilot, app)
+        await wait_until(pilot, lambda: 20 in checkpoints(app), timeout=120, what="checkpoint 20")
+        app.action_show_pane("training")
+        await pilot.press("x")
+        await wait_until(pilot, lambda: state(app) == "stopped", timeout=60, what="the stop")
+        stopped_at = app.query_one(TrainingPane).history.iteration
+        app.action_show_pane("checkpoints")
+        await pilot.press("e")
+        await pilot.press("ctrl+u", *str(max(checkpoints(app)) + 30), "enter")
+        await wait_until(pilot, lambda: state(app) == "running", timeout=60, what="the resume")
+        await wait_until(pilot, lambda: state(app) == "finished", timeout=180, what="the end")
+        run = find_runs(project / "runs")[0]
+        assert stopped_at >= 20
+        assert run.read_status()["state"] == "finished"
