@@ -12,7 +12,7 @@ from tunedeck.tui.hyperparameters_pane import ConfigField, HyperparametersPane
 from tunedeck.tui.run_status_line import Figures
 from tunedeck.tui.training_pane import TrainingPane
 
-from .conftest import write_project
+from .projects import write_project
 from .harness import wait_until
 
 LOGS = Path(__file__).resolve().parents[1] / "fixtures" / "logs"

@@ -1,0 +1,73 @@
+"""A real terminal for end-to-end tests: the app runs in a detached tmux session."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+TUNEDECK = str(Path(sys.executable).with_name("tunedeck"))
+
+
+def needs_tmux():
+    return pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+class Terminal:
+    """``tmux`` running one command; the screen is read back with ``capture-pane``."""
+
+    def __init__(self, width: int = 160, height: int = 48, env: dict | None = None):
+        self.name = f"tunedeck-e2e-{uuid.uuid4().hex[:8]}"
+        self.width, self.height = width, height
+        self.env = {"TERM": "xterm-256color", **(env or {})}
+
+    def start(self, command: str, cwd: Path) -> "Terminal":
+        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
+        # The shell stays after the app so its exit status (and any traceback) can be read.
+        script = f"cd {shlex.quote(str(cwd))} && env {exports} {command}; echo; echo EXITED $?; sleep 600"
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(self.width),
+                        "-y", str(self.height), "bash", "-c", script], check=True)
+        # tmux waits for more of an escape sequence by default: keys would arrive late.
+        subprocess.run(["tmux", "set-option", "-t", self.name, "escape-time", "0"], check=True)
+        return self
+
+    def screen(self) -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name],
+                              capture_output=True, text=True, check=True).stdout
+
+    def press(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def type(self, text: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, "-l", text], check=True)
+
+    def wait_for(self, condition, timeout: float = 60.0, what: str = ""):
+        """Poll the screen until ``condition`` (a text, a regex or a function of the screen)
+        holds; returns what it returned (a match for a regex)."""
+        if isinstance(condition, str):
+            text = condition
+            condition = lambda screen: text in screen  # noqa: E731
+            what = what or repr(text)
+        elif isinstance(condition, re.Pattern):
+            pattern = condition
+            condition = lambda screen: pattern.search(screen)  # noqa: E731
+            what = what or pattern.pattern
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            result = condition(screen)
+            if result:
+                return result
+            time.sleep(0.1)  # another process draws the screen: nothing to await but time
+        raise AssertionError(f"timed out waiting for {what}; the screen was:\n{screen}")
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
