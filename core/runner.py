@@ -61,6 +61,40 @@ def read_mlx_args(run: RunDirectory, total_iters: Optional[int]) -> dict:
     return args
 
 
+def load_splits(ns, tokenizer):
+    """mlx-lm's datasets, except that a local file may start with a byte-order mark.
+
+    Editors on Windows add one, `tunedeck data check` accepts it, and mlx-lm's own loader fails
+    on it with a JSONDecodeError; everything after reading the rows is mlx-lm's create_dataset.
+    """
+    import json
+
+    from mlx_lm.cli_ui import rprint
+    from mlx_lm.tuner.datasets import create_dataset, load_dataset
+
+    data = Path(ns.data)
+    if getattr(ns, "hf_dataset", None) or not data.is_dir():
+        return load_dataset(ns, tokenizer)
+
+    def split(name):
+        path = data / f"{name}.jsonl"
+        if not path.exists():
+            return []
+        with open(path, encoding="utf-8-sig") as f:
+            rows = [json.loads(line) for line in f]
+        return create_dataset(rows, tokenizer, ns) if rows else []
+
+    train, valid, test = split("train"), split("valid"), split("test")
+    # The same refusals and warning as mlx_lm.tuner.datasets.load_dataset.
+    if len(train) == 0:
+        raise ValueError("Training set not found or empty. Must provide training set for fine-tuning.")
+    if len(valid) == 0:
+        rprint("Warning: Validation set not found or empty. Training will proceed without validation.")
+    if ns.test and len(test) == 0:
+        raise ValueError("Test set not found or empty. Must provide test set for evaluation.")
+    return train, valid, test
+
+
 def read_early_stopping(run: RunDirectory) -> tuple[Optional[int], float]:
     """Early stopping is tunedeck's own, so it lives in run.toml, not in mlx_lm.yaml."""
     from .config import TrainConfig
@@ -293,7 +327,6 @@ class TrainingSession:
         import mlx.optimizers as optim
         import numpy as np
         from mlx_lm.cli_ui import make_console, print_lora_run_header, rprint
-        from mlx_lm.tuner.datasets import load_dataset
         from mlx_lm.tuner.utils import build_schedule, linear_to_lora_layers, print_trainable_parameters
         from mlx_lm.utils import load, save_config
 
@@ -305,7 +338,7 @@ class TrainingSession:
         model, tokenizer = load(args["model"], tokenizer_config={"trust_remote_code": args["trust_remote_code"]},
                                 trust_remote_code=args["trust_remote_code"])
         rprint("Loading datasets")
-        self.train_set, self.valid_set, self.test_set = load_dataset(ns, tokenizer)
+        self.train_set, self.valid_set, self.test_set = load_splits(ns, tokenizer)
         rprint("Training")
         mx.random.seed(args["seed"])
         model.freeze()

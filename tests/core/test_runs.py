@@ -110,3 +110,12 @@ def test_ctrl_c_in_the_foreground_stops_gracefully(tmp_path, tiny_model, persona
     assert proc.returncode == 0, err
     assert "run stopped" in err and "tunedeck resume" in err
     assert RunDirectory(run_dir).state() == "stopped"
+
+
+def test_a_dataset_with_a_bom_and_crlf_line_ends_trains(tmp_path, tiny_model, persona_data):
+    for split in ("train", "valid"):
+        path = persona_data / f"{split}.jsonl"
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
+    cfg = write_config(tmp_path / "cfg.toml", tiny_model, persona_data, iters=5, save_every=5)
+    assert main(["train", str(cfg), "--run-dir", str(tmp_path / "B")]) == 0
+    assert RunDirectory(tmp_path / "B").state() == "finished"
