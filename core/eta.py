@@ -298,3 +298,13 @@ def estimate_from_events(events, total_iters: Optional[int] = None) -> Optional[
         estimator.total_iters = total_iters
     result = estimator.estimate(now=0.0)
     return None if result is None else result[0]
+
+
+def format_duration(seconds: Optional[float]) -> str:
+    """``2h05m``, ``4m09s``, ``12s``; ``-`` when unknown."""
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"

@@ -61,3 +61,15 @@ def demo_model() -> Path:
             os.environ.pop("TUNEDECK_HOME", None)
         else:
             os.environ["TUNEDECK_HOME"] = previous
+
+
+@pytest.fixture
+def tunedeck(capsys):
+    """Run the CLI in-process as a user would; returns (exit code, stdout, stderr)."""
+    from tunedeck.core import cli
+
+    def run(*argv):
+        code = cli.main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run

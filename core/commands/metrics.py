@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 
 from ..errors import BadInput
+from ..eta import format_duration
 
 # How often a followed file is checked for new lines.
 POLL_S = 0.2
@@ -162,15 +163,6 @@ def _stdin_source() -> Iterator[Batch]:
 
 
 # -- output ----------------------------------------------------------------------------------
-
-
-def format_duration(seconds: Optional[float]) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
 def _loss(x: Optional[float]) -> str:

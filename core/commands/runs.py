@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..errors import BadInput
+from ..eta import format_duration
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,15 +30,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="let the run continue to its next checkpoint, then stop")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
     p.set_defaults(handler=_stop)
-
-
-def format_duration(seconds) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
 def _loss(x) -> str:

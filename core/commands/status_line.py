@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
-from ..eta import EtaEstimator
+from ..eta import EtaEstimator, format_duration
 from ..events import EventFileReader, Start, Train
-from .runs import format_duration
 
 
 class StatusLine:

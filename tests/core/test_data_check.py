@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tunedeck.core import cli
 from tunedeck.core.data import validate
 from tunedeck.core.data.validate import validate_file
 
@@ -21,18 +19,6 @@ VALID = FIXTURES / "valid"
 INVALID = FIXTURES / "invalid"
 
 
-@pytest.fixture
-def tunedeck(monkeypatch, capsys):
-    """Run the CLI as a user would; returns (exit code, stdout, stderr)."""
-    # Command modules other engineers have not landed yet would fail the whole parser.
-    monkeypatch.setattr(cli, "COMMAND_MODULES", tuple(
-        m for m in cli.COMMAND_MODULES if importlib.util.find_spec(m) is not None))
-
-    def run(*argv):
-        code = cli.main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
 
 
 def lines_starting(out: str, prefix: str) -> list:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -10,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from tunedeck.core import cli
 from tunedeck.core.data.convert import parse_mistral, split_sizes, split_text
 from tunedeck.core.data.tokens import load_tokenizer
 
@@ -18,17 +16,6 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "data"
 SOURCES = FIXTURES / "sources"
 
 
-@pytest.fixture
-def tunedeck(monkeypatch, capsys):
-    # Command modules other engineers have not landed yet would fail the whole parser.
-    monkeypatch.setattr(cli, "COMMAND_MODULES", tuple(
-        m for m in cli.COMMAND_MODULES if importlib.util.find_spec(m) is not None))
-
-    def run(*argv):
-        code = cli.main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
 
 
 def read_jsonl(path: Path) -> list:

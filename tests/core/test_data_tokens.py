@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from tunedeck.core import cli
 from tunedeck.core.data.tokens import (count_tokens, histogram, load_tokenizer, render_row,
                                        token_stats)
 from tunedeck.core.errors import BadInput
@@ -26,17 +24,6 @@ def tokenizer(tiny_model):
     return load_tokenizer(str(tiny_model))
 
 
-@pytest.fixture
-def tunedeck(monkeypatch, capsys):
-    # Command modules other engineers have not landed yet would fail the whole parser.
-    monkeypatch.setattr(cli, "COMMAND_MODULES", tuple(
-        m for m in cli.COMMAND_MODULES if importlib.util.find_spec(m) is not None))
-
-    def run(*argv):
-        code = cli.main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
 
 
 def test_chat_row_is_rendered_exactly_as_mlx_lm_feeds_it(tokenizer):
