@@ -119,3 +119,40 @@ def test_a_dataset_with_a_bom_and_crlf_line_ends_trains(tmp_path, tiny_model, pe
     cfg = write_config(tmp_path / "cfg.toml", tiny_model, persona_data, iters=5, save_every=5)
     assert main(["train", str(cfg), "--run-dir", str(tmp_path / "B")]) == 0
     assert RunDirectory(tmp_path / "B").state() == "finished"
+
+
+def test_early_stopping_ends_the_run_and_best_is_marked(tmp_path, tiny_model, persona_data):
+    # Improvements smaller than min_delta do not count: the second evaluation already stops it.
+    cfg = write_config(tmp_path / "cfg.toml", tiny_model, persona_data, iters=1000, steps_per_eval=10,
+                       save_every=10, early_stopping_patience=1, early_stopping_min_delta=100.0)
+    run_dir = tmp_path / "E"
+    assert main(["train", str(cfg), "--run-dir", str(run_dir)]) == 0
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "finished" and status["reason"] == "early_stopping"
+    assert status["iter"] < 30
+    vals = [e for e in events(run_dir) if e["kind"] == "val"]
+    assert [v["iter"] for v in vals] == [1, 10]
+    assert "early stopping" in (run_dir / "train.log").read_text()
+
+    from tunedeck.core.checkpoints import checkpoint_index
+
+    index = checkpoint_index(RunDirectory(run_dir))
+    assert [c.iteration for c in index] == [10] and index[0].best
+
+
+def test_an_mlx_lm_yaml_config_trains(tmp_path, tiny_model, persona_data):
+    from tests.conftest import TINY_LORA
+
+    yaml_text = (f"model: {tiny_model}\ndata: {persona_data}\ntrain: true\nnum_layers: 2\n"
+                 f"batch_size: 4\niters: 10\nlearning_rate: 1e-3\nsteps_per_report: 5\n"
+                 f"steps_per_eval: 100\nsave_every: 5\nlora_parameters:\n  rank: 4\n  scale: 20.0\n"
+                 f"  dropout: 0.0\n  keys: {TINY_LORA['keys']}\n")
+    cfg = tmp_path / "lora_config.yaml"
+    cfg.write_text(yaml_text)
+    run_dir = tmp_path / "Y"
+    assert main(["train", str(cfg), "--run-dir", str(run_dir)]) == 0
+    assert RunDirectory(run_dir).state() == "finished"
+    assert "-c" in (run_dir / "command.txt").read_text()
+    adapter_config = json.loads((run_dir / "adapters" / "adapter_config.json").read_text())
+    assert adapter_config["lora_parameters"]["rank"] == 4
+    assert adapter_config["learning_rate"] == 1e-3
