@@ -18,7 +18,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widget import MountError
-from textual.widgets import Footer, TabbedContent, TabPane
+from textual.widgets import Footer, Input, TabbedContent, TabPane, Tabs
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from tunedeck.core.errors import BadInput, WorkFailed
@@ -52,6 +52,7 @@ class TunedeckApp(App):
         *(Binding(str(n), f"show_pane('{pane}')", title, id=f"show-{pane}", show=False)
           for n, (pane, title) in enumerate(PANES, 1)),
         Binding("ctrl+t", "toggle_theme", "Theme", id="toggle-theme"),
+        Binding("escape", "leave_field", "Leave field", id="leave-field", show=False),
     ]
 
     def __init__(self, project: Optional[Path] = None, watch: Optional[str] = None,
@@ -124,6 +125,11 @@ class TunedeckApp(App):
         self.query_one(TabbedContent).active = pane
         for widget in self.query(f"#{pane}-pane"):  # absent for a moment after the first frame
             widget.focus_main()
+
+    def action_leave_field(self) -> None:
+        """From a text field to the pane tabs, where digits choose panes again."""
+        if isinstance(self.focused, Input):
+            self.query_one(TabbedContent).query_one(Tabs).focus()
 
     def action_toggle_theme(self) -> None:
         names = [t.name for t in THEMES]

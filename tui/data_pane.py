@@ -77,7 +77,9 @@ class DataPane(Vertical):
     def _files(self) -> list[Path]:
         if self.data_dir is None or not self.data_dir.is_dir():
             return []
-        return sorted(p for p in self.data_dir.iterdir() if p.suffix == ".jsonl")
+        splits = {"train.jsonl": 0, "valid.jsonl": 1, "test.jsonl": 2}  # mlx-lm's order first
+        return sorted((p for p in self.data_dir.iterdir() if p.suffix == ".jsonl"),
+                      key=lambda p: (splits.get(p.name, 3), p.name))
 
     def compose(self) -> ComposeResult:
         files = self._files()

@@ -31,7 +31,7 @@ class Terminal:
     def start(self, command: str, cwd: Path) -> "Terminal":
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
         # The shell stays after the app so its exit status (and any traceback) can be read.
-        script = f"cd {shlex.quote(str(cwd))} && env {exports} {command}; echo; echo EXITED $?; sleep 600"
+        script = f"cd {shlex.quote(str(cwd))} && env {exports} {command}; status=$?; echo; echo EXITED $status; sleep 600"
         subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(self.width),
                         "-y", str(self.height), "bash", "-c", script], check=True)
         # tmux waits for more of an escape sequence by default: keys would arrive late.
@@ -50,10 +50,10 @@ class Terminal:
 
     def wait_for(self, condition, timeout: float = 60.0, what: str = ""):
         """Poll the screen until ``condition`` (a text, a regex or a function of the screen)
-        holds; returns what it returned (a match for a regex)."""
+        holds; returns the screen for a text, the match for a regex, else what it returned."""
         if isinstance(condition, str):
             text = condition
-            condition = lambda screen: text in screen  # noqa: E731
+            condition = lambda screen: screen if text in screen else None  # noqa: E731
             what = what or repr(text)
         elif isinstance(condition, re.Pattern):
             pattern = condition
