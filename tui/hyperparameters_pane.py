@@ -131,7 +131,7 @@ class HyperparametersPane(Vertical):
     PANE_TITLE = "Hyperparameters"
     BINDINGS = [
         Binding("ctrl+r", "start", "Start run", id="start-run"),
-        Binding("ctrl+s", "save", "Save TOML", id="save-config"),
+        Binding("ctrl+s", "save", "Save", id="save-config"),
         Binding("ctrl+o", "open", "Open TOML/YAML", id="open-config"),
         Binding("ctrl+y", "copy_command", "Copy command", id="copy-command"),
     ]
@@ -292,7 +292,7 @@ class HyperparametersPane(Vertical):
             command = config.to_command()
             text = "$ " + command.text
             if command.config_file:
-                text += f"\n  ({command.config_file} holds the YAML this config saves to)"
+                text += f"\n  (it reads {command.config_file}: save the config under that name with ctrl+s)"
         self.query_one("#command", Static).update(Text("\n".join(visible(line) for line in text.split("\n"))))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-rows")
@@ -348,14 +348,19 @@ class HyperparametersPane(Vertical):
         def save(path: Optional[str]) -> None:
             if not path:
                 return
+            target = Path(path).expanduser()
             try:
-                self.config.write_toml(Path(path).expanduser())
+                if target.suffix in (".yaml", ".yml"):
+                    self._resolved().write_mlx_yaml(target)  # for mlx_lm.lora -c, paths absolute
+                else:
+                    self.config.write_toml(target)
             except (BadInput, OSError) as exc:
                 self.notify(str(exc), severity="error")
                 return
             self.notify(f"saved {path}")
 
-        self.app.push_screen(Ask("Save the config as TOML to:", default), save)
+        self.app.push_screen(Ask("Save the config to (.toml for tunedeck, .yaml for mlx_lm.lora -c):",
+                                 default), save)
 
     def action_open(self) -> None:
         default = str((self.project or Path.cwd()) / PROJECT_CONFIG)
