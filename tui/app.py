@@ -38,7 +38,7 @@ from .settings import load_settings, save_setting
 from .training_pane import TrainingPane
 
 # How often the followed run's files are looked at: the floor of the line-to-screen latency.
-POLL_S = 0.1
+POLL_S = 0.05
 PANES = (("data", "Data"), ("hyperparameters", "Hyperparameters"), ("training", "Training"),
          ("checkpoints", "Checkpoints"), ("chat", "Chat"))
 

@@ -1,13 +1,16 @@
 """The loss curves (train, val, an overlaid run) and the learning rate, drawn with plotext.
 
 A plotext build costs tens of milliseconds, so plots never redraw per event: new data marks them
-stale and a timer redraws at most a few times a second. Every series is first reduced to one
-point per column of the plot (bucket means), so the cost does not grow with the run's length.
+stale, and a stale plot redraws at once if it has not drawn for a while, else as soon as that
+while is over (at most about seven times a second, however fast a run reports). Every series is
+first reduced to one point per column of the plot (bucket means), so the cost does not grow with
+the run's length.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from typing import Optional, Sequence
 
 from rich.text import Text
@@ -17,7 +20,7 @@ from textual_plotext import PlotextPlot
 
 from .run_history import Series
 
-REDRAW_S = 0.25
+MIN_REDRAW_INTERVAL_S = 0.15
 SMOOTHING_STEPS = (0.0, 0.6, 0.8, 0.9, 0.95, 0.99)
 
 
@@ -56,19 +59,25 @@ class StalePlot(PlotextPlot):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._stale = True
+        self._redraw_due = False
+        self._drawn_at = 0.0
         self._drawn: Optional[Text] = None
         self._drawn_for: tuple = ()
 
-    def on_mount(self) -> None:
-        super().on_mount()
-        self.set_interval(REDRAW_S, self._redraw_if_stale)
-
     def mark_stale(self) -> None:
         self._stale = True
+        if self._redraw_due or not self.is_mounted:
+            return  # a mounted plot draws anyway
+        self._redraw_due = True
+        wait = self._drawn_at + MIN_REDRAW_INTERVAL_S - time.monotonic()
+        if wait > 0:
+            self.set_timer(wait, self._redraw)
+        else:
+            self.call_later(self._redraw)  # Textual's timers cannot wait zero seconds
 
-    def _redraw_if_stale(self) -> None:
-        if self._stale:
-            self.refresh()
+    def _redraw(self) -> None:
+        self._redraw_due = False
+        self.refresh()
 
     def colour(self, variable: str) -> tuple[int, int, int]:
         return Color.parse(self.app.theme_variables[variable]).rgb
@@ -80,6 +89,7 @@ class StalePlot(PlotextPlot):
             self.plt.clear_figure()
             self.draw(max(10, self.size.width - 12))  # the y axis labels take about 12 columns
             self._drawn, self._drawn_for = super().render(), key
+            self._drawn_at = time.monotonic()
         return self._drawn
 
     def draw(self, columns: int) -> None:
