@@ -26,6 +26,7 @@ from tunedeck.core.rundir import RunDirectory, find_runs
 from tunedeck.themes import DEFAULT_THEME, THEMES
 
 from .chat_pane import ChatPane
+from .chat_session import ModelSessions
 from .checkpoints_pane import CheckpointsPane
 from .data_pane import DataPane
 from .hyperparameters_pane import HyperparametersPane
@@ -43,7 +44,7 @@ PANES = (("data", "Data"), ("hyperparameters", "Hyperparameters"), ("training", 
          ("checkpoints", "Checkpoints"), ("chat", "Chat"))
 
 
-class TunedeckApp(App):
+class TunedeckApp(ModelSessions, App):
     CSS_PATH = "app.tcss"
     TITLE = "tunedeck"
     BINDINGS = [
@@ -82,7 +83,7 @@ class TunedeckApp(App):
             "hyperparameters": lambda: HyperparametersPane(self.project, id="hyperparameters-pane"),
             "training": lambda: TrainingPane(id="training-pane"),
             "checkpoints": lambda: CheckpointsPane(id="checkpoints-pane"),
-            "chat": lambda: ChatPane(id="chat-pane"),
+            "chat": lambda: ChatPane(self.project, id="chat-pane"),
         }
         # The first frame must come within a second: panes out of sight are built right after
         # it. Training and Checkpoints are cheap and the App writes to them from the start.
@@ -142,7 +143,8 @@ class TunedeckApp(App):
                                 lambda pane=pane: self.action_show_pane(pane))
         yield SystemCommand("Toggle theme", "Switch between the dark and the light theme",
                             self.action_toggle_theme)
-        panes = [*self.query(HyperparametersPane), *self.query(TrainingPane), *self.query(CheckpointsPane)]
+        panes = [*self.query(HyperparametersPane), *self.query(TrainingPane), *self.query(CheckpointsPane),
+                 *self.query(ChatPane)]
         for pane in panes:
             for binding in pane.BINDINGS:
                 run = lambda action=binding.action, pane=pane: self.run_action(action, pane)

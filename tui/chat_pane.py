@@ -1,38 +1,563 @@
-"""The Chat pane (minimal until the chat issue): which model and adapter a chat would use.
+"""The Chat pane: talk to a base model with an adapter, or compare two sides on one prompt.
 
-"open in Chat" from the Checkpoints pane lands here; talking to the model comes with the chat
-issue, in an App-owned worker so a model load survives switching panes.
+What the user picks here is posted upward; the App loads the model and answers in its own
+workers (a load or an answer survives switching panes) and tells the pane what came of it.
+The pane keeps the conversations and the transcript. Answers are shown literally: whatever a
+model writes, markup or escape sequences included, is text on the screen.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import Vertical
-from textual.widgets import Label
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import Input, Label, ProgressBar, Select, Static
+
+from tunedeck.core.adapters import AdapterRef
+from tunedeck.core.chat import Conversation, GenerationSettings, save_transcript
+
+from .chat_messages import ChatAsked, ChatModelRequested, ChatStopRequested
+from .literal import visible
+
+BASE = "base"  # the adapter choice "none": the base model alone
+
+
+def literal(text: str) -> str:
+    """Model text for the screen: control characters are shown, not obeyed (line breaks stay
+    line breaks). Widgets get it as plain text, so markup in it stays text too."""
+    return "\n".join(visible(line) for line in text.split("\n"))
+
+
+def shown(text: str) -> Text:
+    return Text(literal(text))
+
+
+@dataclass(frozen=True)
+class AdapterChoice:
+    label: str
+    adapter: Optional[AdapterRef]
+    model: Optional[str]  # the model the run trained on, when known
+
+
+def _model_label(path: str) -> str:
+    return Path(path).name or path
+
+
+def scan_choices(project: Optional[Path]) -> tuple[list[tuple[str, str]], dict[str, AdapterChoice]]:
+    """The models and adapters to offer: the project's model and its runs' models, the local
+    models, and for every run of the project its latest, its best and each checkpoint."""
+    from tunedeck.core.checkpoints import checkpoint_index
+    from tunedeck.core.models import find_local_models
+    from tunedeck.core.rundir import find_runs
+
+    models: dict[str, str] = {}
+    adapters: dict[str, AdapterChoice] = {BASE: AdapterChoice("none (the base model)", None, None)}
+    if project is not None:
+        configured = _configured_model(project)
+        if configured:
+            models[configured] = f"{_model_label(configured)} (project)"
+        for run in reversed(find_runs(project / "runs")):  # the newest first
+            model = run.read_status().get("model")
+            if model:
+                models.setdefault(model, _model_label(model))
+            checkpoints = checkpoint_index(run)
+            if not checkpoints:
+                continue
+            latest = checkpoints[-1]
+            best = next((c for c in checkpoints if c.best), None)
+            picks = [(f"{run.name}:latest", f"{run.name} · latest ({latest.iteration})", latest)]
+            if best is not None:
+                picks.append((f"{run.name}:best", f"{run.name} · best ({best.iteration})", best))
+            picks += [(f"{run.name}:{c.iteration}", f"{run.name} · {c.iteration}", c)
+                      for c in reversed(checkpoints)]
+            for key, label, c in picks:
+                adapters[key] = AdapterChoice(label, AdapterRef(c.path.parent, c.path), model)
+    for path in find_local_models():
+        models.setdefault(str(path), _model_label(str(path)))
+    return list((label, value) for value, label in models.items()), adapters
+
+
+def _configured_model(project: Path) -> Optional[str]:
+    from tunedeck.core.config import TrainConfig
+
+    try:
+        model = TrainConfig.from_toml(project / "tunedeck.toml").resolve_paths(project).model
+    except Exception:  # no config or a broken one: the other models are still offered
+        return None
+    if model == "demo":
+        from tunedeck.core.demo_model import demo_model_dir, is_demo_model_built
+
+        return str(demo_model_dir()) if is_demo_model_built(demo_model_dir()) else "demo"
+    return model
+
+
+class ChoicesScanned(Message):
+    def __init__(self, models: list[tuple[str, str]], adapters: dict[str, AdapterChoice]):
+        super().__init__()
+        self.models = models
+        self.adapters = adapters
+
+
+class ChatTranscript(VerticalScroll):
+    """One side's turns: the question, the answer as it streams, and how fast it came."""
+
+    can_focus = False
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._answer: Optional[Static] = None
+        self._meta: Optional[Static] = None
+
+    def add_turn(self, user: str) -> None:
+        self._answer, self._meta = Static("", classes="chat-answer"), Static("…", classes="chat-meta")
+        self.mount(Static(shown(user), classes="chat-user"), self._answer, self._meta)
+        self.anchor()
+
+    def show_answer(self, text: str, meta: str) -> None:
+        if self._answer is not None:
+            self._answer.update(shown(text))
+            self._meta.update(Text(meta))
+
+    def clear(self) -> None:
+        self._answer = self._meta = None
+        self.remove_children()
+
+    def note(self, text: str) -> None:
+        self.mount(Static(Text(text), classes="chat-meta"))
+        self.anchor()
+
+
+@dataclass
+class Answer:
+    text: str = ""
+    tokens: int = 0
+    tokens_per_sec: float = 0.0
+    finish_reason: Optional[str] = None
 
 
 class ChatPane(Vertical):
     PANE_TITLE = "Chat"
-    can_focus = True
+    BINDINGS = [
+        Binding("escape", "stop", "Stop", id="chat-stop"),
+        Binding("ctrl+o", "toggle_compare", "Compare", id="chat-compare"),
+        Binding("ctrl+l", "clear", "Clear", id="chat-clear"),
+        Binding("ctrl+s", "save", "Save", id="chat-save"),
+    ]
+    DEFAULT_CSS = """
+    ChatPane { height: 1fr; }
+    ChatPane .chat-row { height: 1; }
+    ChatPane .chat-label { padding: 0 1; color: $text-muted; }
+    ChatPane #chat-model, ChatPane #chat-adapter { width: 1fr; }
+    ChatPane #chat-temp, ChatPane #chat-top-p { width: 6; }
+    ChatPane #chat-max-tokens { width: 7; }
+    ChatPane #chat-system { width: 1fr; }
+    ChatPane #chat-status { width: 1fr; padding: 0 1; background: $surface; color: $foreground; }
+    ChatPane #chat-status.-failed { color: $error; }
+    ChatPane #chat-progress { width: 32; display: none; background: $surface; }
+    ChatPane.-loading #chat-progress { display: block; }
+    ChatPane #chat-columns { height: 1fr; }
+    ChatPane .chat-side { width: 1fr; }
+    ChatPane #chat-right { display: none; border-left: vkey $panel; }
+    ChatPane.-compare #chat-right { display: block; }
+    ChatPane .chat-title { height: 1; padding: 0 1; background: $panel; color: $foreground; }
+    ChatPane ChatTranscript { height: 1fr; padding: 0 1; scrollbar-size-vertical: 1; }
+    ChatPane .chat-user { color: $accent; text-style: bold; margin-top: 1; }
+    ChatPane .chat-meta { color: $text-muted; }
+    """
 
-    def __init__(self, **kwargs):
+    def __init__(self, project: Optional[Path] = None, **kwargs):
         super().__init__(**kwargs)
-        self.model: Optional[str] = None
-        self.adapter: Optional[Path] = None
+        self.project = Path(project).resolve() if project else None
+        self.models: list[tuple[str, str]] = []  # (label, model directory or "demo")
+        self.adapters: dict[str, AdapterChoice] = {BASE: AdapterChoice("none (the base model)", None, None)}
+        self.loaded: Optional[tuple[str, Optional[AdapterRef]]] = None  # what the App has loaded
+        self.requested: Optional[tuple[str, Optional[AdapterRef]]] = None
+        self.loading = False
+        self.answering = False
+        self.compare = False
+        self.conversations = [Conversation(), Conversation()]
+        self.answers: list[Answer] = []
+        self.question = ""
+        self.asked: list[Optional[AdapterRef]] = []  # the sides of the answer under way
+        self.pending: Optional[tuple[str, GenerationSettings]] = None  # asked before the model was ready
+        self.record: list[dict] = []  # the transcript, turn by turn, for saving
+        self._wanted: Optional[tuple[Optional[str], Path]] = None  # "open in Chat" before the scan
 
+    # -- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield Label("no model chosen: open a checkpoint in Chat from the Checkpoints pane (c)",
-                    id="chat-target")
+        with Horizontal(classes="chat-row"):
+            yield Label("model", classes="chat-label")
+            yield Select([], prompt="no model found", compact=True, id="chat-model")
+            yield Label("adapter", classes="chat-label")
+            yield Select(self._adapter_options(), value=BASE, allow_blank=False, compact=True,
+                         id="chat-adapter")
+        with Horizontal(classes="chat-row"):
+            yield Label("temp", classes="chat-label")
+            yield Input("0.7", compact=True, id="chat-temp")
+            yield Label("top-p", classes="chat-label")
+            yield Input("1.0", compact=True, id="chat-top-p")
+            yield Label("max tokens", classes="chat-label")
+            yield Input("256", compact=True, id="chat-max-tokens")
+            yield Label("system", classes="chat-label")
+            yield Input("", placeholder="system prompt (optional)", compact=True, id="chat-system")
+        with Horizontal(classes="chat-row"):
+            yield Static(Text("no model loaded: pick one, or just ask (the chosen model loads first)"),
+                         id="chat-status")
+            yield ProgressBar(total=None, show_eta=False, id="chat-progress")
+        with Horizontal(id="chat-columns"):
+            with Vertical(classes="chat-side", id="chat-left"):
+                yield Static(Text(""), classes="chat-title", id="chat-left-title")
+                yield ChatTranscript(id="chat-left-transcript")
+            with Vertical(classes="chat-side", id="chat-right"):
+                yield Select(self._adapter_options(), value=BASE, allow_blank=False, compact=True,
+                             id="chat-compare-with")
+                yield ChatTranscript(id="chat-right-transcript")
+        yield Input(placeholder="ask the model (enter sends; esc leaves the field)", id="chat-prompt")
+
+    def on_mount(self) -> None:
+        self._show_titles()
+        self._scan()
 
     def focus_main(self) -> None:
-        self.focus()
+        self.query_one("#chat-prompt", Input).focus()
+        self._scan()  # runs may have saved checkpoints since
+
+    def _adapter_options(self) -> list[tuple[str, str]]:
+        return [(choice.label, key) for key, choice in self.adapters.items()]
+
+    # -- choices ---------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-choices")
+    def _scan(self) -> None:
+        self.post_message(ChoicesScanned(*scan_choices(self.project)))
+
+    @on(ChoicesScanned)
+    def _choices_scanned(self, message: ChoicesScanned) -> None:
+        self.adapters = message.adapters
+        model_select = self.query_one("#chat-model", Select)
+        keep_model = self._chosen_model()
+        self.models = list(message.models)
+        if keep_model is not None and keep_model not in [v for _, v in self.models]:
+            self.models.append((_model_label(keep_model), keep_model))
+        with self.prevent(Select.Changed):
+            model_select.set_options(self.models)
+            if keep_model is not None:
+                model_select.value = keep_model
+            elif self.models:
+                model_select.value = self.models[0][1]
+            for select_id in ("#chat-adapter", "#chat-compare-with"):
+                select = self.query_one(select_id, Select)
+                keep = select.value
+                select.set_options(self._adapter_options())
+                select.value = keep if keep in self.adapters else BASE
+        if self._wanted is not None:
+            model, path = self._wanted
+            self._wanted = None
+            self._choose(model, path)
+        self._show_titles()
 
     def use(self, model: Optional[str], adapter: Path) -> None:
-        self.model, self.adapter = model, adapter
-        self.query_one("#chat-target", Label).update(Text(
-            f"model {model or 'unknown'}\nadapter {adapter}\n\n"
-            f"meanwhile: tunedeck chat --model {model} --adapter {adapter}"))
+        """"Open in Chat": this run's model with this checkpoint, loaded now."""
+        path = Path(adapter).resolve()
+        self._choose(model, path)
+        self._request_model()
+        self._wanted = (model, path)  # chosen again once the scan has listed it
+        self._scan()
+
+    def _choose(self, model: Optional[str], path: Path) -> None:
+        """Show ``model`` and the checkpoint at ``path`` as chosen (adding them if not listed)."""
+        key = next((k for k, c in self.adapters.items() if k.split(":")[-1].isdigit()
+                    and c.adapter is not None and c.adapter.weights == path), None)
+        if key is None:
+            key = str(path)
+            self.adapters[key] = AdapterChoice(f"{path.parent.parent.name} · {path.name}",
+                                               AdapterRef(path.parent, path), model)
+        with self.prevent(Select.Changed):
+            if model:
+                self._select_model(model)
+            adapter_select = self.query_one("#chat-adapter", Select)
+            adapter_select.set_options(self._adapter_options())
+            adapter_select.value = key
+        self._show_titles()
+
+    def _select_model(self, model: str) -> None:
+        select = self.query_one("#chat-model", Select)
+        if model not in [value for _, value in self.models]:
+            self.models.append((_model_label(model), model))
+            select.set_options(self.models)
+        select.value = model
+
+    def _chosen_model(self) -> Optional[str]:
+        value = self.query_one("#chat-model", Select).value
+        return None if value is Select.NULL else value
+
+    def _chosen(self, select_id: str) -> AdapterChoice:
+        value = self.query_one(select_id, Select).value
+        return self.adapters.get(value, self.adapters[BASE])
+
+    @on(Select.Changed, "#chat-model")
+    def _model_chosen(self) -> None:
+        adapter = self._chosen("#chat-adapter")
+        if adapter.model is not None and adapter.model != self._chosen_model():
+            with self.prevent(Select.Changed):  # that adapter was trained on another model
+                self.query_one("#chat-adapter", Select).value = BASE
+        self._request_model()
+
+    @on(Select.Changed, "#chat-adapter")
+    def _adapter_chosen(self) -> None:
+        adapter = self._chosen("#chat-adapter")
+        if adapter.model is not None and adapter.model != self._chosen_model():
+            with self.prevent(Select.Changed):
+                self._select_model(adapter.model)
+        self._request_model()
+
+    @on(Select.Changed, "#chat-compare-with")
+    def _compare_chosen(self) -> None:
+        self._show_titles()
+
+    def _request_model(self) -> None:
+        model = self._chosen_model()
+        self._show_titles()
+        if model is None:
+            return
+        wanted = (model, self._chosen("#chat-adapter").adapter)
+        if wanted == self.requested and (self.loading or wanted == self.loaded):
+            return
+        self.requested = wanted
+        self.loading = True
+        self.set_class(True, "-loading")
+        self._status(f"loading {_model_label(model)}…")
+        self.query_one("#chat-progress", ProgressBar).update(total=None, progress=0)
+        self.refresh_bindings()
+        self.post_message(ChatModelRequested(*wanted))
+
+    def _show_titles(self) -> None:
+        left = self._chosen("#chat-adapter").label
+        self.query_one("#chat-left-title", Static).update(Text(left if self.compare else f"adapter: {left}"))
+
+    # -- what the App tells the pane -------------------------------------------------------------
+    def model_progressed(self, text: str, fraction: Optional[float]) -> None:
+        bar = self.query_one("#chat-progress", ProgressBar)
+        if fraction is None:
+            bar.update(total=None)
+        else:
+            bar.update(total=100, progress=100 * fraction)
+        self._status(text)
+
+    def model_ready(self, model: str, adapter: Optional[AdapterRef], reloaded: bool) -> None:
+        self.loaded = (model, adapter)
+        self.requested = self.loaded
+        self._loading_ended()
+        how = "" if reloaded else " (the base model stayed loaded)"
+        with_adapter = f" + {adapter.label}" if adapter else " (no adapter)"
+        self._status(f"ready: {_model_label(model)}{with_adapter}{how}")
+        if self.pending is not None:
+            question, settings = self.pending
+            self.pending = None
+            self._ask(question, settings)
+
+    def model_failed(self, text: str) -> None:
+        self.requested = self.loaded
+        self._loading_ended()
+        self._status(f"could not load: {text}", failed=True)
+        self._drop_pending()
+
+    def model_stopped(self) -> None:
+        self.requested = self.loaded
+        self._loading_ended()
+        still = f"; still using {_model_label(self.loaded[0])}" if self.loaded else ""
+        self._status(f"load stopped{still}")
+        self._drop_pending()
+
+    def _loading_ended(self) -> None:
+        self.loading = False
+        self.set_class(False, "-loading")
+        self.refresh_bindings()
+
+    def _drop_pending(self) -> None:
+        if self.pending is not None:
+            self.pending = None
+            self.query_one("#chat-left-transcript", ChatTranscript).note("(not asked: no model)")
+
+    def show_answer(self, side: int, text: str, tokens: int, tokens_per_sec: float,
+                    finish_reason: Optional[str]) -> None:
+        """One side's answer so far; every streamed answer reaches the screen through here."""
+        if side >= len(self.answers):
+            return
+        answer = self.answers[side]
+        answer.text, answer.tokens, answer.tokens_per_sec = text, tokens, tokens_per_sec
+        answer.finish_reason = finish_reason
+        self._transcripts()[side].show_answer(text, self._meta(answer))
+        speeds = " · ".join(f"{a.tokens_per_sec:.1f} tok/s" for a in self.answers)
+        if all(a.finish_reason for a in self.answers):
+            self._answer_ended()
+            self._status(f"answered: {speeds}")
+        else:
+            self._status(f"answering… {speeds} (esc stops)")
+
+    def answer_stopped(self) -> None:
+        for answer in self.answers:
+            answer.finish_reason = answer.finish_reason or "stopped"
+        for answer, transcript in zip(self.answers, self._transcripts()):
+            transcript.show_answer(answer.text, self._meta(answer))
+        self._answer_ended()
+        self._status("stopped")
+
+    def answer_failed(self, text: str) -> None:
+        self._status(f"could not answer: {text}", failed=True)
+        for answer in self.answers:
+            answer.finish_reason = answer.finish_reason or "failed"
+        self._answer_ended()
+
+    def _answer_ended(self) -> None:
+        if not self.answering:
+            return
+        self.answering = False
+        self.refresh_bindings()
+        for side, answer in enumerate(self.answers):
+            if answer.finish_reason != "failed":  # a stopped answer was seen: it stays in the history
+                self.conversations[side].add(self.question, answer.text)
+        self.record.append({
+            "user": self.question,
+            "answers": [{"adapter": str(ref.weights) if ref else None, "text": a.text,
+                         "tokens": a.tokens, "tokens_per_sec": round(a.tokens_per_sec, 2),
+                         "finish_reason": a.finish_reason} for ref, a in zip(self.asked, self.answers)]})
+
+    @staticmethod
+    def _meta(answer: Answer) -> str:
+        figures = f"{answer.tokens} tokens · {answer.tokens_per_sec:.1f} tok/s"
+        ending = {None: "", "stop": "", "length": " · max tokens reached", "stopped": " · stopped",
+                  "cancelled": " · stopped", "failed": " · failed"}
+        return figures + ending.get(answer.finish_reason, "")
+
+    # -- asking ------------------------------------------------------------------------------------
+    @on(Input.Submitted, "#chat-prompt")
+    def _prompt_submitted(self, event: Input.Submitted) -> None:
+        question = event.value.strip()
+        if not question:
+            return
+        if self.answering:
+            self.notify("still answering: esc stops it", severity="warning")
+            return
+        settings = self._settings()
+        if settings is None:
+            return
+        event.input.value = ""
+        model = self._chosen_model()
+        if model is None:
+            self._status("no model to ask: pick one above", failed=True)
+            return
+        if self.loading or self.loaded != (model, self._chosen("#chat-adapter").adapter):
+            self.pending = (question, settings)
+            self._request_model()
+            return
+        self._ask(question, settings)
+
+    def _settings(self) -> Optional[GenerationSettings]:
+        """The sampling settings as typed, or None (and the first problem shown)."""
+        fields = (("#chat-temp", float, "temp", lambda v: v >= 0, "a number ≥ 0; 0 is greedy"),
+                  ("#chat-top-p", float, "top-p", lambda v: 0 < v <= 1, "a number in (0, 1]"),
+                  ("#chat-max-tokens", int, "max tokens", lambda v: v >= 1, "a whole number ≥ 1"))
+        values = []
+        for input_id, kind, name, ok, rule in fields:
+            text = self.query_one(input_id, Input).value.strip()
+            try:
+                value = kind(text)
+            except ValueError:
+                value = None
+            if value is None or not ok(value):
+                self._status(f"{name}: {rule} (got {text!r})", failed=True)
+                return None
+            values.append(value)
+        temp, top_p, max_tokens = values
+        return GenerationSettings(max_tokens=max_tokens, temp=temp, top_p=top_p)
+
+    def _sides(self) -> list[Optional[AdapterRef]]:
+        sides = [self._chosen("#chat-adapter").adapter]
+        if self.compare:
+            sides.append(self._chosen("#chat-compare-with").adapter)
+        return sides
+
+    def _transcripts(self) -> list[ChatTranscript]:
+        ids = ["#chat-left-transcript", "#chat-right-transcript"][:2 if self.compare else 1]
+        return [self.query_one(i, ChatTranscript) for i in ids]
+
+    def _ask(self, question: str, settings: GenerationSettings) -> None:
+        system = self.query_one("#chat-system", Input).value.strip() or None
+        sides = self._sides()
+        self.question, self.asked = question, sides
+        self.answers = [Answer() for _ in sides]
+        for transcript in self._transcripts():
+            transcript.add_turn(question)
+        for conversation in self.conversations:
+            conversation.system = system
+        self.answering = True
+        self.refresh_bindings()
+        self._status("answering… (esc stops)")
+        self.post_message(ChatAsked(sides, [c.messages(question) for c in self.conversations[:len(sides)]],
+                                    settings))
+
+    def _status(self, text: str, failed: bool = False) -> None:
+        status = self.query_one("#chat-status", Static)
+        status.update(Text(text))
+        status.set_class(failed, "-failed")
+
+    # -- keys ----------------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple) -> Optional[bool]:
+        if action == "stop":
+            # Nothing to stop: escape goes on to the App (it leaves the text field).
+            return self.loading or self.answering
+        return True
+
+    def action_stop(self) -> None:
+        self.post_message(ChatStopRequested())
+
+    def action_toggle_compare(self) -> None:
+        if self.answering:
+            self.notify("wait for the answer, or stop it (esc)", severity="warning")
+            return
+        self.compare = not self.compare
+        self.set_class(self.compare, "-compare")
+        self._clear()
+        self._show_titles()
+        self._status("compare: one prompt, two sides; a new conversation" if self.compare
+                     else "compare off: a new conversation")
+
+    def action_clear(self) -> None:
+        if self.answering:
+            self.notify("wait for the answer, or stop it (esc)", severity="warning")
+            return
+        self._clear()
+        self._status("cleared: a new conversation")
+
+    def _clear(self) -> None:
+        for conversation in self.conversations:
+            conversation.clear()
+        for transcript in self.query(ChatTranscript):
+            transcript.clear()
+        self.record.clear()
+
+    def action_save(self) -> None:
+        if not self.record:
+            self.notify("nothing to save yet", severity="warning")
+            return
+        model = self.loaded[0] if self.loaded else self._chosen_model()
+        sides = [self._chosen("#chat-adapter")] + ([self._chosen("#chat-compare-with")] if self.compare else [])
+        settings = self._settings()
+        path = save_transcript((self.project or Path.cwd()) / "chats", {
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "model": model,
+            "sides": [side.label for side in sides],
+            "system": self.query_one("#chat-system", Input).value.strip() or None,
+            "settings": vars(settings) if settings else None,
+            "turns": self.record,
+        })
+        self.notify(f"transcript saved to {path}")
+        self._status(f"transcript saved to {path}")

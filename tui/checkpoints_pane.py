@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Label
 
 from tunedeck.core.checkpoints import Checkpoint
 
+from .chat_messages import EvaluationRequested
 from .dialogs import AskIterations, Confirm
 from .messages import ChatRequested, DeleteRequested, ResumeRequested, WarmStartRequested
 
@@ -80,6 +81,7 @@ class CheckpointsPane(Vertical):
         Binding("w", "warm_start", "Warm start", id="warm-start-checkpoint"),
         Binding("e", "extend", "Extend", id="extend-checkpoint"),
         Binding("c", "chat", "Chat", id="chat-checkpoint"),
+        Binding("v", "evaluate", "Evaluate", id="evaluate-checkpoint"),
         Binding("d", "delete", "Delete", id="delete-checkpoint"),
     ]
 
@@ -134,6 +136,10 @@ class CheckpointsPane(Vertical):
     def action_chat(self) -> None:
         if (c := self._selected()) is not None:
             self.post_message(ChatRequested(c))
+
+    def action_evaluate(self) -> None:
+        if (c := self._selected()) is not None:
+            self.post_message(EvaluationRequested(c))
 
     def action_delete(self) -> None:
         c = self._selected()

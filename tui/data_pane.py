@@ -1,126 +1,790 @@
-"""The Data pane: the project's dataset files, their first rows shown exactly as written.
+"""The Data pane: browse, check, measure and convert the project's datasets before training.
 
-Rows are read in a thread worker (a dataset can be gigabytes; only the first screenful is read
-here) and shown literally: markup and control characters in a row are data, not formatting.
+Rows come through a line index built in the background (data_rows), so the first rows of a
+1 GB file show at once and any line can be reached. Below the row list, the row as raw JSON, as
+the chat template renders it, or token by token with what carries loss; or, for the whole file,
+the validation report, the token statistics, and a conversion form. Everything slow (indexing,
+validation, the tokenizer, rendering, counting, converting) runs in thread workers that only
+post messages; validation, counting and conversion can be cancelled.
 """
 
 from __future__ import annotations
 
-import json
+import threading
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.message import Message
-from textual.widgets import DataTable, Label, Select
+from textual.timer import Timer
+from textual.widgets import Button, ContentSwitcher, Input, Label, OptionList, Select
+from textual.worker import Worker, WorkerState
 
-from tunedeck.core.data.formats import check_record, describe, record_format
+from tunedeck.core.data import formats as F
+from tunedeck.core.data.convert import ConversionCancelled, InvalidData, convert
+from tunedeck.core.data.line_index import IndexCancelled
+from tunedeck.core.data.sources import DATA_SUFFIXES, JSON_ARRAY, TXT, sniff_container
+from tunedeck.core.data.tokens import (DEFAULT_MAX_SEQ_LENGTH, count_tokens, load_tokenizer,
+                                       render_row, token_stats)
+from tunedeck.core.data.validate import SPLIT_NAMES, validate_file
+from tunedeck.core.errors import BadInput
 
-from .literal import visible
+from .data_convert import ConversionRequest, ConvertForm
+from .data_list import RowList
+from .data_report import TokenStatsView, ValidationReport
+from .data_rows import ArrayRows, LineRows, one_line
+from .data_views import (MUTED, TextPanel, issue_lines, lines, raw_content, stats_content,
+                         template_content, token_content)
+from .dialogs import Ask
+from .hyperparameters_pane import default_config
 
-FIRST_ROWS = 500
-PREVIEW_CHARS = 300
-
-
-def preview(record) -> str:
-    """The text a person reads first in a record: its messages, or its fields, on one line."""
-    if isinstance(record, dict) and isinstance(record.get("messages"), list):
-        parts = [f"{m.get('role', '?')}: {m.get('content', '')}" for m in record["messages"]
-                 if isinstance(m, dict)]
-        text = "  ".join(parts)
-    elif isinstance(record, dict):
-        text = "  ".join(f"{k}: {v}" for k, v in record.items())
-    else:
-        text = json.dumps(record, ensure_ascii=False)
-    return visible(text[:PREVIEW_CHARS])
-
-
-def read_rows(path: Path, limit: int) -> list[tuple[int, str, str, str]]:
-    """(line, format, problem, preview) of the first ``limit`` non-blank lines."""
-    rows = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as exc:
-                rows.append((number, "—", f"not JSON: {exc.msg}", visible(line.rstrip("\n")[:PREVIEW_CHARS])))
-            else:
-                fmt = record_format(record)
-                issues = check_record(record, fmt) if fmt else [(True, "no known format")]
-                problem = "; ".join(message for _, message in issues or [])
-                rows.append((number, describe(fmt).split(" ")[0], problem, preview(record)))
-            if len(rows) >= limit:
-                break
-    return rows
+# Rows waited for before the list first shows: more than a screen, within the index's first
+# chunk, so the wait is about a millisecond even on a 1 GB file.
+FIRST_ROWS = 200
+INDEX_POLL_S = 0.1
+VIEWS = (("raw", "Raw"), ("template", "Template"), ("tokens", "Tokens"),
+         ("problems", "Problems"), ("stats", "Stats"), ("convert", "Convert"))
+ROW_VIEWS = ("raw", "template", "tokens")
+TOKENIZER_VIEWS = ("template", "tokens", "stats")
 
 
-class RowsRead(Message):
-    def __init__(self, path: Path, rows: list, error: Optional[str] = None):
+# -- what the workers report ----------------------------------------------------------------------
+class FileOpened(Message):
+    def __init__(self, path: Path, rows=None, error: Optional[str] = None):
         super().__init__()
         self.path = path
         self.rows = rows
         self.error = error
 
 
+class TaskProgressed(Message):
+    """A background task moved on; only the newest report of a task is worth drawing."""
+
+    def __init__(self, task: str, label: str, fraction: Optional[float]):
+        super().__init__()
+        self.task = task
+        self.label = label
+        self.fraction = fraction
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, TaskProgressed) and message.task == self.task
+
+
+class FileValidated(Message):
+    def __init__(self, path: Path, report, cancel: threading.Event):
+        super().__init__()
+        self.path = path
+        self.report = report
+        self.cancel = cancel
+
+
+class TokenizerLoaded(Message):
+    def __init__(self, model: str, tokenizer=None, error: Optional[str] = None):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.error = error
+
+
+class RowRendered(Message):
+    def __init__(self, key: tuple, rendered=None, error: Optional[str] = None):
+        super().__init__()
+        self.key = key
+        self.rendered = rendered
+        self.error = error
+
+
+class TokensCounted(Message):
+    def __init__(self, key: tuple, counts, stats, cancel: threading.Event):
+        super().__init__()
+        self.key = key
+        self.counts = counts
+        self.stats = stats
+        self.cancel = cancel
+
+
+class DataConverted(Message):
+    def __init__(self, request: ConversionRequest, cancel: threading.Event, result=None,
+                 error: Optional[str] = None, problems: tuple = ()):
+        super().__init__()
+        self.request = request
+        self.cancel = cancel
+        self.result = result
+        self.error = error
+        self.problems = problems
+
+
+class LineReached(Message):
+    def __init__(self, path: Path, line: int, found: bool):
+        super().__init__()
+        self.path = path
+        self.line = line
+        self.found = found
+
+
+# -- the pane -------------------------------------------------------------------------------------
 class DataPane(Vertical):
     PANE_TITLE = "Data"
+    DEFAULT_CSS = """
+    DataPane #data-bar { height: 1; }
+    DataPane #data-file { width: 32; }
+    DataPane #data-summary { width: 1fr; padding: 0 1; color: $text-muted; }
+    DataPane #data-rows { height: 1fr; min-height: 3; }
+    DataPane #data-views-bar { width: 1fr; height: 1; padding: 0 1; background: $panel; }
+    DataPane #data-views { height: 1fr; min-height: 6; }
+    DataPane.-convert #data-views { height: 2fr; }
+    """
+    BINDINGS = [
+        Binding("r", "view('raw')", "Raw", id="data-view-raw"),
+        Binding("t", "view('template')", "Template", id="data-view-template"),
+        Binding("k", "view('tokens')", "Tokens", id="data-view-tokens"),
+        Binding("p", "view('problems')", "Problems", id="data-view-problems"),
+        Binding("s", "view('stats')", "Stats", id="data-view-stats"),
+        Binding("c", "view('convert')", "Convert", id="data-view-convert"),
+        Binding("g", "go_to_line", "Go to", id="data-go-to-line"),
+        Binding("o", "open_file", "Open", id="data-open-file"),
+        Binding("f", "choose_file", "File", id="data-choose-file", show=False),
+        Binding("m", "toggle_mask_prompt", "Mask prompt", id="data-toggle-mask-prompt"),
+        Binding("x", "cancel", "Cancel", id="data-cancel"),
+        Binding("ctrl+r", "convert", "Run conversion", id="data-run-conversion"),
+    ]
 
     def __init__(self, project: Optional[Path], **kwargs):
         super().__init__(**kwargs)
-        self.data_dir = project / "data" if project else None
+        self.project = Path(project) if project else None
+        self.config_problem: Optional[str] = None
+        try:
+            config = default_config(self.project)
+            if self.project is not None:
+                config.resolve_paths(self.project)
+        except BadInput as exc:
+            config, self.config_problem = None, str(exc)
+        data = Path(config.data) if config and config.data else None
+        if data is None and self.project is not None:
+            data = self.project / "data"
+        self.data_dir: Optional[Path] = data if data is not None and data.is_dir() else None
+        self.model: Optional[str] = config.model if config else None
+        self.mask_prompt: bool = bool(config.mask_prompt) if config else False
+        self.max_seq_length: int = (config.max_seq_length if config else None) \
+            or DEFAULT_MAX_SEQ_LENGTH
+        self.view = "raw"
+        self.path: Optional[Path] = None   # the file shown
+        self.rows = None                   # its rows (data_rows), once opened
+        self.row: Optional[int] = None     # the row under the cursor
+        self.extra_files: list[Path] = []  # opened or written here, beside the data dir's
+        self.report = None                 # the open file's validation report
+        self.tokenizer: Any = None
+        self.tokenizer_error: Optional[str] = None
+        self._tokenizer_loading = False
+        self._rendered: dict[tuple, Any] = {}   # the current row, rendered (or why not)
+        self._stats: Optional[TokensCounted] = None
+        self._cancels: dict[str, threading.Event] = {}
+        self._ticker: Optional[Timer] = None
 
-    def _files(self) -> list[Path]:
-        if self.data_dir is None or not self.data_dir.is_dir():
-            return []
-        splits = {"train.jsonl": 0, "valid.jsonl": 1, "test.jsonl": 2}  # mlx-lm's order first
-        return sorted((p for p in self.data_dir.iterdir() if p.suffix == ".jsonl"),
-                      key=lambda p: (splits.get(p.name, 3), p.name))
-
+    # -- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        files = self._files()
+        files = self.files()
         with Horizontal(id="data-bar"):
-            yield Select([(p.name, p) for p in files], value=files[0] if files else Select.NULL,
-                         allow_blank=not files, compact=True, prompt="no dataset", id="data-file")
+            yield Select(self._file_options(files), value=files[0] if files else Select.NULL,
+                         allow_blank=not files, compact=True, prompt="no data file",
+                         id="data-file")
             yield Label("", id="data-summary")
-        table = DataTable(cursor_type="row", zebra_stripes=True, id="data-rows")
-        table.add_columns("line", "format", "problem", "row")
-        yield table
+        yield RowList(id="data-rows")
+        yield Label("", id="data-views-bar")
+        with ContentSwitcher(initial="data-raw", id="data-views"):
+            yield TextPanel(id="data-raw")
+            yield TextPanel(id="data-template")
+            yield TextPanel(id="data-tokens")
+            yield ValidationReport(id="data-problems")
+            yield TokenStatsView(id="data-stats")
+            yield ConvertForm(inputs=files[:1], out_dir=self._default_out_dir(files[:1]),
+                              id="data-convert")
 
     def on_mount(self) -> None:
-        files = self._files()
+        if self.config_problem:
+            self.notify(self.config_problem, title="tunedeck.toml", severity="error", timeout=12)
+        self._show_views_bar()
+        files = self.files()
         if files:
-            self._read(files[0])
+            self.open_file(files[0])
         else:
-            where = self.data_dir or "this directory"
-            self.query_one("#data-summary", Label).update(Text(f"no .jsonl files in {where}"))
+            where = self.data_dir or (self.project / "data" if self.project else "the project")
+            self._summary(f"no data files in {where}: open one (o) or convert one (c)")
+
+    def on_unmount(self) -> None:
+        for cancel in self._cancels.values():
+            cancel.set()
+        if self.rows is not None:
+            self.rows.close()
 
     def focus_main(self) -> None:
-        self.query_one("#data-rows", DataTable).focus()
+        self.query_one(RowList).focus()
+
+    def files(self) -> list[Path]:
+        """The data dir's files, train/valid/test first (mlx-lm's order), then the others."""
+        found = []
+        if self.data_dir is not None:
+            order = {f"{name}.jsonl": i for i, name in enumerate(SPLIT_NAMES)}
+            found = sorted((p for p in self.data_dir.iterdir()
+                            if p.is_file() and p.suffix.lower() in DATA_SUFFIXES),
+                           key=lambda p: (order.get(p.name, len(order)), p.name))
+        return found + [p for p in self.extra_files if p not in found]
+
+    def _file_options(self, files: list[Path]) -> list:
+        def label(path: Path) -> str:
+            for base in (self.data_dir, self.project):
+                if base is not None and path.is_relative_to(base):
+                    return one_line(str(path.relative_to(base)))
+            return one_line(str(path))
+        return [(label(p), p) for p in files]
+
+    def _default_out_dir(self, inputs: list[Path]) -> Optional[Path]:
+        """A directory next to the first input, named after it (never the input's own dir)."""
+        if not inputs:
+            return self.project / "data" if self.project else None
+        first = inputs[0]
+        return first.parent / f"{first.stem}-mlx"
+
+    def _summary(self, text: str) -> None:
+        self.query_one("#data-summary", Label).update(Content(one_line(text)))
+
+    def _show_views_bar(self) -> None:
+        parts = []
+        for view, title in VIEWS:
+            if view == "problems" and self.report is not None and self.report.errors:
+                title += f" {self.report.errors:,}"
+            style = "bold reverse $text-accent" if view == self.view else MUTED
+            parts += [(f" {title} ", style), " "]
+        parts.append((f"  mask_prompt {'on' if self.mask_prompt else 'off'} · "
+                      f"max_seq_length {self.max_seq_length:,}", MUTED))
+        self.query_one("#data-views-bar", Label).update(Content.assemble(*parts))
+
+    def _file_summary(self) -> None:
+        rows, path = self.rows, self.path
+        if rows is None or path is None:
+            return
+        parts = [path.name]
+        if rows.container == TXT:
+            parts.append("plain text")
+        elif rows.file_format:
+            parts.append(rows.file_format)
+        if rows.done:
+            parts.append(f"{rows.known:,} lines" if rows.container != JSON_ARRAY
+                         else f"{rows.known:,} records")
+            if not rows.complete:
+                parts.append("indexing cancelled")
+        else:
+            parts.append(f"{rows.known:,} lines so far, indexing {rows.fraction:.0%}")
+        if self.report is not None and self.report.path == path:
+            parts.append(f"{self.report.errors:,} errors" if self.report.errors else
+                         ("checked: ok" if self.report.complete else "check cancelled"))
+        self._summary(" · ".join(parts))
+
+    # -- opening files ------------------------------------------------------------------------
+    def open_file(self, path: Path) -> None:
+        """Show ``path``: its rows as soon as the first are indexed, then its check."""
+        path = Path(path)
+        for task in ("check", "stats"):
+            self._cancel(task)
+        if self.rows is not None:
+            self.rows.close()
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
+        self.path, self.rows, self.row, self.report, self._stats = path, None, None, None, None
+        self._rendered.clear()
+        self.query_one(ValidationReport).clear()
+        self.query_one(RowList).show_source(None)
+        self._summary(f"{path.name} · opening…")
+        select = self.query_one("#data-file", Select)
+        if select.value != path:
+            with select.prevent(Select.Changed):
+                select.value = path
+        self._open_rows(path)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="data-open")
+    def _open_rows(self, path: Path) -> None:
+        try:
+            container = sniff_container(path)
+            if container == JSON_ARRAY:
+                rows = ArrayRows.open(path)
+            else:
+                rows = LineRows.open(path, container, FIRST_ROWS)
+        except OSError as exc:
+            self.post_message(FileOpened(path, error=f"{path}: {exc.strerror or exc}"))
+            return
+        self.post_message(FileOpened(path, rows))
+
+    @on(FileOpened)
+    def _file_opened(self, message: FileOpened) -> None:
+        if message.path != self.path:
+            if message.rows is not None:
+                message.rows.close()  # opened for a file the user has left already
+            return
+        if message.error:
+            self._summary(message.error)
+            return
+        self.rows = message.rows
+        self.query_one(RowList).show_source(self.rows)
+        self._file_summary()
+        if not self.rows.done:
+            self._ticker = self.set_interval(INDEX_POLL_S, self._index_progressed)
+        self._check(self.path, self._new_cancel("check"))
+        if self.view == "stats":
+            self._refresh_view()
+
+    def _index_progressed(self) -> None:
+        rows = self.rows
+        if rows is None:
+            if self._ticker is not None:
+                self._ticker.stop()
+            return
+        self.query_one(RowList).grow()
+        self._file_summary()
+        if rows.done and self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
 
     @on(Select.Changed, "#data-file")
     def _file_chosen(self, event: Select.Changed) -> None:
-        if event.value is not Select.NULL:
-            self._read(event.value)
+        if event.value is not Select.NULL and event.value != self.path:
+            self.open_file(event.value)
+            self.query_one(RowList).focus()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="data-rows")
-    def _read(self, path: Path) -> None:
+    def _add_files(self, paths: list[Path]) -> None:
+        for path in paths:
+            if path not in self.extra_files:
+                self.extra_files.append(path)
+        select = self.query_one("#data-file", Select)
+        with select.prevent(Select.Changed):
+            select.set_options(self._file_options(self.files()))
+            if self.path is not None:
+                select.value = self.path
+
+    def action_choose_file(self) -> None:
+        select = self.query_one("#data-file", Select)
+        select.focus()
+        select.action_show_overlay()
+
+    def action_open_file(self) -> None:
+        def chosen(text: Optional[str]) -> None:
+            if text:
+                path = self._resolve(text)
+                self._add_files([path])
+                self.open_file(path)
+                self.query_one(ConvertForm).set_inputs([path])
+                self.query_one(ConvertForm).set_out_dir(self._default_out_dir([path]))
+
+        def check(text: str) -> Optional[str]:
+            path = self._resolve(text)
+            return None if path.is_file() else f"{path}: no such file"
+
+        self.app.push_screen(Ask("Open a data file (.jsonl, .json or .txt):", check=check),
+                             chosen)
+
+    def _resolve(self, text: str) -> Path:
+        path = Path(text.strip()).expanduser()
+        if not path.is_absolute() and self.project is not None and (self.project / path).exists():
+            path = self.project / path
+        return path.absolute()
+
+    # -- rows and views -----------------------------------------------------------------------
+    @on(RowList.RowHighlighted)
+    def _row_highlighted(self, message: RowList.RowHighlighted) -> None:
+        self.row = message.row if self.rows is not None and self.rows.known else None
+        if self.view in ROW_VIEWS:
+            self._refresh_view()
+
+    def action_view(self, view: str) -> None:
+        self.view = view
+        self.query_one(ContentSwitcher).current = f"data-{view}"
+        self.set_class(view == "convert", "-convert")
+        self._show_views_bar()
+        self._refresh_view()
+        if view == "problems":
+            self.query_one("#data-problem-list", OptionList).focus()
+        elif view == "convert":
+            self.query_one(ConvertForm).focus_first()
+        else:
+            self.query_one(RowList).focus()
+        self.refresh_bindings()
+
+    def _refresh_view(self) -> None:
+        view = self.view
+        if view in ROW_VIEWS:
+            self._show_row(view)
+        elif view == "stats":
+            self._show_stats()
+
+    def _detail(self):
+        if self.rows is None or self.row is None or self.row >= self.rows.known:
+            return None
+        return self.rows.detail(self.row)
+
+    def _show_row(self, view: str) -> None:
+        panel = self.query_one(f"#data-{view}", TextPanel)
+        detail = self._detail()
+        if detail is None:
+            panel.show(Content.styled("no row", MUTED))
+            return
+        if view == "raw":
+            panel.show(*raw_content(detail, self.path.name))
+            return
+        why = self._why_not_tokenized(detail)
+        if why is not None:
+            panel.show(lines(Content.styled(f"{self.path.name}:{detail.line}", MUTED), why))
+            return
+        mask = self.mask_prompt and detail.format != F.TEXT
+        key = (self.path, self.row, mask, self.max_seq_length)
+        done = self._rendered.get(key)
+        if done is None:
+            panel.show(Content.styled(f"{self.path.name}:{detail.line}: rendering…", MUTED))
+            self._render_tokens(key, detail.record, self.tokenizer, mask, self.max_seq_length)
+        elif done.error:
+            panel.show(lines(Content.styled(f"{self.path.name}:{detail.line}", MUTED),
+                             *issue_lines([(True, done.error)])))
+        elif view == "template":
+            panel.show(*template_content(done.rendered, self.model or "", mask,
+                                         self.max_seq_length, detail.format))
+        else:
+            panel.show(*token_content(done.rendered, mask, self.max_seq_length))
+
+    def _why_not_tokenized(self, detail) -> Optional[Content]:
+        """Why this row has no template or tokens to show, or None when it has."""
+        if self.rows.container == TXT:
+            return Content("plain text: convert it (c) into text rows to see their tokens")
+        if detail.record is None:
+            return lines(Content("not a record mlx-lm can read:"), *issue_lines(detail.issues))
+        if detail.format not in F.MLX_FORMATS:
+            return Content(f"{F.describe(detail.format)} records are not read by mlx-lm: "
+                           "convert them (c) to see what it would train on")
+        if not self.model:
+            return Content("no model: set `model` in tunedeck.toml to see tokens")
+        if self.tokenizer_error:
+            return lines(*issue_lines([(True, self.tokenizer_error)]))
+        if self.tokenizer is None:
+            self._load_tokenizer_once()
+            return Content.styled(f"loading the tokenizer of {self.model}…", MUTED)
+        return None
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="data-render")
+    def _render_tokens(self, key: tuple, record, tokenizer, mask: bool, max_seq_length: int) -> None:
         try:
-            self.post_message(RowsRead(path, read_rows(path, FIRST_ROWS)))
-        except OSError as exc:
-            self.post_message(RowsRead(path, [], f"{path}: {exc.strerror}"))
+            rendered = render_row(record, tokenizer, mask_prompt=mask,
+                                  max_seq_length=max_seq_length)
+        except BadInput as exc:
+            self.post_message(RowRendered(key, error=str(exc)))
+        else:
+            self.post_message(RowRendered(key, rendered))
 
-    @on(RowsRead)
-    def _rows_read(self, message: RowsRead) -> None:
-        table = self.query_one("#data-rows", DataTable)
-        table.clear()
-        for number, fmt, problem, text in message.rows:
-            table.add_row(Text(str(number), justify="right"), Text(fmt), Text(problem), Text(text))
-        bad = sum(1 for row in message.rows if row[2])
-        summary = message.error or (f"{message.path.name}: first {len(message.rows)} rows"
-                                    + (f", {bad} with problems" if bad else ""))
-        self.query_one("#data-summary", Label).update(Text(summary))
+    @on(RowRendered)
+    def _row_rendered(self, message: RowRendered) -> None:
+        # Only the row under the cursor is kept: the key says which row the result is for.
+        self._rendered = {message.key: message}
+        if self.view in ("template", "tokens") and message.key[:2] == (self.path, self.row):
+            self._refresh_view()
+
+    def action_toggle_mask_prompt(self) -> None:
+        self.mask_prompt = not self.mask_prompt
+        self._show_views_bar()
+        self._refresh_view()
+
+    # -- the tokenizer ------------------------------------------------------------------------
+    def _load_tokenizer_once(self) -> None:
+        if not self._tokenizer_loading and self.tokenizer is None and self.model:
+            self._tokenizer_loading = True
+            self._load_tokenizer(self.model)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="data-tokenizer")
+    def _load_tokenizer(self, model: str) -> None:
+        try:
+            tokenizer = load_tokenizer(model, progress=self._progress("tokenizer"))
+        except BadInput as exc:
+            self.post_message(TokenizerLoaded(model, error=str(exc)))
+        else:
+            self.post_message(TokenizerLoaded(model, tokenizer))
+
+    @on(TokenizerLoaded)
+    def _tokenizer_loaded(self, message: TokenizerLoaded) -> None:
+        self._tokenizer_loading = False
+        self.tokenizer, self.tokenizer_error = message.tokenizer, message.error
+        self._refresh_view()
+
+    # -- background tasks ---------------------------------------------------------------------
+    def _new_cancel(self, task: str) -> threading.Event:
+        self._cancel(task)
+        self._cancels[task] = event = threading.Event()
+        self.refresh_bindings()
+        return event
+
+    def _cancel(self, task: str) -> None:
+        """Ask ``task`` to stop; its event stays until it reports (cancelled) or is replaced."""
+        event = self._cancels.get(task)
+        if event is not None:
+            event.set()
+
+    def _task_running(self, task: str) -> bool:
+        event = self._cancels.get(task)
+        return event is not None and not event.is_set()
+
+    def _task_done(self, task: str, cancel: threading.Event) -> bool:
+        """Forget ``task``'s cancel event; False when a newer run of the task replaced it."""
+        if self._cancels.get(task) is cancel:
+            del self._cancels[task]
+            self.refresh_bindings()
+            return True
+        return False
+
+    def _progress(self, task: str):
+        def report(label: str, fraction: Optional[float]) -> None:
+            self.post_message(TaskProgressed(task, label, fraction))
+        return report
+
+    @on(TaskProgressed)
+    def _task_progressed(self, message: TaskProgressed) -> None:
+        if message.task == "check" and self._task_running("check"):
+            self.query_one(ValidationReport).task_line.progress(message.label, message.fraction)
+        elif message.task == "stats" and self._task_running("stats"):
+            self.query_one(TokenStatsView).task_line.progress(message.label, message.fraction)
+        elif message.task == "convert" and self._task_running("convert"):
+            self.query_one(ConvertForm).task_line.progress(message.label, message.fraction)
+        elif message.task == "tokenizer" and self._tokenizer_loading:
+            text = Content.styled(one_line(message.label), MUTED)
+            for view in ("template", "tokens"):
+                if self.view == view:
+                    self.query_one(f"#data-{view}", TextPanel).show(text)
+
+    def check_action(self, action: str, parameters: tuple) -> Optional[bool]:
+        if action == "toggle_mask_prompt":
+            return self.view in TOKENIZER_VIEWS
+        if action == "cancel":
+            return any(self._task_running(task) for task in list(self._cancels)) or (
+                self.rows is not None and not self.rows.done)
+        if action == "convert":
+            return self.view == "convert"
+        return True
+
+    def action_cancel(self) -> None:
+        """Stop the work of the view shown; in the row views, the indexing of a big file."""
+        task = {"problems": "check", "stats": "stats", "convert": "convert"}.get(self.view)
+        if task is not None:
+            self._cancel(task)
+        elif self.rows is not None and not self.rows.done:
+            self.rows.cancel()
+        self.refresh_bindings()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # Unexpected failures reach the App, which reports them; here the view stops waiting.
+        if event.state != WorkerState.ERROR or not (event.worker.group or "").startswith("data-"):
+            return
+        error = f"{type(event.worker.error).__name__}: {event.worker.error}"
+        task = event.worker.group.removeprefix("data-")
+        lines_for = {"check": self.query_one(ValidationReport).task_line,
+                     "stats": self.query_one(TokenStatsView).task_line,
+                     "convert": self.query_one(ConvertForm).task_line}
+        if task in lines_for:
+            self._cancels.pop(task, None)
+            lines_for[task].finish(error, "failed")
+        elif task == "tokenizer":
+            self._tokenizer_loading = False
+            self.tokenizer_error = error
+            self._refresh_view()
+        elif task == "render" and self.view in ("template", "tokens"):
+            self.query_one(f"#data-{self.view}", TextPanel).show(
+                lines(*issue_lines([(True, error)])))
+        self.refresh_bindings()
+
+    # -- validation ---------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="data-check")
+    def _check(self, path: Path, cancel: threading.Event) -> None:
+        report = validate_file(path, progress=self._progress("check"), cancel=cancel)
+        self.post_message(FileValidated(path, report, cancel))
+
+    @on(FileValidated)
+    def _file_validated(self, message: FileValidated) -> None:
+        if not self._task_done("check", message.cancel) or message.path != self.path:
+            return
+        self.report = message.report
+        self.query_one(ValidationReport).show(message.report)
+        self._file_summary()
+        self._show_views_bar()
+
+    @on(OptionList.OptionHighlighted, "#data-problem-list")
+    def _problem_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        problem = self.query_one(ValidationReport).problem_at(event.option_index)
+        if problem is not None:
+            self._go_to_line(problem.line)
+
+    @on(OptionList.OptionSelected, "#data-problem-list")
+    def _problem_selected(self, event: OptionList.OptionSelected) -> None:
+        problem = self.query_one(ValidationReport).problem_at(event.option_index)
+        if problem is not None:
+            self._go_to_line(problem.line)
+            self.action_view("raw")
+
+    # -- going to a line ----------------------------------------------------------------------
+    def action_go_to_line(self) -> None:
+        if self.rows is None:
+            return
+
+        def check(text: str) -> Optional[str]:
+            return None if text.strip().isdigit() and int(text) >= 1 else \
+                "a line number: 1 or more"
+
+        def chosen(text: Optional[str]) -> None:
+            if text:
+                self._go_to_line(int(text))
+                self.query_one(RowList).focus()
+
+        known = "" if self.rows.done else " (the file is still being indexed)"
+        last = self.rows.line_of(self.rows.known - 1) if self.rows.known else 0
+        self.app.push_screen(Ask(f"Go to line (1–{last:,}{known}):", check=check), chosen)
+
+    def _go_to_line(self, line: int) -> None:
+        rows = self.rows
+        if rows is None or line < 1:
+            return
+        row = rows.row_at_line(line)
+        if row is not None:
+            self.query_one(RowList).go_to(row)
+        elif not rows.done:
+            self._summary(f"{self.path.name} · waiting for line {line:,} to be indexed…")
+            self._reach_line(rows, line)
+        else:
+            self.notify(f"{self.path.name} has {rows.known:,} lines: no line {line:,}",
+                        severity="warning")
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="data-jump")
+    def _reach_line(self, rows, line: int) -> None:
+        try:
+            found = rows.wait_for_line(line)
+        except IndexCancelled:
+            found = False
+        self.post_message(LineReached(rows.path, line, found))
+
+    @on(LineReached)
+    def _line_reached(self, message: LineReached) -> None:
+        if message.path != self.path or self.rows is None:
+            return
+        self.query_one(RowList).grow()
+        self._file_summary()
+        if message.found:
+            self._go_to_line(message.line)
+        else:
+            self.notify(f"{self.path.name}: line {message.line:,} is past the indexed lines",
+                        severity="warning")
+
+    # -- token statistics ---------------------------------------------------------------------
+    def _stats_key(self) -> tuple:
+        return (self.path, self.mask_prompt, self.max_seq_length)
+
+    def _show_stats(self) -> None:
+        view = self.query_one(TokenStatsView)
+        if self.rows is None:
+            return
+        if self._stats is not None and self._stats.key == self._stats_key():
+            view.panel.show(Content.styled(f"{self.path.name}: tokens with the tokenizer of "
+                                           f"{one_line(self.model or '')}", MUTED),
+                            stats_content(self._stats.stats, self._stats.counts))
+            return
+        if self._task_running("stats"):
+            return
+        if not self.model or self.tokenizer_error:
+            view.task_line.finish(self.tokenizer_error or "no model: set `model` in "
+                                  "tunedeck.toml to count tokens", "failed")
+            return
+        if self.tokenizer is None:
+            self._load_tokenizer_once()
+            view.task_line.progress(f"loading the tokenizer of {self.model}…", None)
+            return
+        view.panel.show(Content(""))
+        view.task_line.progress(f"tokenizing {self.path.name}", 0.0)
+        self._count(self._stats_key(), self.tokenizer, self._new_cancel("stats"))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="data-stats")
+    def _count(self, key: tuple, tokenizer, cancel: threading.Event) -> None:
+        path, mask_prompt, max_seq_length = key
+        counts = count_tokens(path, tokenizer, mask_prompt, progress=self._progress("stats"),
+                              cancel=cancel)
+        stats = token_stats(counts, max_seq_length)
+        self.post_message(TokensCounted(key, counts, stats, cancel))
+
+    @on(TokensCounted)
+    def _tokens_counted(self, message: TokensCounted) -> None:
+        if not self._task_done("stats", message.cancel) or message.key[0] != self.path:
+            return
+        view = self.query_one(TokenStatsView)
+        if not message.counts.complete:
+            view.task_line.finish("counting cancelled: press s to count again")
+            view.panel.show(Content(""))
+            return
+        self._stats = message
+        view.task_line.finish(f"{message.stats.rows:,} rows counted", "succeeded")
+        if self.view == "stats":
+            self._show_stats()
+
+    # -- conversion ---------------------------------------------------------------------------
+    @on(Button.Pressed, "#convert-run")
+    @on(Input.Submitted, "#data-convert Input")
+    def _convert_asked(self) -> None:
+        self.action_convert()
+
+    def action_convert(self) -> None:
+        form = self.query_one(ConvertForm)
+        if self._task_running("convert"):
+            return
+        try:
+            request = form.request(self.project)
+        except BadInput as exc:
+            form.task_line.finish(str(exc), "failed")
+            return
+        form.show_problems([])
+        form.task_line.progress("converting…", None)
+        self._convert(request, self.model, self.tokenizer, self._new_cancel("convert"))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="data-convert")
+    def _convert(self, request: ConversionRequest, model: Optional[str], tokenizer,
+                 cancel: threading.Event) -> None:
+        try:
+            if request.txt_mode == "chunk" and tokenizer is None:
+                if not model:
+                    raise BadInput("txt mode chunk counts tokens: set `model` in tunedeck.toml")
+                tokenizer = load_tokenizer(model, progress=self._progress("convert"))
+                self.post_message(TokenizerLoaded(model, tokenizer))
+            result = convert(list(request.inputs), request.out_dir, to=request.to,
+                             split=request.split, seed=request.seed, txt_mode=request.txt_mode,
+                             tokenizer=tokenizer, force=request.force,
+                             progress=self._progress("convert"), cancel=cancel)
+        except InvalidData as exc:
+            self.post_message(DataConverted(request, cancel, error=str(exc),
+                                            problems=tuple(exc.problems)))
+        except ConversionCancelled:
+            self.post_message(DataConverted(request, cancel,
+                                            error="cancelled: nothing was written"))
+        except BadInput as exc:
+            self.post_message(DataConverted(request, cancel, error=str(exc)))
+        else:
+            self.post_message(DataConverted(request, cancel, result))
+
+    @on(DataConverted)
+    def _data_converted(self, message: DataConverted) -> None:
+        if not self._task_done("convert", message.cancel):
+            return
+        form = self.query_one(ConvertForm)
+        if message.error:
+            form.task_line.finish(message.error, "failed")
+            form.show_problems(message.problems)
+            return
+        result = message.result
+        written = ", ".join(f"{p.name} ({result.counts[p.stem]:,})" for p in result.files)
+        form.task_line.finish(f"wrote {written} rows as {result.target} into {result.out_dir}",
+                              "succeeded")
+        form.show_problems([])
+        for warning in result.warnings:
+            self.notify(warning, severity="warning", timeout=10)
+        self._add_files(list(result.files))
+        self.open_file(result.files[0])

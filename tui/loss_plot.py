@@ -1,10 +1,9 @@
-"""The loss curves (train, val, an overlaid run) and the learning rate, drawn with plotext.
+"""The loss curves (train, val, an overlaid run) and the learning rate.
 
-A plotext build costs tens of milliseconds, so plots never redraw per event: new data marks them
-stale, and a stale plot redraws at once if it has not drawn for a while, else as soon as that
-while is over (at most about seven times a second, however fast a run reports). Every series is
-first reduced to one point per column of the plot (bucket means), so the cost does not grow with
-the run's length.
+Plots never redraw per event: new data marks them stale, and a stale plot redraws at once if it
+has not drawn for a while, else as soon as that while is over (the loss plot at most ten times a
+second, however fast a run reports). Every series is first reduced to one point per column of
+the plot (bucket means), so the cost of a drawing does not grow with the run's length.
 """
 
 from __future__ import annotations
@@ -13,14 +12,15 @@ import math
 import time
 from typing import Optional, Sequence
 
-from rich.text import Text
-from textual.color import Color
+from rich.style import Style
 from textual.reactive import reactive
-from textual_plotext import PlotextPlot
+from textual.strip import Strip
+from textual.widget import Widget
 
+from .line_chart import Chart, Curve, draw, plain
 from .run_history import Series
 
-MIN_REDRAW_INTERVAL_S = 0.15
+MIN_REDRAW_INTERVAL_S = 0.1
 SMOOTHING_STEPS = (0.0, 0.6, 0.8, 0.9, 0.95, 0.99)
 
 
@@ -53,57 +53,71 @@ def smooth(values: list[float], factor: float, points_per_value: int = 1) -> lis
     return out
 
 
-class StalePlot(PlotextPlot):
-    """A plotext plot redrawn on a timer, only when its data changed or it was resized."""
+class StalePlot(Widget):
+    """A plot drawn again whenever its data, size or theme changed, at a bounded rate."""
+
+    DEFAULT_CSS = "StalePlot { width: 1fr; height: 1fr; }"
+    min_redraw_interval_s = MIN_REDRAW_INTERVAL_S
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        self.lines: list[Strip] = []
         self._stale = True
         self._redraw_due = False
         self._drawn_at = 0.0
-        self._drawn: Optional[Text] = None
-        self._drawn_for: tuple = ()
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _: self.mark_stale())
+
+    def on_resize(self) -> None:
+        self.mark_stale()
 
     def mark_stale(self) -> None:
         self._stale = True
         if self._redraw_due or not self.is_mounted:
-            return  # a mounted plot draws anyway
+            return
         self._redraw_due = True
-        wait = self._drawn_at + MIN_REDRAW_INTERVAL_S - time.monotonic()
+        wait = self._drawn_at + self.min_redraw_interval_s - time.monotonic()
         if wait > 0:
-            self.set_timer(wait, self._redraw)
+            self.set_timer(wait, self.redraw)
         else:
-            self.call_later(self._redraw)  # Textual's timers cannot wait zero seconds
+            self.call_later(self.redraw)  # Textual's timers cannot wait zero seconds
 
-    def _redraw(self) -> None:
+    def redraw(self) -> None:
         self._redraw_due = False
+        width, height = self.size
+        if not (width and height):
+            return  # hidden: drawn when it gets a size
+        self._stale, self._drawn_at = False, time.monotonic()
+        self.lines = draw(self.chart(width), width, height, self.style_of("plot-axis"), self.rich_style)
         self.refresh()
 
-    def colour(self, variable: str) -> tuple[int, int, int]:
-        return Color.parse(self.app.theme_variables[variable]).rgb
+    @property
+    def settled(self) -> bool:
+        """Showing its latest data (or hidden): no drawing due."""
+        return not self._redraw_due and (not self._stale or not self.size.area)
 
-    def render(self) -> Text:
-        key = (self.size, self.app.theme)
-        if self._drawn is None or self._stale or key != self._drawn_for:
-            self._stale = False
-            self.plt.clear_figure()
-            self.draw(max(10, self.size.width - 12))  # the y axis labels take about 12 columns
-            self._drawn, self._drawn_for = super().render(), key
-            self._drawn_at = time.monotonic()
-        return self._drawn
+    def render_line(self, y: int) -> Strip:
+        strip = self.lines[y] if y < len(self.lines) else Strip.blank(self.size.width)
+        return strip.crop_extend(0, self.size.width, self.rich_style)
 
-    def draw(self, columns: int) -> None:
+    def text(self) -> str:
+        """What the plot shows, as plain text."""
+        return plain(self.lines)
+
+    def style_of(self, variable: str) -> Style:
+        return Style(color=self.app.theme_variables[variable])
+
+    def chart(self, width: int) -> Chart:
+        """What to draw, with at most ``width`` points per curve."""
         raise NotImplementedError
-
-    def integer_ticks(self, first: int, last: int) -> None:
-        """Whole iteration numbers on the x axis (plotext would print 30.8)."""
-        count = 5 if last - first >= 4 else last - first + 1
-        ticks = sorted({round(first + (last - first) * k / max(1, count - 1)) for k in range(count)})
-        self.plt.xticks(ticks, [str(t) for t in ticks])
 
 
 class LossPlot(StalePlot):
-    """Train and val loss of the run, the best val marked, optionally another run's curve."""
+    """Train and val loss of the run, the best val marked, optionally another run's curve.
+
+    No legend inside: it would cover the start of the curve. The pane shows a key above.
+    """
 
     smoothing: reactive[float] = reactive(0.0)
     log_scale: reactive[bool] = reactive(False)
@@ -130,31 +144,24 @@ class LossPlot(StalePlot):
     def watch_log_scale(self) -> None:
         self.mark_stale()
 
-    def draw(self, columns: int) -> None:
-        # No plotext legend: it would cover the start of the curve. The pane shows a key above.
-        plt = self.plt
-        drawn = [s for s in (self.overlay, self.train, self.val) if s is not None and len(s)]
-        if not drawn:
-            plt.title("waiting for the first loss report")
-            return
-        # plotext cannot place an empty or non-positive series on a log axis.
-        plt.yscale("log" if self.log_scale and all(min(s.values) > 0 for s in drawn) else "linear")
-        if self.overlay is not None and len(self.overlay):
-            xs, ys, k = downsample(self.overlay.iters, self.overlay.values, columns)
-            plt.plot(xs, smooth(ys, self.smoothing, k), marker="braille", color=self.colour("plot-overlay"))
-        if len(self.train):
-            xs, ys, k = downsample(self.train.iters, self.train.values, columns)
-            plt.plot(xs, smooth(ys, self.smoothing, k), marker="braille", color=self.colour("plot-train"))
-        if len(self.val):
-            xs, ys, _ = downsample(self.val.iters, self.val.values, columns)
-            plt.plot(xs, ys, marker="braille", color=self.colour("plot-val"))
-        if self.best is not None:
-            plt.scatter([self.best[0]], [self.best[1]], marker="◆", color=self.colour("plot-best"))
-        self.integer_ticks(min(s.iters[0] for s in drawn), max(s.iters[-1] for s in drawn))
+    def chart(self, width: int) -> Chart:
+        chart = Chart(log_y=self.log_scale)
+        for series, variable, smoothed in ((self.overlay, "plot-overlay", True),
+                                           (self.train, "plot-train", True),
+                                           (self.val, "plot-val", False)):
+            if series is not None and len(series):
+                xs, ys, k = downsample(series.iters, series.values, width)
+                ys = smooth(ys, self.smoothing, k) if smoothed else ys
+                chart.curves.append(Curve(xs, ys, self.style_of(variable)))
+        if self.best is not None and chart.curves:
+            chart.markers.append((*self.best, "◆", self.style_of("plot-best")))
+        return chart
 
 
 class LearningRatePlot(StalePlot):
     """The learning rate on its own axis: its scale has nothing in common with the loss."""
+
+    min_redraw_interval_s = 1.0  # a schedule moves slowly; the loss plot needs the frames more
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -164,10 +171,9 @@ class LearningRatePlot(StalePlot):
         self.lr = lr
         self.mark_stale()
 
-    def draw(self, columns: int) -> None:
-        plt = self.plt
-        plt.title("learning rate")
+    def chart(self, width: int) -> Chart:
+        chart = Chart(title="learning rate")
         if len(self.lr):
-            xs, ys, _ = downsample(self.lr.iters, self.lr.values, columns)
-            plt.plot(xs, ys, marker="braille", color=self.colour("plot-lr"))
-            self.integer_ticks(self.lr.iters[0], self.lr.iters[-1])
+            xs, ys, _ = downsample(self.lr.iters, self.lr.values, width)
+            chart.curves.append(Curve(xs, ys, self.style_of("plot-lr")))
+        return chart

@@ -65,12 +65,20 @@ class Figures(Widget):
         self.parts: list[str] = []
 
     def show(self, parts: list[str]) -> None:
+        if parts == self.parts:
+            return
+        # A new layout only when the figures need another number of lines (it costs).
+        width = self.size.width or 80
+        relayout = len(self._lines(width)) != len(self._lines_of(parts, width))
         self.parts = parts
-        self.refresh(layout=True)
+        self.refresh(layout=relayout)
 
     def _lines(self, width: int) -> list[str]:
+        return self._lines_of(self.parts, width)
+
+    def _lines_of(self, parts: list[str], width: int) -> list[str]:
         lines: list[str] = []
-        for part in self.parts:
+        for part in parts:
             if lines and cell_len(lines[-1] + self.SEPARATOR + part) <= width:
                 lines[-1] += self.SEPARATOR + part
             else:
@@ -97,9 +105,10 @@ class RunStatusLine(Horizontal):
 
     def show(self, figures: RunFigures, now: float) -> None:
         badge = self.query_one("#state", Label)
-        badge.update(figures.state)
-        for state in STATES:
-            badge.set_class(state == figures.state, f"-{state.replace(' ', '-')}")
+        if str(badge.content) != figures.state:
+            badge.update(figures.state)
+            for state in STATES:
+                badge.set_class(state == figures.state, f"-{state.replace(' ', '-')}")
         self.query_one(Figures).show(self._describe(figures, now))
 
     @staticmethod

@@ -37,6 +37,7 @@ class TrainingPane(Vertical):
         self.status: dict = {}
         self.state = "no run"
         self.note = ""
+        self._key: Optional[Content] = None
 
     def compose(self) -> ComposeResult:
         yield RunStatusLine()
@@ -108,7 +109,10 @@ class TrainingPane(Vertical):
             markup.append(f"smoothing {plot.smoothing:.2f}")
         if plot.log_scale:
             markup.append("log scale")
-        self.query_one("#plot-key", Static).update(Content.from_markup("   ".join(markup), **values))
+        key = Content.from_markup("   ".join(markup), **values)
+        if key != self._key:  # an update costs a layout; most reports change nothing here
+            self._key = key
+            self.query_one("#plot-key", Static).update(key)
 
     def set_note(self, note: str, now: float) -> None:
         self.note = note

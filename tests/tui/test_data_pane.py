@@ -1,31 +1,280 @@
-"""The Data pane shows dataset rows exactly as written."""
+"""The Data pane: rows of files of any size, what the model will see of them, the validation
+report, token statistics and conversions, on real files and the tiny model's real tokenizer."""
 
 import json
 
-from textual.widgets import DataTable
+from textual.widgets import Select
 
+from tests.tinymodel import PERSONA_ANSWER
+from tunedeck.core.data.tokens import render_row
+from tunedeck.tui.data_convert import ConvertForm
+from tunedeck.tui.data_list import RowList
 from tunedeck.tui.data_pane import DataPane
+from tunedeck.tui.data_report import TokenStatsView, ValidationReport
+from tunedeck.tui.data_views import TRAINED, TextPanel
 
 from .harness import PaneHarness, wait_until
+from .projects import write_project
 
 HOSTILE = ["[bold red]x[/]", "[link=file:///etc/passwd]x[/link]", "\x1b[2J\x1b]0;pwned\x07"]
 
 
-async def test_markup_and_escape_sequences_in_a_row_show_literally(tmp_path):
-    data = tmp_path / "project" / "data"
-    data.mkdir(parents=True)
-    with open(data / "train.jsonl", "w") as f:
-        for text in HOSTILE:
-            f.write(json.dumps({"messages": [{"role": "user", "content": text},
-                                             {"role": "assistant", "content": "ok"}]}) + "\n")
-        f.write("{not json\n")
-    app = PaneHarness(lambda: DataPane(tmp_path / "project"))
+def chat(question: str, answer: str = PERSONA_ANSWER) -> str:
+    return json.dumps({"messages": [{"role": "user", "content": question},
+                                    {"role": "assistant", "content": answer}]})
+
+
+def write_rows(project, lines, name="train.jsonl"):
+    (project / "data" / name).write_text("".join(line + "\n" for line in lines))
+
+
+def list_text(rows: RowList) -> str:
+    return "\n".join(rows.render_line(y).text for y in range(rows.size.height))
+
+
+def panel(app, view: str) -> TextPanel:
+    return app.query_one(f"#data-{view}", TextPanel)
+
+
+async def open_pane(pilot):
+    pane = pilot.app.query_one(DataPane)
+    rows = pane.query_one(RowList)
+    await wait_until(pilot, lambda: pane.row is not None, what="the first row")
+    pane.focus_main()  # as the App does when it shows the pane
+    return pane, rows
+
+
+async def test_first_rows_show_while_a_big_file_is_still_being_indexed(tmp_path, tiny_model):
+    project = write_project(tmp_path / "project", tiny_model)
+    # About 100 MB: indexing it takes a good part of a second, the first rows a millisecond.
+    big = tmp_path / "big.jsonl"
+    pad = "x" * 200
+    count = 400_000
+    with open(big, "w") as f:
+        for start in range(0, count, 50_000):
+            f.write("".join(json.dumps({"text": f"row {i + 1} {pad}"}) + "\n"
+                            for i in range(start, start + 50_000)))
+    app = PaneHarness(lambda: DataPane(project))
+    async with app.run_test(size=(120, 30)) as pilot:
+        pane, rows = await open_pane(pilot)
+        await pilot.press("o", *str(big), "enter")
+        while pane.path != big or rows.row_count == 0:
+            await pilot.pause()
+        # The rows are on screen and the index is still going: they did not wait for it.
+        assert not pane.rows.done
+        assert "indexing" in str(pane.query_one("#data-summary").visual)
+        assert "row 1 xxx" in list_text(rows)
+
+        await wait_until(pilot, lambda: pane.rows.done, what="the whole index")
+        await wait_until(pilot, lambda: rows.row_count == count, what="every row in the list")
+        await pilot.press("end")
+        assert rows.cursor == count - 1
+        assert f"row {count} " in panel(app, "raw").shown_text
+        await wait_until(pilot, lambda: f"{count:,} lines" in str(pane.query_one("#data-summary").visual),
+                         what="the line count")
+
+
+async def test_go_to_a_line_and_page_through_rows(tmp_path, tiny_model):
+    project = write_project(tmp_path / "project", tiny_model)
+    write_rows(project, [chat(f"question number {i}") for i in range(1, 5001)])
+    app = PaneHarness(lambda: DataPane(project))
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane, rows = await open_pane(pilot)
+        await pilot.press("g", *"4321", "enter")
+        assert rows.cursor == 4320
+        assert "question number 4321" in panel(app, "raw").shown_text
+        assert "4321 chat" in list_text(rows)  # scrolled into view
+        await pilot.press("pagedown")
+        assert rows.cursor > 4321
+        await pilot.press("home")
+        assert rows.cursor == 0
+        assert "question number 1\"" in panel(app, "raw").shown_text
+        # A line past the end is refused with a message, the cursor stays.
+        await pilot.press("g", *"9999", "enter")
+        assert rows.cursor == 0
+
+
+async def test_raw_template_and_tokens_of_a_chat_row_with_mask_prompt(tmp_path, tiny_model):
+    project = write_project(tmp_path / "project", tiny_model, mask_prompt=True)
+    write_rows(project, [chat("where is paris")])
+    app = PaneHarness(lambda: DataPane(project))
+    async with app.run_test(size=(120, 36)) as pilot:
+        pane, rows = await open_pane(pilot)
+        raw = panel(app, "raw").shown_text
+        assert '"role": "user"' in raw and '"content": "where is paris"' in raw
+        assert "chat (messages)" in raw
+
+        await pilot.press("t")
+        template = panel(app, "template")
+        await wait_until(pilot, lambda: "<|im_start|>" in template.shown_text, timeout=120,
+                         what="the rendered template")
+        assert ("<|im_start|>user↵\nwhere is paris<|im_end|>↵\n<|im_start|>assistant↵\n"
+                f"{PERSONA_ANSWER}<|im_end|>↵") in template.shown_text
+
+        await pilot.press("k")
+        tokens = panel(app, "tokens")
+        await wait_until(pilot, lambda: "carry loss" in tokens.shown_text, what="the tokens")
+        body = tokens.query(".panel-body").first().visual
+        trained = "".join(body.plain[s.start:s.end] for s in body.spans if s.style in TRAINED)
+        # With mask_prompt, exactly the answer (and the turn's end) carries loss.
+        assert trained == f"{PERSONA_ANSWER}<|im_end|>↵\n"
+        rendered = render_row(json.loads(chat("where is paris")), pane.tokenizer,
+                              mask_prompt=True, max_seq_length=128)
+        assert f"{len(rendered.token_ids)} tokens, {rendered.loss_tokens} carry loss" \
+            in tokens.shown_text
+        assert "fits max_seq_length 128" in tokens.shown_text
+        assert "carries loss" in tokens.shown_text and "prompt: no loss" in tokens.shown_text
+
+        await pilot.press("m")  # mask_prompt off: everything but the first token trains
+        await wait_until(pilot, lambda: "first token: no loss" in tokens.shown_text,
+                         what="the tokens without mask_prompt")
+        body = tokens.query(".panel-body").first().visual
+        trained = "".join(body.plain[s.start:s.end] for s in body.spans if s.style in TRAINED)
+        assert trained.startswith("user↵\nwhere is paris")
+
+
+async def test_a_row_longer_than_max_seq_length_is_shown_truncated(tmp_path, tiny_model):
+    project = write_project(tmp_path / "project", tiny_model, max_seq_length=16)
+    write_rows(project, [chat("where is paris and what is the name of the sky")])
+    app = PaneHarness(lambda: DataPane(project))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_pane(pilot)
+        await pilot.press("k")
+        tokens = panel(app, "tokens")
+        await wait_until(pilot, lambda: "carry loss" in tokens.shown_text, timeout=120,
+                         what="the tokens")
+        assert "over max_seq_length by" in tokens.shown_text
+        assert "mlx-lm truncates it" in tokens.shown_text
+
+
+async def test_the_validation_report_jumps_to_a_truncated_line_and_good_rows_stay(
+        tmp_path, tiny_model):
+    project = write_project(tmp_path / "project", tiny_model)
+    good = [chat(f"good question {i}") for i in range(1, 7)]
+    truncated = chat("cut short")[:30]
+    write_rows(project, good[:2] + [truncated] + good[2:])
+    app = PaneHarness(lambda: DataPane(project))
+    async with app.run_test(size=(120, 36)) as pilot:
+        pane, rows = await open_pane(pilot)
+        report = pane.query_one(ValidationReport)
+        await wait_until(pilot, lambda: pane.report is not None, what="the validation report")
+        assert "Problems 1" in str(pane.query_one("#data-views-bar").visual)
+
+        await pilot.press("p")
+        problems = report.query_one("#data-problem-list")
+        assert problems.has_focus
+        first = str(problems.get_option_at_index(0).prompt)
+        assert first.startswith("train.jsonl:3: invalid JSON")
+        assert "truncated" in first
+        assert "1 errors" in report.task_line.text and "6 valid" in report.task_line.text
+
+        await pilot.press("enter")
+        assert rows.cursor == 2
+        assert pane.view == "raw"
+        raw = panel(app, "raw").shown_text
+        assert "train.jsonl:3 · not a record" in raw
+        assert "✗ invalid JSON" in raw
+        assert truncated in raw
+        shown = list_text(rows)
+        assert rows.row_count == 7
+        for i in range(1, 7):  # every good row is still in the list
+            assert f"good question {i}" in shown
+        assert "✗ invalid JSON" in shown
+
+
+async def test_markup_and_escape_sequences_in_a_row_show_literally(tmp_path, tiny_model):
+    project = write_project(tmp_path / "project", tiny_model)
+    write_rows(project, [chat(text, answer="ok") for text in HOSTILE] + ["{not json"])
+    app = PaneHarness(lambda: DataPane(project))
     async with app.run_test(size=(160, 30)) as pilot:
-        table = app.query_one(DataTable)
-        await wait_until(pilot, lambda: table.row_count == 4, what="the rows")
-        shown = "\n".join(table.render_line(y).text for y in range(table.size.height))
+        pane, rows = await open_pane(pilot)
+        await wait_until(pilot, lambda: rows.row_count == 4, what="the rows")
+        shown = list_text(rows)
         assert "user: [bold red]x[/]" in shown
         assert "user: [link=file:///etc/passwd]x[/link]" in shown
         assert "user: ^[[2J^[]0;pwned^G" in shown
         assert "\x1b" not in shown
-        assert "not JSON" in shown  # a bad line is reported, the good rows still show
+        assert "✗ invalid JSON" in shown  # a bad line is reported, the good rows still show
+
+        assert '"content": "[bold red]x[/]"' in panel(app, "raw").shown_text
+        await pilot.press("down")
+        assert '"content": "[link=file:///etc/passwd]x[/link]"' in panel(app, "raw").shown_text
+        await pilot.press("down", "t")
+        template = panel(app, "template")
+        await wait_until(pilot, lambda: "<|im_start|>" in template.shown_text, timeout=120,
+                         what="the rendered template")
+        assert "^[[2J^[]0;pwned^G" in template.shown_text
+        await pilot.press("k")
+        tokens = panel(app, "tokens")
+        await wait_until(pilot, lambda: "carry loss" in tokens.shown_text, what="the tokens")
+        assert "\x1b" not in tokens.shown_text and "^[" in tokens.shown_text
+
+
+async def test_token_statistics_with_a_histogram_against_max_seq_length(tmp_path, tiny_model):
+    project = write_project(tmp_path / "project", tiny_model, max_seq_length=40)
+    app = PaneHarness(lambda: DataPane(project))
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane, rows = await open_pane(pilot)
+        await pilot.press("s")
+        stats = pane.query_one(TokenStatsView)
+        await wait_until(pilot, lambda: "rows counted" in stats.task_line.text, timeout=120,
+                         what="the token counts")
+        text = stats.panel.shown_text
+        assert "40 rows" in text
+        assert "max_seq_length 40" in text
+        assert "── max_seq_length 40 ──" in text  # persona rows are 36 to 42 tokens long
+        assert "are truncated: lines" in text
+
+
+async def test_a_conversion_from_an_alpaca_json_array(tmp_path, tiny_model):
+    project = write_project(tmp_path / "project", tiny_model)
+    alpaca = [{"instruction": f"say hello number {i}", "input": "", "output": "hello"}
+              for i in range(20)]
+    (project / "alpaca.json").write_text(json.dumps(alpaca, indent=2))
+    out = tmp_path / "converted"
+    app = PaneHarness(lambda: DataPane(project))
+    async with app.run_test(size=(100, 36)) as pilot:
+        pane, rows = await open_pane(pilot)
+        await pilot.press("o", *"alpaca.json", "enter")
+        await wait_until(pilot, lambda: pane.rows is not None and pane.rows.known == 20,
+                         what="the array's records")
+        assert "alpaca" in list_text(rows) and "say hello number 0" in list_text(rows)
+
+        await pilot.press("c")
+        form = pane.query_one(ConvertForm)
+        assert pane.view == "convert"
+        assert str(project / "alpaca.json") in form.query_one("#convert-inputs").value
+        out_field = form.query_one("#convert-out")
+        out_field.value = ""
+        out_field.focus()
+        # Letters go into the field, not to the pane's keys (r, t, k, c…).
+        await pilot.press(*str(out))
+        assert out_field.value == str(out) and pane.view == "convert"
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: "wrote" in form.task_line.text, what="the conversion")
+        assert "train.jsonl (16), valid.jsonl (2), test.jsonl (2)" in form.task_line.text
+        assert "as chat" in form.task_line.text
+        for name in ("train", "valid", "test"):
+            assert (out / f"{name}.jsonl").is_file()
+
+        assert {out / "train.jsonl", out / "valid.jsonl", out / "test.jsonl"} <= set(pane.files())
+        assert pane.query_one("#data-file", Select).value == out / "train.jsonl"
+        assert pane.path == out / "train.jsonl"
+        await wait_until(pilot, lambda: rows.row_count == 16, what="the converted rows")
+        assert "chat" in list_text(rows) and "user: say hello number" in list_text(rows)
+
+
+async def test_a_conversion_error_is_one_clear_line(tmp_path, tiny_model):
+    project = write_project(tmp_path / "project", tiny_model)
+    app = PaneHarness(lambda: DataPane(project))
+    async with app.run_test(size=(100, 36)) as pilot:
+        pane, _ = await open_pane(pilot)
+        await pilot.press("c")
+        form = pane.query_one(ConvertForm)
+        form.query_one("#convert-out").value = str(project / "data")  # not empty
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: "not empty" in form.task_line.text, what="the error")
+        assert form.task_line.has_class("-failed")
+        form.query_one("#convert-split").value = "80,30"
+        await pilot.press("ctrl+r")
+        assert "--split 80,30" in form.task_line.text

@@ -13,6 +13,7 @@ from tunedeck.core.checkpoints import Checkpoint
 from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.checkpoints_pane import CheckpointsPane
 from tunedeck.tui.hyperparameters_pane import HyperparametersPane
+from tunedeck.tui.loss_plot import StalePlot
 from tunedeck.tui.run_log import RunLog
 from tunedeck.tui.run_status_line import Figures
 
@@ -47,7 +48,8 @@ async def until_log_read(pilot):
     app = pilot.app
     await wait_until(pilot, lambda: any("1200/1200" in p for p in app.query_one(Figures).parts),
                      what="the whole log")
-    await pilot.pause(0.6)  # the plots redraw at most every 0.15 s
+    await wait_until(pilot, lambda: all(plot.settled for plot in app.query(StalePlot)),
+                     what="the plots to be drawn")
     # The log sizes its lines in a thread; where that leaves the scroll is down to timing.
     app.query_one(RunLog).scroll_end(animate=False, immediate=True)
     await pilot.pause()

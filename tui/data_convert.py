@@ -1,0 +1,132 @@
+"""The conversion form of the Data pane: ``tunedeck data convert`` with its main options."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
+
+from tunedeck.core.data.convert import TARGETS, TXT_MODES, parse_split
+from tunedeck.core.errors import BadInput
+
+from .data_views import TaskLine, issue_lines, lines
+
+MAX_LISTED_PROBLEMS = 20
+
+
+@dataclass(frozen=True)
+class ConversionRequest:
+    inputs: tuple
+    out_dir: Path
+    to: Optional[str]
+    split: tuple
+    seed: int
+    txt_mode: str
+    force: bool
+
+
+class ConvertForm(VerticalScroll):
+    DEFAULT_CSS = """
+    ConvertForm { height: 1fr; scrollbar-size-vertical: 1; }
+    ConvertForm .convert-field { height: 1; }
+    ConvertForm .convert-field > Label { width: 12; padding: 0 1; color: $text-muted; }
+    ConvertForm .convert-field > Input { width: 1fr; }
+    ConvertForm .convert-field > Select { width: 24; }
+    ConvertForm #convert-options > Label { width: auto; }
+    ConvertForm #convert-options > Input { width: 14; }
+    ConvertForm #convert-actions { height: 1; }
+    ConvertForm #convert-actions > Checkbox { width: 1fr; }
+    ConvertForm #convert-actions > Button { min-width: 20; }
+    ConvertForm #convert-problems { padding: 0 1; height: auto; }
+    """
+
+    def __init__(self, inputs: Sequence[Path] = (), out_dir: Optional[Path] = None, **kwargs):
+        super().__init__(**kwargs)
+        self._inputs = " ".join(shlex.quote(str(p)) for p in inputs)
+        self._out = str(out_dir) if out_dir else ""
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="convert-field"):
+            yield Label("inputs")
+            yield Input(self._inputs, placeholder="files or directories (.jsonl .json .txt)",
+                        compact=True, id="convert-inputs")
+        with Horizontal(classes="convert-field"):
+            yield Label("output dir")
+            yield Input(self._out, placeholder="directory for train/valid/test.jsonl",
+                        compact=True, id="convert-out")
+        with Horizontal(classes="convert-field"):
+            yield Label("--to")
+            yield Select([("auto (from the input)", "auto")] + [(t, t) for t in TARGETS],
+                         value="auto", allow_blank=False, compact=True, id="convert-to")
+            yield Label("txt mode")
+            yield Select([(m, m) for m in TXT_MODES], value="line", allow_blank=False,
+                         compact=True, id="convert-txt-mode")
+        with Horizontal(classes="convert-field", id="convert-options"):
+            yield Label("split")
+            yield Input("80,10,10", compact=True, id="convert-split")
+            yield Label("seed")
+            yield Input("0", compact=True, id="convert-seed")
+        with Horizontal(id="convert-actions"):
+            yield Checkbox("replace the splits in a non-empty output dir", compact=True,
+                           id="convert-force")
+            yield Button("Convert (ctrl+r)", compact=True, variant="primary", id="convert-run")
+        yield TaskLine(id="convert-task")
+        yield Static(id="convert-problems")
+
+    @property
+    def task_line(self) -> TaskLine:
+        return self.query_one(TaskLine)
+
+    def set_inputs(self, inputs: Sequence[Path]) -> None:
+        self.query_one("#convert-inputs", Input).value = " ".join(shlex.quote(str(p))
+                                                                  for p in inputs)
+
+    def set_out_dir(self, out_dir: Path) -> None:
+        self.query_one("#convert-out", Input).value = str(out_dir)
+
+    def focus_first(self) -> None:
+        self.query_one("#convert-inputs", Input).focus()
+
+    def request(self, base: Optional[Path]) -> ConversionRequest:
+        """The form as a conversion; BadInput naming the field when a value is wrong.
+        Relative paths are taken from ``base`` (the project directory)."""
+        def path(text: str) -> Path:
+            p = Path(text).expanduser()
+            return p if p.is_absolute() or base is None else base / p
+
+        try:
+            inputs = shlex.split(self.query_one("#convert-inputs", Input).value)
+        except ValueError as exc:
+            raise BadInput(f"inputs: {exc}") from None
+        if not inputs:
+            raise BadInput("inputs: name at least one file or directory")
+        out = self.query_one("#convert-out", Input).value.strip()
+        if not out:
+            raise BadInput("output dir: name the directory for train/valid/test.jsonl")
+        split = parse_split(self.query_one("#convert-split", Input).value.strip())
+        seed_text = self.query_one("#convert-seed", Input).value.strip()
+        try:
+            seed = int(seed_text)
+        except ValueError:
+            raise BadInput(f"seed: {seed_text!r} is not a whole number") from None
+        to = self.query_one("#convert-to", Select).value
+        return ConversionRequest(
+            inputs=tuple(path(p) for p in inputs), out_dir=path(out),
+            to=None if to == "auto" else to, split=split, seed=seed,
+            txt_mode=self.query_one("#convert-txt-mode", Select).value,
+            force=self.query_one("#convert-force", Checkbox).value)
+
+    def show_problems(self, problems: Sequence) -> None:
+        """The input records that stopped a conversion, as ``FILE:LINE: message``."""
+        shown = [(True, str(p)) for p in problems[:MAX_LISTED_PROBLEMS]]
+        more = len(problems) - len(shown)
+        parts = issue_lines(shown)
+        if more > 0:
+            parts.append(Content(f"… {more:,} more"))
+        self.query_one("#convert-problems", Static).update(lines(*parts) if parts else "")

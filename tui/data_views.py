@@ -1,0 +1,244 @@
+"""What the Data pane shows of a row and of a file: text built here, widgets kept thin.
+
+Every piece of dataset text goes through ``literal`` (control characters shown, never obeyed)
+and into ``Content`` as plain text, never as markup. Colours are theme variables, resolved when
+drawn, so a theme switch recolours the token view too.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
+from textual.widgets import Label, ProgressBar, Static
+
+from tunedeck.core.data import formats as F
+
+from .data_rows import RowDetail, one_line
+from .literal import visible
+
+# Beyond these, a view shows a note instead of the rest (the terminal would only show a sliver
+# of it, and building it would freeze the pane).
+MAX_SHOWN_CHARS = 200_000
+MAX_SHOWN_TOKENS = 20_000
+BAR_WIDTH = 40
+
+ERROR = "$text-error"
+WARNING = "$text-warning"
+MUTED = "$text-muted"
+# Tokens: two shades per kind, alternating, so that token boundaries show.
+TRAINED = ("$text-success on $success-muted", "$foreground on $success-muted")
+PROMPT = ("$text-muted on $surface", "$foreground-muted on $panel")
+CUT = ("$text-error on $error-muted", "$foreground on $error-muted")
+
+
+def literal(text: str) -> str:
+    """Multi-line dataset text, safe to draw: line breaks kept, every other control shown."""
+    if len(text) > MAX_SHOWN_CHARS:
+        more = len(text) - MAX_SHOWN_CHARS
+        text = text[:MAX_SHOWN_CHARS] + f"\n… {more:,} more characters not shown"
+    return "\n".join(visible(line).expandtabs(4) for line in text.split("\n"))
+
+
+def issue_lines(issues) -> list:
+    return [Content.styled(f"{'✗' if is_error else '!'} {one_line(message)}",
+                           ERROR if is_error else WARNING) for is_error, message in issues]
+
+
+def lines(*parts) -> Content:
+    return Content("\n").join(p if isinstance(p, Content) else Content(p) for p in parts)
+
+
+# -- raw ------------------------------------------------------------------------------------------
+def raw_content(detail: RowDetail, file_name: str) -> tuple:
+    """(header, body) of the raw view: the record as JSON, or the line as written when it is
+    not a record (and then the reason why)."""
+    kind = F.describe(detail.format) if detail.format else "not a record"
+    header = [Content.styled(f"{file_name}:{detail.line} · {kind} · {detail.size:,} bytes", MUTED)]
+    header += issue_lines(detail.issues)
+    if detail.record is not None:
+        # Re-encoded with an indent for reading; json escapes every control character.
+        body = json.dumps(detail.record, indent=2, ensure_ascii=False)
+    else:
+        body = detail.text
+        if detail.shown_bytes < detail.size:
+            body += f"\n… {detail.size - detail.shown_bytes:,} more bytes not shown"
+    return lines(*header), Content(literal(body))
+
+
+# -- rendered template and tokens -----------------------------------------------------------------
+def settings_line(mask_prompt: bool, max_seq_length: int) -> Content:
+    return Content.styled(f"mask_prompt {'on' if mask_prompt else 'off'} (m) · "
+                          f"max_seq_length {max_seq_length:,}", MUTED)
+
+
+def length_verdict(rendered, max_seq_length: int) -> Content:
+    n = len(rendered.token_ids)
+    text = (f"{n:,} tokens, {rendered.loss_tokens:,} carry loss · ")
+    if rendered.truncated:
+        return Content.assemble(text, (f"over max_seq_length by {rendered.truncated:,}: "
+                                       "mlx-lm truncates it", ERROR))
+    return Content.assemble(text, (f"fits max_seq_length {max_seq_length:,}", MUTED))
+
+
+def template_content(rendered, model: str, mask_prompt: bool, max_seq_length: int,
+                     fmt: Optional[str]) -> tuple:
+    """(header, body): the text mlx-lm tokenizes, the part that carries loss highlighted when
+    mask_prompt is on."""
+    if fmt == F.TEXT:
+        what = "a text row is tokenized as it is (no chat template)"
+    else:
+        what = f"the chat template of {one_line(model)}, rendered as mlx-lm renders it"
+    header = lines(Content.styled(what, MUTED), length_verdict(rendered, max_seq_length),
+                   settings_line(mask_prompt, max_seq_length))
+    text = rendered.text
+    trained = "".join(rendered.token_strings[rendered.offset:]) if rendered.offset else ""
+    if mask_prompt and trained and text.endswith(trained) and len(text) <= MAX_SHOWN_CHARS:
+        prompt = text[:len(text) - len(trained)]
+        body = Content.assemble(literal(prompt), (literal(trained), TRAINED[0]))
+    else:
+        body = Content(literal(text))
+    return header, body
+
+
+def legend(mask_prompt: bool) -> Content:
+    untrained = ("prompt: no loss (mask_prompt)" if mask_prompt
+                 else "first token: no loss (nothing predicts it)")
+    return Content.assemble(("■", TRAINED[0].split(" on ")[0]), " carries loss  ",
+                            ("■", "$text-muted"), f" {untrained}  ",
+                            ("■", CUT[0].split(" on ")[0]), " cut by max_seq_length  ",
+                            ("shades alternate per token", MUTED))
+
+
+def token_text(token: str) -> str:
+    return "↵\n".join(visible(part) for part in token.split("\n"))
+
+
+def token_content(rendered, mask_prompt: bool, max_seq_length: int) -> tuple:
+    """(header, body): every token, coloured by whether it carries loss."""
+    header = lines(length_verdict(rendered, max_seq_length), legend(mask_prompt),
+                   settings_line(mask_prompt, max_seq_length))
+    parts = []
+    for i, (token, trained) in enumerate(zip(rendered.token_strings[:MAX_SHOWN_TOKENS],
+                                             rendered.loss_mask)):
+        if i >= max_seq_length:
+            kind = CUT
+        else:
+            kind = TRAINED if trained else PROMPT
+        parts.append((token_text(token), kind[i % 2]))
+    more = len(rendered.token_ids) - MAX_SHOWN_TOKENS
+    if more > 0:
+        parts.append((f"\n… {more:,} more tokens not shown", MUTED))
+    return header, Content.assemble(*parts)
+
+
+# -- token statistics -----------------------------------------------------------------------------
+def stats_content(stats, counts) -> Content:
+    """The numbers of ``tokens.token_stats`` and its histogram, bins over max_seq_length in the
+    error colour (those rows are truncated)."""
+    out = []
+    if counts.skipped:
+        out.append(Content.styled(f"{counts.skipped:,} rows not counted: not usable as they are "
+                                  "(see Problems, p)", WARNING))
+    for line, message in counts.failures[:5]:
+        out.append(Content.styled(f"✗ line {line}: {one_line(message)}", ERROR))
+    if len(counts.failures) > 5:
+        out.append(Content.styled(f"… {len(counts.failures) - 5:,} more rows mlx-lm cannot "
+                                  "tokenize", ERROR))
+    if not stats.rows:
+        out.append(Content("no rows to count (mlx-lm reads chat, completions or text records; "
+                           "convert other formats first: c)"))
+        return lines(*out)
+    out.append(Content(f"{stats.rows:,} rows · {stats.total:,} tokens, {stats.trained:,} carry "
+                       f"loss · min {stats.min:,} · median {stats.median:,} · mean "
+                       f"{stats.mean:,.1f} · p95 {stats.p95:,} · max {stats.max:,}"))
+    if stats.over:
+        shown = ", ".join(str(line) for line, _ in stats.over[:8])
+        more = "…" if len(stats.over) > 8 else ""
+        out.append(Content.styled(f"{len(stats.over):,} rows over max_seq_length "
+                                  f"{stats.max_seq_length:,} are truncated: lines {shown}{more}",
+                                  ERROR))
+    else:
+        out.append(Content.styled(f"every row fits max_seq_length {stats.max_seq_length:,}",
+                                  MUTED))
+    out.append(Content.styled(f"{'tokens':>17}  rows", MUTED))
+    peak = max(rows for _, _, rows in stats.histogram) or 1
+    marked = False
+    for low, high, rows in stats.histogram:
+        over = low >= stats.max_seq_length
+        if over and not marked:
+            out.append(Content.styled(f"{'':>6}── max_seq_length {stats.max_seq_length:,} ──",
+                                      ERROR))
+            marked = True
+        bar = "█" * max(1 if rows else 0, round(BAR_WIDTH * rows / peak))
+        out.append(Content.assemble((f"{low + 1:>8,}–{high:<8,}", MUTED),
+                                    (f"{bar:<{BAR_WIDTH}}", ERROR if over else "$text-primary"),
+                                    f" {rows:,}"))
+    return lines(*out)
+
+
+# -- widgets --------------------------------------------------------------------------------------
+class TextPanel(VerticalScroll):
+    """A header and a scrolling body of text."""
+
+    DEFAULT_CSS = """
+    TextPanel { height: 1fr; scrollbar-size-vertical: 1; }
+    TextPanel > .panel-header { padding: 0 1; background: $surface; }
+    TextPanel > .panel-body { padding: 0 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static(classes="panel-header")
+        yield Static(classes="panel-body")
+
+    def show(self, header, body=Content("")) -> None:
+        self.query_one(".panel-header", Static).update(header)
+        self.query_one(".panel-body", Static).update(body)
+        self.scroll_home(animate=False)
+
+    @property
+    def shown_text(self) -> str:
+        """What the panel says, as plain text (what a reader of the screen gets)."""
+        return "\n".join(str(s.visual) for s in self.query(Static))
+
+
+class TaskLine(Horizontal):
+    """What a background task is doing: a label and a progress bar, then its outcome."""
+
+    DEFAULT_CSS = """
+    TaskLine { height: 1; padding: 0 1; }
+    TaskLine > Label { width: 1fr; }
+    TaskLine > ProgressBar { width: 32; display: none; }
+    TaskLine.-running > ProgressBar { display: block; }
+    TaskLine.-failed > Label { color: $text-error; }
+    TaskLine.-succeeded > Label { color: $text-success; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Label()
+        yield ProgressBar(total=None, show_eta=False)
+
+    @property
+    def running(self) -> bool:
+        return self.has_class("-running")
+
+    @property
+    def text(self) -> str:
+        return str(self.query_one(Label).visual)
+
+    def progress(self, label: str, fraction: Optional[float]) -> None:
+        self.set_classes("-running")
+        self.query_one(Label).update(Content(one_line(label)))
+        bar = self.query_one(ProgressBar)
+        if fraction is None:
+            bar.update(total=None)
+        else:
+            bar.update(total=100, progress=100 * fraction)
+
+    def finish(self, text: str, outcome: str = "") -> None:
+        """``outcome``: "succeeded", "failed" or "" (neutral)."""
+        self.set_classes(f"-{outcome}" if outcome else "")
+        self.query_one(Label).update(Content(one_line(text)))
