@@ -28,7 +28,6 @@ from tunedeck.themes import DEFAULT_THEME, THEMES
 from .chat_pane import ChatPane
 from .chat_session import ModelSessions
 from .checkpoints_pane import CheckpointsPane
-from .data_pane import DataPane
 from .hyperparameters_pane import HyperparametersPane
 from .messages import (ChatRequested, DeleteRequested, OverlayLoaded, OverlayRequested,
                        ResumeRequested, RunStarted, RunStopped, RunSwitchRequested, RunUpdated,
@@ -79,7 +78,7 @@ class TunedeckApp(ModelSessions, App):
     # -- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         panes = {
-            "data": lambda: DataPane(self.project, id="data-pane"),
+            "data": self._data_pane,
             "hyperparameters": lambda: HyperparametersPane(self.project, id="hyperparameters-pane"),
             "training": lambda: TrainingPane(id="training-pane"),
             "checkpoints": lambda: CheckpointsPane(id="checkpoints-pane"),
@@ -95,6 +94,11 @@ class TunedeckApp(ModelSessions, App):
                     if pane in eager:
                         yield panes[pane]()
         yield Footer()
+
+    def _data_pane(self):
+        from .data_pane import DataPane  # numpy and the data tools: loaded after the first frame
+
+        return DataPane(self.project, id="data-pane")
 
     async def _build_later_panes(self) -> None:
         for pane, build in self._later:
