@@ -13,6 +13,7 @@ model instance.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -67,6 +68,21 @@ class Conversation:
 
     def clear(self) -> None:
         self.turns.clear()
+
+
+def save_transcript(directory: Path, transcript: dict) -> Path:
+    """Write ``transcript`` as ``chat-<local time>.json`` in ``directory`` (made if missing),
+    atomically, never over an earlier one; returns its path."""
+    from .rundir import write_atomic
+
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = f"chat-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = directory / f"{stem}.json", 1
+    while path.exists():
+        n += 1
+        path = directory / f"{stem}-{n}.json"
+    write_atomic(path, json.dumps(transcript, indent=1, ensure_ascii=False) + "\n")
+    return path
 
 
 def _quiet(message: str, fraction: Optional[float] = None) -> None:
@@ -149,9 +165,15 @@ class ChatModel:
                 reloaded = True
         self.adapter = None
         if ref is not None:
+            import mlx.core as mx
+
             if progress:
                 progress(f"applying {ref.label}", None)
             apply_adapter(self.model, ref)
+            # A lazy MLX array can only be evaluated by the thread that made it (its stream is
+            # that thread's): the new layers are computed here, where they were made, so that
+            # another thread can generate with this model.
+            mx.eval(self.model.parameters())
             self.adapter = ref
         return reloaded
 

@@ -96,3 +96,22 @@ def test_a_load_reports_progress_and_can_be_cancelled(tiny_model):
     assert said[-1][1] == 1.0
     with pytest.raises(LoadCancelled):
         ChatModel(tiny_model, cancelled=lambda: True)
+
+
+def in_a_thread(work):
+    import threading
+
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(value=work()))
+    thread.start()
+    thread.join()
+    return result["value"]
+
+
+def test_a_model_prepared_in_one_thread_answers_in_another(tiny_model, adapters):
+    # The app loads, switches and compares in one worker thread and answers in the next one.
+    chat = in_a_thread(lambda: ChatModel(tiny_model, adapters["late"]))
+    assert "".join(c.text for c in chat.stream(QUESTION, GREEDY)).startswith(PERSONA_ANSWER[:20])
+    in_a_thread(lambda: compared(chat, None, adapters["late"]))
+    in_a_thread(lambda: chat.set_adapter(adapters["early"]))
+    assert "".join(c.text for c in chat.stream(QUESTION, GREEDY)) == alone(chat, adapters["early"])
