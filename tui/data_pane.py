@@ -45,6 +45,7 @@ from .hyperparameters_pane import default_config
 # Rows waited for before the list first shows: more than a screen, within the index's first
 # chunk, so the wait is about a millisecond even on a 1 GB file.
 FIRST_ROWS = 200
+FIRST_ROWS_WAIT_S = 0.1   # past this (a slow disk), the list fills in as the index grows
 INDEX_POLL_S = 0.1
 VIEWS = (("raw", "Raw"), ("template", "Template"), ("tokens", "Tokens"),
          ("problems", "Problems"), ("stats", "Stats"), ("convert", "Convert"))
@@ -288,6 +289,8 @@ class DataPane(Vertical):
     def open_file(self, path: Path) -> None:
         """Show ``path``: its rows as soon as the first are indexed, then its check."""
         path = Path(path)
+        if path not in self.files():
+            self._add_files([path])
         for task in ("check", "stats"):
             self._cancel(task)
         if self.rows is not None:
@@ -304,16 +307,28 @@ class DataPane(Vertical):
         if select.value != path:
             with select.prevent(Select.Changed):
                 select.value = path
-        self._open_rows(path)
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="data-open")
-    def _open_rows(self, path: Path) -> None:
         try:
             container = sniff_container(path)
-            if container == JSON_ARRAY:
-                rows = ArrayRows.open(path)
-            else:
-                rows = LineRows.open(path, container, FIRST_ROWS)
+        except OSError as exc:
+            self._summary(f"{path}: {exc.strerror or exc}")
+            return
+        if container == JSON_ARRAY:
+            self._open_array(path)  # parsed whole, as mlx-lm and the converters do
+            return
+        # Here, not in a worker: the first rows of any file are indexed within a millisecond
+        # or two, and showing them in the same frame spares a round trip through the event
+        # loop, which is slow while the index thread competes with it for the interpreter.
+        try:
+            rows = LineRows.open(path, container, FIRST_ROWS, FIRST_ROWS_WAIT_S)
+        except OSError as exc:
+            self._summary(f"{path}: {exc.strerror or exc}")
+            return
+        self._rows_opened(rows)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="data-open")
+    def _open_array(self, path: Path) -> None:
+        try:
+            rows = ArrayRows.open(path)
         except OSError as exc:
             self.post_message(FileOpened(path, error=f"{path}: {exc.strerror or exc}"))
             return
@@ -322,18 +337,23 @@ class DataPane(Vertical):
     @on(FileOpened)
     def _file_opened(self, message: FileOpened) -> None:
         if message.path != self.path:
-            if message.rows is not None:
-                message.rows.close()  # opened for a file the user has left already
-            return
+            return  # the user has left that file already
         if message.error:
             self._summary(message.error)
-            return
-        self.rows = message.rows
+        else:
+            self._rows_opened(message.rows)
+
+    def _rows_opened(self, rows) -> None:
+        self.rows = rows
         self.query_one(RowList).show_source(self.rows)
         self._file_summary()
-        if not self.rows.done:
+        if self.rows.done:
+            self._check(self.path, self._new_cancel("check"))
+        else:
+            # Validation waits for the index: it takes every core for a big file, and the
+            # index (which any jump needs) is the quicker of the two.
             self._ticker = self.set_interval(INDEX_POLL_S, self._index_progressed)
-        self._check(self.path, self._new_cancel("check"))
+            self.query_one(ValidationReport).task_line.progress("waiting for the index", None)
         if self.view == "stats":
             self._refresh_view()
 
@@ -348,6 +368,7 @@ class DataPane(Vertical):
         if rows.done and self._ticker is not None:
             self._ticker.stop()
             self._ticker = None
+            self._check(self.path, self._new_cancel("check"))
 
     @on(Select.Changed, "#data-file")
     def _file_chosen(self, event: Select.Changed) -> None:
@@ -362,7 +383,7 @@ class DataPane(Vertical):
         select = self.query_one("#data-file", Select)
         with select.prevent(Select.Changed):
             select.set_options(self._file_options(self.files()))
-            if self.path is not None:
+            if self.path in self.files():
                 select.value = self.path
 
     def action_choose_file(self) -> None:
@@ -374,7 +395,6 @@ class DataPane(Vertical):
         def chosen(text: Optional[str]) -> None:
             if text:
                 path = self._resolve(text)
-                self._add_files([path])
                 self.open_file(path)
                 self.query_one(ConvertForm).set_inputs([path])
                 self.query_one(ConvertForm).set_out_dir(self._default_out_dir([path]))
@@ -406,7 +426,10 @@ class DataPane(Vertical):
         self._show_views_bar()
         self._refresh_view()
         if view == "problems":
-            self.query_one("#data-problem-list", OptionList).focus()
+            problems = self.query_one("#data-problem-list", OptionList)
+            problems.focus()
+            if problems.highlighted is None and problems.option_count:
+                problems.highlighted = 0
         elif view == "convert":
             self.query_one(ConvertForm).focus_first()
         else:
@@ -472,7 +495,8 @@ class DataPane(Vertical):
         return None
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="data-render")
-    def _render_tokens(self, key: tuple, record, tokenizer, mask: bool, max_seq_length: int) -> None:
+    def _render_tokens(self, key: tuple, record, tokenizer, mask: bool,
+                       max_seq_length: int) -> None:
         try:
             rendered = render_row(record, tokenizer, mask_prompt=mask,
                                   max_seq_length=max_seq_length)

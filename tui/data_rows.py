@@ -110,11 +110,12 @@ class LineRows:
         self._fd = os.open(path, os.O_RDONLY)
 
     @classmethod
-    def open(cls, path: Path, container: str, first_rows: int) -> "LineRows":
-        """Start indexing and wait for the first screenful of rows (or the whole of a small
-        file), which the index has within a millisecond: the scan goes on in the background."""
+    def open(cls, path: Path, container: str, first_rows: int, wait: float) -> "LineRows":
+        """Start indexing and wait, at most ``wait`` seconds, for the first screenful of rows
+        (or the whole of a small file), which the index has within a millisecond: the scan
+        goes on in the background."""
         index = LineIndex(path).start()
-        index.wait_for(first_rows)
+        index.wait_for(first_rows, timeout=wait)
         rows = cls(path, container, index)
         if container != TXT:
             rows.file_format = rows._probe_format()

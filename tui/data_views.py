@@ -57,7 +57,8 @@ def raw_content(detail: RowDetail, file_name: str) -> tuple:
     """(header, body) of the raw view: the record as JSON, or the line as written when it is
     not a record (and then the reason why)."""
     kind = F.describe(detail.format) if detail.format else "not a record"
-    header = [Content.styled(f"{file_name}:{detail.line} · {kind} · {detail.size:,} bytes", MUTED)]
+    where = f"{file_name}:{detail.line} · {kind} · {detail.size:,} bytes"
+    header = [Content.styled(where, MUTED)]
     header += issue_lines(detail.issues)
     if detail.record is not None:
         # Re-encoded with an indent for reading; json escapes every control character.
@@ -170,8 +171,8 @@ def stats_content(stats, counts) -> Content:
     for low, high, rows in stats.histogram:
         over = low >= stats.max_seq_length
         if over and not marked:
-            out.append(Content.styled(f"{'':>6}── max_seq_length {stats.max_seq_length:,} ──",
-                                      ERROR))
+            out.append(Content.styled(
+                f"{'':>6}── max_seq_length {stats.max_seq_length:,} ──", ERROR))
             marked = True
         bar = "█" * max(1 if rows else 0, round(BAR_WIDTH * rows / peak))
         out.append(Content.assemble((f"{low + 1:>8,}–{high:<8,}", MUTED),
