@@ -37,8 +37,8 @@ from .data_convert import ConversionRequest, ConvertForm
 from .data_list import RowList
 from .data_report import TokenStatsView, ValidationReport
 from .data_rows import ArrayRows, LineRows, one_line
-from .data_views import (MUTED, TextPanel, issue_lines, lines, raw_content, stats_content,
-                         template_content, token_content)
+from .data_views import (MUTED, TextPanel, issue_lines, lines, plural, raw_content,
+                         stats_content, template_content, token_content)
 from .dialogs import Ask
 from .hyperparameters_pane import default_config
 
@@ -47,8 +47,8 @@ from .hyperparameters_pane import default_config
 FIRST_ROWS = 200
 FIRST_ROWS_WAIT_S = 0.1   # past this (a slow disk), the list fills in as the index grows
 INDEX_POLL_S = 0.1
-VIEWS = (("raw", "Raw"), ("template", "Template"), ("tokens", "Tokens"),
-         ("problems", "Problems"), ("stats", "Stats"), ("convert", "Convert"))
+VIEWS = (("raw", "r", "Raw"), ("template", "t", "Template"), ("tokens", "k", "Tokens"),
+         ("problems", "p", "Problems"), ("stats", "s", "Stats"), ("convert", "c", "Convert"))
 ROW_VIEWS = ("raw", "template", "tokens")
 TOKENIZER_VIEWS = ("template", "tokens", "stats")
 
@@ -139,19 +139,21 @@ class DataPane(Vertical):
     DataPane #data-views { height: 1fr; min-height: 6; }
     DataPane.-convert #data-views { height: 2fr; }
     """
+    # Actions first, views after: at 80 columns the Footer shows the first few, and the view
+    # keys are also on the bar above the views.
     BINDINGS = [
+        Binding("g", "go_to_line", "Go to line", id="data-go-to-line"),
+        Binding("o", "open_file", "Open", id="data-open-file"),
+        Binding("f", "choose_file", "File", id="data-choose-file", show=False),
+        Binding("m", "toggle_mask_prompt", "Mask prompt", id="data-toggle-mask-prompt"),
+        Binding("x", "cancel", "Cancel", id="data-cancel"),
+        Binding("ctrl+r", "convert", "Run conversion", id="data-run-conversion"),
         Binding("r", "view('raw')", "Raw", id="data-view-raw"),
         Binding("t", "view('template')", "Template", id="data-view-template"),
         Binding("k", "view('tokens')", "Tokens", id="data-view-tokens"),
         Binding("p", "view('problems')", "Problems", id="data-view-problems"),
         Binding("s", "view('stats')", "Stats", id="data-view-stats"),
         Binding("c", "view('convert')", "Convert", id="data-view-convert"),
-        Binding("g", "go_to_line", "Go to", id="data-go-to-line"),
-        Binding("o", "open_file", "Open", id="data-open-file"),
-        Binding("f", "choose_file", "File", id="data-choose-file", show=False),
-        Binding("m", "toggle_mask_prompt", "Mask prompt", id="data-toggle-mask-prompt"),
-        Binding("x", "cancel", "Cancel", id="data-cancel"),
-        Binding("ctrl+r", "convert", "Run conversion", id="data-run-conversion"),
     ]
 
     def __init__(self, project: Optional[Path], **kwargs):
@@ -255,11 +257,12 @@ class DataPane(Vertical):
 
     def _show_views_bar(self) -> None:
         parts = []
-        for view, title in VIEWS:
+        for view, key, title in VIEWS:
             if view == "problems" and self.report is not None and self.report.errors:
                 title += f" {self.report.errors:,}"
-            style = "bold reverse $text-accent" if view == self.view else MUTED
-            parts += [(f" {title} ", style), " "]
+            active = view == self.view
+            parts += [(key, "bold $footer-key-foreground"),
+                      (f" {title} ", "bold reverse $text-accent" if active else ""), " "]
         parts.append((f"  mask_prompt {'on' if self.mask_prompt else 'off'} · "
                       f"max_seq_length {self.max_seq_length:,}", MUTED))
         self.query_one("#data-views-bar", Label).update(Content.assemble(*parts))
@@ -274,14 +277,14 @@ class DataPane(Vertical):
         elif rows.file_format:
             parts.append(rows.file_format)
         if rows.done:
-            parts.append(f"{rows.known:,} lines" if rows.container != JSON_ARRAY
-                         else f"{rows.known:,} records")
+            parts.append(plural(rows.known, "line" if rows.container != JSON_ARRAY
+                                else "record"))
             if not rows.complete:
                 parts.append("indexing cancelled")
         else:
             parts.append(f"{rows.known:,} lines so far, indexing {rows.fraction:.0%}")
         if self.report is not None and self.report.path == path:
-            parts.append(f"{self.report.errors:,} errors" if self.report.errors else
+            parts.append(plural(self.report.errors, "error") if self.report.errors else
                          ("checked: ok" if self.report.complete else "check cancelled"))
         self._summary(" · ".join(parts))
 
@@ -747,7 +750,7 @@ class DataPane(Vertical):
             view.panel.show(Content(""))
             return
         self._stats = message
-        view.task_line.finish(f"{message.stats.rows:,} rows counted", "succeeded")
+        view.task_line.finish(f"{plural(message.stats.rows, 'row')} counted", "succeeded")
         if self.view == "stats":
             self._show_stats()
 

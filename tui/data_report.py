@@ -16,7 +16,7 @@ from tunedeck.core.data.sources import JSON_ARRAY, TXT
 from tunedeck.core.data.validate import FileReport, Problem
 
 from .data_rows import one_line
-from .data_views import ERROR, WARNING, TaskLine, TextPanel
+from .data_views import ERROR, WARNING, TaskLine, TextPanel, plural
 
 
 def problem_text(problem: Problem) -> Content:
@@ -36,10 +36,10 @@ def report_summary(report: FileReport) -> str:
     else:
         kind = F.describe(report.format) + (", JSON array" if report.container == JSON_ARRAY
                                             else "")
-    parts = [kind, f"{report.rows:,} rows", f"{report.valid_rows:,} valid"]
-    parts.append(f"{report.errors:,} errors" if report.errors else "no errors")
+    parts = [kind, plural(report.rows, "row"), f"{report.valid_rows:,} valid"]
+    parts.append(plural(report.errors, "error") if report.errors else "no errors")
     if report.warnings:
-        parts.append(f"{report.warnings:,} warnings")
+        parts.append(plural(report.warnings, "warning"))
     if len(report.problems) < report.errors + report.warnings:
         parts.append(f"the first {len(report.problems):,} listed")
     if not report.complete:
@@ -53,7 +53,11 @@ class ValidationReport(Vertical):
 
     DEFAULT_CSS = """
     ValidationReport { height: 1fr; }
-    ValidationReport > OptionList { height: 1fr; border: none; padding: 0; }
+    ValidationReport > OptionList, ValidationReport > OptionList:focus {
+        height: 1fr;
+        border: none;
+        padding: 0;
+    }
     ValidationReport > #data-check-note { padding: 0 1; color: $text-muted; }
     """
 

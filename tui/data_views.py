@@ -35,6 +35,10 @@ PROMPT = ("$text-muted on $surface", "$foreground-muted on $panel")
 CUT = ("$text-error on $error-muted", "$foreground on $error-muted")
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
 def literal(text: str) -> str:
     """Multi-line dataset text, safe to draw: line breaks kept, every other control shown."""
     if len(text) > MAX_SHOWN_CHARS:
@@ -85,10 +89,16 @@ def length_verdict(rendered, max_seq_length: int) -> Content:
     return Content.assemble(text, (f"fits max_seq_length {max_seq_length:,}", MUTED))
 
 
+def _kind(i: int, trained: bool, max_seq_length: int) -> tuple:
+    if i >= max_seq_length:
+        return CUT
+    return TRAINED if trained else PROMPT
+
+
 def template_content(rendered, model: str, mask_prompt: bool, max_seq_length: int,
                      fmt: Optional[str]) -> tuple:
-    """(header, body): the text mlx-lm tokenizes, the part that carries loss highlighted when
-    mask_prompt is on."""
+    """(header, body): the text mlx-lm tokenizes; with mask_prompt, the part that carries loss
+    and any part cut by max_seq_length in their token-view colours."""
     if fmt == F.TEXT:
         what = "a text row is tokenized as it is (no chat template)"
     else:
@@ -96,13 +106,26 @@ def template_content(rendered, model: str, mask_prompt: bool, max_seq_length: in
     header = lines(Content.styled(what, MUTED), length_verdict(rendered, max_seq_length),
                    settings_line(mask_prompt, max_seq_length))
     text = rendered.text
-    trained = "".join(rendered.token_strings[rendered.offset:]) if rendered.offset else ""
-    if mask_prompt and trained and text.endswith(trained) and len(text) <= MAX_SHOWN_CHARS:
-        prompt = text[:len(text) - len(trained)]
-        body = Content.assemble(literal(prompt), (literal(trained), TRAINED[0]))
-    else:
-        body = Content(literal(text))
-    return header, body
+    if not (mask_prompt or rendered.truncated) or len(text) > MAX_SHOWN_CHARS:
+        return header, Content(literal(text))
+    # Runs of tokens of one kind, matched from the end of the text: the tokens decode to the
+    # text, except perhaps for a start-of-text token the template does not write.
+    runs: list = []
+    for i, (token, trained) in enumerate(zip(rendered.token_strings, rendered.loss_mask)):
+        kind = _kind(i, trained, max_seq_length)
+        if runs and runs[-1][1] == kind:
+            runs[-1][0].append(token)
+        else:
+            runs.append(([token], kind))
+    parts, end = [], len(text)
+    for tokens, kind in reversed(runs):
+        piece = "".join(tokens)
+        if kind is PROMPT or not text.endswith(piece, 0, end):
+            break
+        parts.append((literal(piece), kind[0]))
+        end -= len(piece)
+    parts.append(literal(text[:end]))
+    return header, Content.assemble(*reversed(parts))
 
 
 def legend(mask_prompt: bool) -> Content:
@@ -125,11 +148,7 @@ def token_content(rendered, mask_prompt: bool, max_seq_length: int) -> tuple:
     parts = []
     for i, (token, trained) in enumerate(zip(rendered.token_strings[:MAX_SHOWN_TOKENS],
                                              rendered.loss_mask)):
-        if i >= max_seq_length:
-            kind = CUT
-        else:
-            kind = TRAINED if trained else PROMPT
-        parts.append((token_text(token), kind[i % 2]))
+        parts.append((token_text(token), _kind(i, trained, max_seq_length)[i % 2]))
     more = len(rendered.token_ids) - MAX_SHOWN_TOKENS
     if more > 0:
         parts.append((f"\n… {more:,} more tokens not shown", MUTED))
@@ -210,8 +229,8 @@ class TaskLine(Horizontal):
     """What a background task is doing: a label and a progress bar, then its outcome."""
 
     DEFAULT_CSS = """
-    TaskLine { height: 1; padding: 0 1; }
-    TaskLine > Label { width: 1fr; }
+    TaskLine { height: auto; padding: 0 1; }
+    TaskLine > Label { width: 1fr; height: auto; }
     TaskLine > ProgressBar { width: 32; display: none; }
     TaskLine.-running > ProgressBar { display: block; }
     TaskLine.-failed > Label { color: $text-error; }

@@ -11,7 +11,7 @@ from tunedeck.tui.data_convert import ConvertForm
 from tunedeck.tui.data_list import RowList
 from tunedeck.tui.data_pane import DataPane
 from tunedeck.tui.data_report import TokenStatsView, ValidationReport
-from tunedeck.tui.data_views import TRAINED, TextPanel
+from tunedeck.tui.data_views import CUT, TRAINED, TextPanel
 
 from .harness import PaneHarness, wait_until
 from .projects import write_project
@@ -146,6 +146,16 @@ async def test_a_row_longer_than_max_seq_length_is_shown_truncated(tmp_path, tin
                          what="the tokens")
         assert "over max_seq_length by" in tokens.shown_text
         assert "mlx-lm truncates it" in tokens.shown_text
+        body = tokens.query(".panel-body").first().visual
+        cut = "".join(body.plain[s.start:s.end] for s in body.spans if s.style in CUT)
+        assert cut.endswith("<|im_end|>↵\n")  # the end of the answer is cut off
+
+        await pilot.press("t")  # the template shows the cut-off end in the same colour
+        template = panel(app, "template")
+        await wait_until(pilot, lambda: "<|im_start|>" in template.shown_text, what="template")
+        body = template.query(".panel-body").first().visual
+        cut_text = "".join(body.plain[s.start:s.end] for s in body.spans if s.style == CUT[0])
+        assert cut_text == cut.replace("↵", "")
 
 
 async def test_the_validation_report_jumps_to_a_truncated_line_and_good_rows_stay(
@@ -167,7 +177,7 @@ async def test_the_validation_report_jumps_to_a_truncated_line_and_good_rows_sta
         first = str(problems.get_option_at_index(0).prompt)
         assert first.startswith("train.jsonl:3: invalid JSON")
         assert "truncated" in first
-        assert "1 errors" in report.task_line.text and "6 valid" in report.task_line.text
+        assert report.task_line.text.endswith("7 rows · 6 valid · 1 error")
 
         await pilot.press("enter")
         assert rows.cursor == 2
