@@ -116,10 +116,12 @@ class ChatTranscript(VerticalScroll):
         self._answer: Optional[Static] = None
         self._meta: Optional[Static] = None
 
+    def on_mount(self) -> None:
+        self.anchor()  # the newest turn stays in sight as answers grow, until the user scrolls up
+
     def add_turn(self, user: str) -> None:
         self._answer, self._meta = Static("", classes="chat-answer"), Static("…", classes="chat-meta")
         self.mount(Static(shown(user), classes="chat-user"), self._answer, self._meta)
-        self.anchor()
 
     def show_answer(self, text: str, meta: str) -> None:
         if self._answer is not None:
@@ -132,7 +134,6 @@ class ChatTranscript(VerticalScroll):
 
     def note(self, text: str) -> None:
         self.mount(Static(Text(text), classes="chat-meta"))
-        self.anchor()
 
 
 @dataclass
@@ -180,14 +181,15 @@ class ChatPane(Vertical):
         self.adapters: dict[str, AdapterChoice] = {BASE: AdapterChoice("none (the base model)", None, None)}
         self.loaded: Optional[tuple[str, Optional[AdapterRef]]] = None  # what the App has loaded
         self.requested: Optional[tuple[str, Optional[AdapterRef]]] = None
-        self.loading = False
+        self.model_loading = False
         self.answering = False
         self.compare = False
         self.conversations = [Conversation(), Conversation()]
         self.answers: list[Answer] = []
         self.question = ""
-        self.asked: list[Optional[AdapterRef]] = []  # the sides of the answer under way
-        self.pending: Optional[tuple[str, GenerationSettings]] = None  # asked before the model was ready
+        self.settings = GenerationSettings()  # of the question under way
+        self.asked: list[Optional[AdapterRef]] = []  # its sides
+        self.waiting = False  # asked while the model was still loading: sent once it has
         self.record: list[dict] = []  # the transcript, turn by turn, for saving
         self._wanted: Optional[tuple[Optional[str], Path]] = None  # "open in Chat" before the scan
 
@@ -328,15 +330,18 @@ class ChatPane(Vertical):
         if model is None:
             return
         wanted = (model, self._chosen("#chat-adapter").adapter)
-        if wanted == self.requested and (self.loading or wanted == self.loaded):
+        if wanted == self.requested and (self.model_loading or wanted == self.loaded):
             return
         self.requested = wanted
-        self.loading = True
+        self.model_loading = True
         self.set_class(True, "-loading")
         self._status(f"loading {_model_label(model)}…")
         self.query_one("#chat-progress", ProgressBar).update(total=None, progress=0)
         self.refresh_bindings()
         self.post_message(ChatModelRequested(*wanted))
+
+    def _label_of(self, adapter: AdapterRef) -> str:
+        return next((c.label for c in self.adapters.values() if c.adapter == adapter), adapter.label)
 
     def _show_titles(self) -> None:
         left = self._chosen("#chat-adapter").label
@@ -352,39 +357,49 @@ class ChatPane(Vertical):
         self._status(text)
 
     def model_ready(self, model: str, adapter: Optional[AdapterRef], reloaded: bool) -> None:
-        self.loaded = (model, adapter)
-        self.requested = self.loaded
-        self._loading_ended()
+        self.loaded = self.requested = (model, adapter)
+        self.model_loading = False
+        self.set_class(False, "-loading")
+        self.refresh_bindings()
         how = "" if reloaded else " (the base model stayed loaded)"
-        with_adapter = f" + {adapter.label}" if adapter else " (no adapter)"
+        with_adapter = f" + {self._label_of(adapter)}" if adapter else " (no adapter)"
         self._status(f"ready: {_model_label(model)}{with_adapter}{how}")
-        if self.pending is not None:
-            question, settings = self.pending
-            self.pending = None
-            self._ask(question, settings)
+        if self.waiting:
+            self._send()
 
     def model_failed(self, text: str) -> None:
-        self.requested = self.loaded
         self._loading_ended()
         self._status(f"could not load: {text}", failed=True)
-        self._drop_pending()
 
     def model_stopped(self) -> None:
-        self.requested = self.loaded
         self._loading_ended()
         still = f"; still using {_model_label(self.loaded[0])}" if self.loaded else ""
         self._status(f"load stopped{still}")
-        self._drop_pending()
 
     def _loading_ended(self) -> None:
-        self.loading = False
+        """A load that did not happen: the choices show again what is loaded."""
+        self.model_loading = False
+        self.requested = self.loaded
         self.set_class(False, "-loading")
         self.refresh_bindings()
+        self._drop_waiting()
+        if self.loaded is not None:
+            model, adapter = self.loaded
+            key = next((k for k, c in self.adapters.items() if c.adapter == adapter), BASE)
+            with self.prevent(Select.Changed):
+                self._select_model(model)
+                self.query_one("#chat-adapter", Select).value = key
+            self._show_titles()
 
-    def _drop_pending(self) -> None:
-        if self.pending is not None:
-            self.pending = None
-            self.query_one("#chat-left-transcript", ChatTranscript).note("(not asked: no model)")
+    def _drop_waiting(self) -> None:
+        """The question waiting for a load that did not happen is not asked."""
+        if not self.waiting:
+            return
+        self.waiting = False
+        for answer, transcript in zip(self.answers, self._transcripts()):
+            answer.finish_reason = "not asked"
+            transcript.show_answer("", "not asked: no model loaded")
+        self._answer_ended()
 
     def show_answer(self, side: int, text: str, tokens: int, tokens_per_sec: float,
                     finish_reason: Optional[str]) -> None:
@@ -403,18 +418,18 @@ class ChatPane(Vertical):
             self._status(f"answering… {speeds} (esc stops)")
 
     def answer_stopped(self) -> None:
-        for answer in self.answers:
-            answer.finish_reason = answer.finish_reason or "stopped"
         for answer, transcript in zip(self.answers, self._transcripts()):
+            answer.finish_reason = answer.finish_reason or "stopped"
             transcript.show_answer(answer.text, self._meta(answer))
         self._answer_ended()
         self._status("stopped")
 
     def answer_failed(self, text: str) -> None:
-        self._status(f"could not answer: {text}", failed=True)
-        for answer in self.answers:
+        for answer, transcript in zip(self.answers, self._transcripts()):
             answer.finish_reason = answer.finish_reason or "failed"
+            transcript.show_answer(answer.text, self._meta(answer))
         self._answer_ended()
+        self._status(f"could not answer: {text}", failed=True)
 
     def _answer_ended(self) -> None:
         if not self.answering:
@@ -422,7 +437,7 @@ class ChatPane(Vertical):
         self.answering = False
         self.refresh_bindings()
         for side, answer in enumerate(self.answers):
-            if answer.finish_reason != "failed":  # a stopped answer was seen: it stays in the history
+            if answer.finish_reason not in ("failed", "not asked"):  # a stopped answer was seen: it stays
                 self.conversations[side].add(self.question, answer.text)
         self.record.append({
             "user": self.question,
@@ -449,16 +464,19 @@ class ChatPane(Vertical):
         settings = self._settings()
         if settings is None:
             return
-        event.input.value = ""
         model = self._chosen_model()
         if model is None:
             self._status("no model to ask: pick one above", failed=True)
             return
-        if self.loading or self.loaded != (model, self._chosen("#chat-adapter").adapter):
-            self.pending = (question, settings)
-            self._request_model()
-            return
+        event.input.value = ""
         self._ask(question, settings)
+        if self.model_loading or self.loaded != (model, self._chosen("#chat-adapter").adapter):
+            self.waiting = True
+            for transcript in self._transcripts():
+                transcript.show_answer("", "waiting for the model to load…")
+            self._request_model()
+        else:
+            self._send()
 
     def _settings(self) -> Optional[GenerationSettings]:
         """The sampling settings as typed, or None (and the first problem shown)."""
@@ -490,19 +508,25 @@ class ChatPane(Vertical):
         return [self.query_one(i, ChatTranscript) for i in ids]
 
     def _ask(self, question: str, settings: GenerationSettings) -> None:
-        system = self.query_one("#chat-system", Input).value.strip() or None
-        sides = self._sides()
-        self.question, self.asked = question, sides
-        self.answers = [Answer() for _ in sides]
+        """Show the question on every side; it is under way from now on."""
+        self.question, self.settings = question, settings
+        self.answers = [Answer() for _ in self._transcripts()]
         for transcript in self._transcripts():
             transcript.add_turn(question)
-        for conversation in self.conversations:
-            conversation.system = system
         self.answering = True
         self.refresh_bindings()
+
+    def _send(self) -> None:
+        """Ask the App for the answers, with the sides and the system prompt chosen now."""
+        self.waiting = False
+        self.asked = self._sides()
+        system = self.query_one("#chat-system", Input).value.strip() or None
+        for conversation in self.conversations:
+            conversation.system = system
         self._status("answering… (esc stops)")
-        self.post_message(ChatAsked(sides, [c.messages(question) for c in self.conversations[:len(sides)]],
-                                    settings))
+        conversations = self.conversations[:len(self.asked)]
+        self.post_message(ChatAsked(self.asked, [c.messages(self.question) for c in conversations],
+                                    self.settings))
 
     def _status(self, text: str, failed: bool = False) -> None:
         status = self.query_one("#chat-status", Static)
@@ -513,7 +537,7 @@ class ChatPane(Vertical):
     def check_action(self, action: str, parameters: tuple) -> Optional[bool]:
         if action == "stop":
             # Nothing to stop: escape goes on to the App (it leaves the text field).
-            return self.loading or self.answering
+            return self.model_loading or self.answering
         return True
 
     def action_stop(self) -> None:
@@ -549,14 +573,15 @@ class ChatPane(Vertical):
             self.notify("nothing to save yet", severity="warning")
             return
         model = self.loaded[0] if self.loaded else self._chosen_model()
-        sides = [self._chosen("#chat-adapter")] + ([self._chosen("#chat-compare-with")] if self.compare else [])
-        settings = self._settings()
+        sides = [self._chosen("#chat-adapter")]
+        if self.compare:
+            sides.append(self._chosen("#chat-compare-with"))
         path = save_transcript((self.project or Path.cwd()) / "chats", {
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "model": model,
             "sides": [side.label for side in sides],
             "system": self.query_one("#chat-system", Input).value.strip() or None,
-            "settings": vars(settings) if settings else None,
+            "settings": vars(self.settings),
             "turns": self.record,
         })
         self.notify(f"transcript saved to {path}")

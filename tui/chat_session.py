@@ -37,7 +37,7 @@ class ModelSessions:
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.chat_model = None  # a tunedeck.core.chat.ChatModel, once one has loaded
-        self._chat_lock = threading.Lock()
+        self.chat_lock = threading.Lock()  # held by the worker using the chat model
         self._load_serial = 0
         self._answer_serial = 0
         self._evaluation_serial = 0
@@ -66,7 +66,9 @@ class ModelSessions:
         model_dir = resolve_model(spec, progress=progress)
         try:
             if current is not None and current.model_dir == model_dir:
-                with self._chat_lock:  # the base stays; only the adapter changes
+                with self.chat_lock:  # the base stays; only the adapter changes
+                    if cancelled():
+                        return  # stopped while the model was busy: leave it as it is
                     reloaded = current.set_adapter(adapter, progress, cancelled)
                 self.post_message(ChatModelLoaded(serial, current, spec, reloaded))
             else:
@@ -111,7 +113,7 @@ class ModelSessions:
         def progress(text: str, fraction: Optional[float] = None) -> None:
             self.post_message(ChatModelProgressed(self._load_serial, text, fraction))
 
-        with self._chat_lock:
+        with self.chat_lock:
             try:
                 if len(sides) == 1:
                     chat.set_adapter(sides[0])
@@ -136,7 +138,7 @@ class ModelSessions:
         pane = self._chat_pane()
         if pane is None:
             return
-        if pane.loading:
+        if pane.model_loading:
             self._load_serial += 1
             self.workers.cancel_group(self, "chat-model")
             pane.model_stopped()
