@@ -148,7 +148,7 @@ class TunedeckApp(ModelSessions, App):
         yield SystemCommand("Toggle theme", "Switch between the dark and the light theme",
                             self.action_toggle_theme)
         panes = [*self.query(HyperparametersPane), *self.query(TrainingPane), *self.query(CheckpointsPane),
-                 *self.query(ChatPane)]
+                 *self.query(ChatPane), *self.query("#data-pane")]
         for pane in panes:
             for binding in pane.BINDINGS:
                 run = lambda action=binding.action, pane=pane: self.run_action(action, pane)
