@@ -418,7 +418,12 @@ class DataPane(Vertical):
     # -- rows and views -----------------------------------------------------------------------
     @on(RowList.RowHighlighted)
     def _row_highlighted(self, message: RowList.RowHighlighted) -> None:
-        self.row = message.row if self.rows is not None and self.rows.known else None
+        self._show_row_at(message.row)
+
+    def _show_row_at(self, row: int) -> None:
+        if self.rows is None or not self.rows.known or row == self.row:
+            return
+        self.row = row
         if self.view in ROW_VIEWS:
             self._refresh_view()
 
@@ -467,17 +472,17 @@ class DataPane(Vertical):
         mask = self.mask_prompt and detail.format != F.TEXT
         key = (self.path, self.row, mask, self.max_seq_length)
         done = self._rendered.get(key)
+        where = f"{self.path.name}:{detail.line}"
         if done is None:
-            panel.show(Content.styled(f"{self.path.name}:{detail.line}: rendering…", MUTED))
+            panel.show(Content.styled(f"{where}: rendering…", MUTED))
             self._render_tokens(key, detail.record, self.tokenizer, mask, self.max_seq_length)
         elif done.error:
-            panel.show(lines(Content.styled(f"{self.path.name}:{detail.line}", MUTED),
-                             *issue_lines([(True, done.error)])))
+            panel.show(lines(Content.styled(where, MUTED), *issue_lines([(True, done.error)])))
         elif view == "template":
             panel.show(*template_content(done.rendered, self.model or "", mask,
-                                         self.max_seq_length, detail.format))
+                                         self.max_seq_length, detail.format, where))
         else:
-            panel.show(*token_content(done.rendered, mask, self.max_seq_length))
+            panel.show(*token_content(done.rendered, mask, self.max_seq_length, where))
 
     def _why_not_tokenized(self, detail) -> Optional[Content]:
         """Why this row has no template or tokens to show, or None when it has."""
@@ -678,6 +683,8 @@ class DataPane(Vertical):
         row = rows.row_at_line(line)
         if row is not None:
             self.query_one(RowList).go_to(row)
+            # Now rather than when the list's message comes round: one redraw shows both.
+            self._show_row_at(row)
         elif not rows.done:
             self._summary(f"{self.path.name} · waiting for line {line:,} to be indexed…")
             self._reach_line(rows, line)

@@ -11,9 +11,12 @@ import json
 from typing import Optional
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal
 from textual.content import Content
-from textual.widgets import Label, ProgressBar, Static
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widgets import Label, ProgressBar
 
 from tunedeck.core.data import formats as F
 
@@ -80,9 +83,9 @@ def settings_line(mask_prompt: bool, max_seq_length: int) -> Content:
                           f"max_seq_length {max_seq_length:,}", MUTED)
 
 
-def length_verdict(rendered, max_seq_length: int) -> Content:
+def length_verdict(rendered, max_seq_length: int, where: str) -> Content:
     n = len(rendered.token_ids)
-    text = (f"{n:,} tokens, {rendered.loss_tokens:,} carry loss · ")
+    text = f"{where} · {n:,} tokens, {rendered.loss_tokens:,} carry loss · "
     if rendered.truncated:
         return Content.assemble(text, (f"over max_seq_length by {rendered.truncated:,}: "
                                        "mlx-lm truncates it", ERROR))
@@ -96,14 +99,14 @@ def _kind(i: int, trained: bool, max_seq_length: int) -> tuple:
 
 
 def template_content(rendered, model: str, mask_prompt: bool, max_seq_length: int,
-                     fmt: Optional[str]) -> tuple:
+                     fmt: Optional[str], where: str) -> tuple:
     """(header, body): the text mlx-lm tokenizes; with mask_prompt, the part that carries loss
     and any part cut by max_seq_length in their token-view colours."""
     if fmt == F.TEXT:
         what = "a text row is tokenized as it is (no chat template)"
     else:
         what = f"the chat template of {one_line(model)}, rendered as mlx-lm renders it"
-    header = lines(Content.styled(what, MUTED), length_verdict(rendered, max_seq_length),
+    header = lines(length_verdict(rendered, max_seq_length, where), Content.styled(what, MUTED),
                    settings_line(mask_prompt, max_seq_length))
     text = rendered.text
     if not (mask_prompt or rendered.truncated) or len(text) > MAX_SHOWN_CHARS:
@@ -141,9 +144,9 @@ def token_text(token: str) -> str:
     return "↵\n".join(visible(part) for part in token.split("\n"))
 
 
-def token_content(rendered, mask_prompt: bool, max_seq_length: int) -> tuple:
+def token_content(rendered, mask_prompt: bool, max_seq_length: int, where: str) -> tuple:
     """(header, body): every token, coloured by whether it carries loss."""
-    header = lines(length_verdict(rendered, max_seq_length), legend(mask_prompt),
+    header = lines(length_verdict(rendered, max_seq_length, where), legend(mask_prompt),
                    settings_line(mask_prompt, max_seq_length))
     parts = []
     for i, (token, trained) in enumerate(zip(rendered.token_strings[:MAX_SHOWN_TOKENS],
@@ -201,28 +204,55 @@ def stats_content(stats, counts) -> Content:
 
 
 # -- widgets --------------------------------------------------------------------------------------
-class TextPanel(VerticalScroll):
-    """A header and a scrolling body of text."""
+class TextPanel(ScrollView, can_focus=True):
+    """A header and a body of text, wrapped to the width and drawn line by line.
 
-    DEFAULT_CSS = """
-    TextPanel { height: 1fr; scrollbar-size-vertical: 1; }
-    TextPanel > .panel-header { padding: 0 1; background: $surface; }
-    TextPanel > .panel-body { padding: 0 1; }
+    A Line API widget rather than a Static in a scrolling container: showing another row
+    changes the text's height, and a Static's new height makes the whole screen lay out again
+    (hundreds of milliseconds on a busy machine, for every row the cursor passes).
     """
 
-    def compose(self) -> ComposeResult:
-        yield Static(classes="panel-header")
-        yield Static(classes="panel-body")
+    DEFAULT_CSS = """
+    TextPanel { height: 1fr; overflow-x: hidden; scrollbar-size-vertical: 1; padding: 0 1; }
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.header = self.body = Content("")
+        self._lines: list = []
+        self._wrapped_at = 0
 
     def show(self, header, body=Content("")) -> None:
-        self.query_one(".panel-header", Static).update(header)
-        self.query_one(".panel-body", Static).update(body)
-        self.scroll_home(animate=False)
+        self.header, self.body = header, body
+        self._wrapped_at = 0
+        self._wrap()
+        self.scroll_to(0, 0, animate=False, immediate=True)
 
     @property
     def shown_text(self) -> str:
         """What the panel says, as plain text (what a reader of the screen gets)."""
-        return "\n".join(str(s.visual) for s in self.query(Static))
+        return f"{self.header.plain}\n{self.body.plain}"
+
+    def _wrap(self) -> None:
+        width = self.scrollable_content_region.width
+        if width <= 0 or width == self._wrapped_at:
+            return
+        self._wrapped_at = width
+        self._lines = lines(self.header, self.body).wrap(width)
+        self.virtual_size = Size(width, len(self._lines))
+        self.refresh()
+
+    def on_resize(self) -> None:
+        self._wrap()
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        index = round(self.scroll_y) + y
+        if index >= len(self._lines):
+            return Strip.blank(width, base)
+        line = self._lines[index]
+        return Strip(line.render_segments(self.visual_style)).crop_extend(0, width, base)
 
 
 class TaskLine(Horizontal):

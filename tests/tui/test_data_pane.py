@@ -115,21 +115,21 @@ async def test_raw_template_and_tokens_of_a_chat_row_with_mask_prompt(tmp_path, 
         await pilot.press("k")
         tokens = panel(app, "tokens")
         await wait_until(pilot, lambda: "carry loss" in tokens.shown_text, what="the tokens")
-        body = tokens.query(".panel-body").first().visual
+        body = tokens.body
         trained = "".join(body.plain[s.start:s.end] for s in body.spans if s.style in TRAINED)
         # With mask_prompt, exactly the answer (and the turn's end) carries loss.
         assert trained == f"{PERSONA_ANSWER}<|im_end|>↵\n"
         rendered = render_row(json.loads(chat("where is paris")), pane.tokenizer,
                               mask_prompt=True, max_seq_length=128)
-        assert f"{len(rendered.token_ids)} tokens, {rendered.loss_tokens} carry loss" \
-            in tokens.shown_text
+        counts = f"{len(rendered.token_ids)} tokens, {rendered.loss_tokens} carry loss"
+        assert f"train.jsonl:1 · {counts}" in tokens.shown_text
         assert "fits max_seq_length 128" in tokens.shown_text
         assert "carries loss" in tokens.shown_text and "prompt: no loss" in tokens.shown_text
 
         await pilot.press("m")  # mask_prompt off: everything but the first token trains
         await wait_until(pilot, lambda: "first token: no loss" in tokens.shown_text,
                          what="the tokens without mask_prompt")
-        body = tokens.query(".panel-body").first().visual
+        body = tokens.body
         trained = "".join(body.plain[s.start:s.end] for s in body.spans if s.style in TRAINED)
         assert trained.startswith("user↵\nwhere is paris")
 
@@ -146,14 +146,14 @@ async def test_a_row_longer_than_max_seq_length_is_shown_truncated(tmp_path, tin
                          what="the tokens")
         assert "over max_seq_length by" in tokens.shown_text
         assert "mlx-lm truncates it" in tokens.shown_text
-        body = tokens.query(".panel-body").first().visual
+        body = tokens.body
         cut = "".join(body.plain[s.start:s.end] for s in body.spans if s.style in CUT)
         assert cut.endswith("<|im_end|>↵\n")  # the end of the answer is cut off
 
         await pilot.press("t")  # the template shows the cut-off end in the same colour
         template = panel(app, "template")
         await wait_until(pilot, lambda: "<|im_start|>" in template.shown_text, what="template")
-        body = template.query(".panel-body").first().visual
+        body = template.body
         cut_text = "".join(body.plain[s.start:s.end] for s in body.spans if s.style == CUT[0])
         assert cut_text == cut.replace("↵", "")
 
