@@ -1,7 +1,6 @@
 """Snapshots of the main states. Deterministic: fixed sizes, a frozen clock in UTC, fixed paths
 and data that do not depend on a machine's timing."""
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -94,23 +93,3 @@ def test_checkpoint_list_with_the_best_marked(snap_compare, tmp_path):
 
     app = PaneHarness(lambda: CheckpointsPane(), clock=lambda: NOW)
     assert snap_compare(app, terminal_size=(100, 20), run_before=shown)
-
-
-def test_a_dataset_with_markup_and_escapes(snap_compare, tmp_path):
-    data = tmp_path / "project" / "data"
-    data.mkdir(parents=True)
-    rows = ["[bold red]x[/]", "[link=file:///etc/passwd]x[/link]", "\x1b[2J\x1b]0;pwned\x07"]
-    with open(data / "train.jsonl", "w") as f:
-        for text in rows:
-            f.write(json.dumps({"messages": [{"role": "user", "content": text},
-                                             {"role": "assistant", "content": "ok"}]}) + "\n")
-
-    async def on_data(pilot):
-        app = pilot.app
-        await wait_until(pilot, lambda: app.query("#data-rows"), what="the Data pane")
-        app.action_show_pane("data")
-        await wait_until(pilot, lambda: app.query_one("#data-rows").row_count == 3, what="rows")
-
-    app = TunedeckApp(project=tmp_path / "project", clock=lambda: NOW)
-
-    assert snap_compare(app, terminal_size=(120, 16), run_before=on_data)
