@@ -341,6 +341,10 @@ class ChatPane(Vertical):
         self.post_message(ChatModelRequested(*wanted))
 
     def _label_of(self, adapter: AdapterRef) -> str:
+        """How the choices name ``adapter``: as chosen, else as first listed."""
+        chosen = self._chosen("#chat-adapter")
+        if chosen.adapter == adapter:
+            return chosen.label
         return next((c.label for c in self.adapters.values() if c.adapter == adapter), adapter.label)
 
     def _show_titles(self) -> None:
