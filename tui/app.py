@@ -85,8 +85,10 @@ class TunedeckApp(ModelSessions, App):
             "chat": lambda: ChatPane(self.project, id="chat-pane"),
         }
         # The first frame must come within a second: panes out of sight are built right after
-        # it. Training and Checkpoints are cheap and the App writes to them from the start.
-        eager = {self.first_pane, "training", "checkpoints"}
+        # it. When a run is followed from the start, the App writes to Training and Checkpoints
+        # at once, so those come with the first frame.
+        following = self.first_run is not None or self.watch_target is not None
+        eager = {self.first_pane, *(("training", "checkpoints") if following else ())}
         self._later = [(pane, panes[pane]) for pane, _ in PANES if pane not in eager]
         with TabbedContent(initial=self.first_pane):
             for pane, title in PANES:

@@ -88,7 +88,9 @@ async def test_ctrl_q_and_f10_quit(project):
 
 async def test_the_command_palette_lists_pane_actions(project):
     app = TunedeckApp(project=project)
-    async with app.run_test(size=(100, 30)):
+    async with app.run_test(size=(100, 30)) as pilot:
+        # Panes out of sight are built just after the first frame.
+        await wait_until(pilot, lambda: app.query("#checkpoints-pane"), what="every pane")
         titles = {command.title for command in app.get_system_commands(app.screen)}
         assert {"Start run", "Stop", "Stop at ckpt", "Resume", "Delete", "Show Training",
                 "Toggle theme", "Quit"} <= titles
