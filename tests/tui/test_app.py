@@ -138,3 +138,28 @@ async def test_stop_then_resume_from_the_checkpoints_pane(tmp_path, tiny_model):
         run = find_runs(project / "runs")[0]
         assert stopped_at >= 20
         assert run.read_status()["state"] == "finished"
+
+
+async def test_stop_after_the_next_checkpoint(tmp_path, tiny_model):
+    project = write_project(tmp_path / "p", tiny_model, iters=2000, save_every=20)
+    app = TunedeckApp(project=project)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await start_from_the_form(pilot, app)
+        await wait_until(pilot, lambda: 20 in checkpoints(app), timeout=120, what="checkpoint 20")
+        app.action_show_pane("training")
+        await pilot.press("n")
+        assert "stopping after the next checkpoint" in figures(app)
+        await wait_until(pilot, lambda: state(app) == "stopped", timeout=60, what="the stop")
+        await wait_until(pilot, lambda: app.query_one(TrainingPane).history.iteration == max(checkpoints(app)),
+                         what="the last report to match the last checkpoint")
+        assert max(checkpoints(app)) % 20 == 0
+
+
+async def test_watch_a_run_directory(finished_project):
+    run = find_runs(finished_project / "runs")[0]
+    app = TunedeckApp(watch=str(run.path))
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert active(app) == "training"
+        await wait_until(pilot, lambda: state(app) == "finished", what="the finished run")
+        assert "iter 40/40" in figures(app)
+        await wait_until(pilot, lambda: checkpoints(app) == [10, 20, 30, 40], what="its checkpoints")
