@@ -129,3 +129,11 @@ async def test_a_memory_estimate_is_shown_for_a_local_model(project):
     app = PaneHarness(lambda: HyperparametersPane(project))
     async with app.run_test(size=(120, 40)):
         assert "memory ≈" in str(app.query_one("#estimates").render())
+
+
+async def test_a_time_estimate_once_a_run_of_the_same_model_was_measured(finished_project):
+    app = PaneHarness(lambda: HyperparametersPane(finished_project))
+    async with app.run_test(size=(120, 40)) as pilot:
+        estimates = app.query_one("#estimates")
+        await wait_until(pilot, lambda: "time ≈" in str(estimates.render()), what="a time estimate")
+        assert "measured in tiny-" in str(estimates.render())
