@@ -18,7 +18,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widget import MountError
-from textual.widgets import Footer, Input, TabbedContent, TabPane, Tabs
+from textual.widgets import Footer, TabbedContent, TabPane, Tabs
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from tunedeck.core.errors import BadInput, WorkFailed
@@ -134,9 +134,8 @@ class TunedeckApp(ModelSessions, App):
             widget.focus_main()
 
     def action_leave_field(self) -> None:
-        """From a text field to the pane tabs, where digits choose panes again."""
-        if isinstance(self.focused, Input):
-            self.query_one(TabbedContent).query_one(Tabs).focus()
+        """To the pane tabs (from a text field, say), where digits choose panes again."""
+        self.query_one(TabbedContent).query_one(Tabs).focus()
 
     def action_toggle_theme(self) -> None:
         names = [t.name for t in THEMES]

@@ -152,7 +152,8 @@ class HyperparametersPane(Vertical):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="form"):
             yield self._group(GROUPS[0])
-        yield Static(id="field-help")
+        yield Static("tab moves through the fields, each explained here; ctrl+r starts a run",
+                     id="field-help")
         yield Static(id="estimates")
         yield Static(id="command")
 
@@ -181,7 +182,8 @@ class HyperparametersPane(Vertical):
             self.complete = True
 
     def focus_main(self) -> None:
-        self.query_one(ConfigField).editor.focus()
+        # The form, not its first field: digits still choose panes, tab goes into the fields.
+        self.query_one("#form").focus()
 
     def on_descendant_focus(self, event) -> None:
         fields = [node for node in event.widget.ancestors_with_self if isinstance(node, ConfigField)]
