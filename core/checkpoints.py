@@ -106,3 +106,16 @@ def pick_checkpoint(run: RunDirectory, spec: Optional[str], resumable: bool = Fa
             return c
     have = ", ".join(str(c.iteration) for c in candidates)
     raise BadInput(f"{run.path}: no {what} at iteration {iteration} (have: {have})")
+
+
+def delete_checkpoint(run: RunDirectory, iteration: int) -> None:
+    """Remove one numbered checkpoint with its resume state.
+
+    The resume record goes first, so a kill half-way never leaves a checkpoint that looks
+    resumable without its weights.
+    """
+    from .resume_state import adapter_file, optimizer_file, state_file
+
+    for path in (state_file(run.adapters, iteration), optimizer_file(run.adapters, iteration),
+                 adapter_file(run.adapters, iteration)):
+        path.unlink(missing_ok=True)

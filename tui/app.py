@@ -320,12 +320,9 @@ class TunedeckApp(ModelSessions, App):
 
     @work(thread=True, exclusive=False, exit_on_error=False, group="delete")
     def _delete_checkpoint(self, run: RunDirectory, iteration: int) -> None:
-        from tunedeck.core.resume_state import adapter_file, optimizer_file, state_file
+        from tunedeck.core.checkpoints import delete_checkpoint
 
-        # The resume state first: a checkpoint is never left looking resumable without weights.
-        for path in (state_file(run.adapters, iteration), optimizer_file(run.adapters, iteration),
-                     adapter_file(run.adapters, iteration)):
-            path.unlink(missing_ok=True)
+        delete_checkpoint(run, iteration)
 
     # -- worker errors, in one place -------------------------------------------------------------
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

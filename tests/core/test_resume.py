@@ -104,3 +104,15 @@ def test_best_is_accepted_for_resume(tmp_path, tiny_model, persona_data):
     assert len(best) == 1
     assert best[0].val_loss == min(c.val_loss for c in index)
     assert all(c.resumable for c in index)
+
+
+def test_a_deleted_checkpoint_is_gone_with_its_resume_state(tmp_path, tiny_model, persona_data):
+    from tunedeck.core.checkpoints import checkpoint_index, delete_checkpoint
+    from tunedeck.core.rundir import RunDirectory
+
+    cfg = write_config(tmp_path / "cfg.toml", tiny_model, persona_data, iters=20)
+    run = RunDirectory(tmp_path / "R")
+    assert main(["train", str(cfg), "--run-dir", str(run.path)]) == 0
+    delete_checkpoint(run, 10)
+    assert [c.iteration for c in checkpoint_index(run)] == [20]
+    assert not list(run.adapters.glob("0000010_*"))
