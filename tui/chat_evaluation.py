@@ -1,7 +1,8 @@
 """Did the fine-tune help? The evaluation of one checkpoint against its base model, shown over
 the app: progress while the App's worker measures, then loss, perplexity and scored answers.
 
-Closing the screen while it runs stops the evaluation. Dataset and model text is shown literally.
+Closing the screen (escape) while it runs stops the evaluation. Dataset and model text is shown
+literally.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from textual.binding import Binding
 from textual.content import Content
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Label, ProgressBar, Static
+from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
 
 from .chat_messages import EvaluationStopRequested
 from .chat_pane import literal
@@ -25,14 +26,15 @@ def _figure(value: Optional[float], digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def _change(base: Optional[float], adapter: Optional[float], lower_is_better: bool) -> str:
+def _change(base: Optional[float], adapter: Optional[float], lower_is_better: bool,
+            digits: int = 3) -> str:
     if base is None or adapter is None:
         return "—"
     delta = adapter - base
     if delta == 0:
         return "same"
     better = delta < 0 if lower_is_better else delta > 0
-    return f"{delta:+.3f} ({'better' if better else 'worse'})"
+    return f"{delta:+.{digits}f} ({'better' if better else 'worse'})"
 
 
 def _labelled(label: str, text: str) -> Content:
@@ -41,7 +43,7 @@ def _labelled(label: str, text: str) -> Content:
 
 
 class EvaluationScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape", "close", "Close (stops it)", id="close-evaluation")]
+    BINDINGS = [Binding("escape", "close", "Close", id="close-evaluation")]
     DEFAULT_CSS = """
     EvaluationScreen { align: center middle; }
     EvaluationScreen > #evaluation {
@@ -73,6 +75,7 @@ class EvaluationScreen(ModalScreen[None]):
             yield DataTable(cursor_type="none", id="evaluation-summary")
             yield VerticalScroll(id="evaluation-samples")
             yield Label("", id="evaluation-saved")
+        yield Footer()
 
     def on_mount(self) -> None:
         summary = self.query_one(DataTable)
@@ -113,7 +116,7 @@ class EvaluationScreen(ModalScreen[None]):
         summary.add_row("loss", _figure(report.base_loss), _figure(report.adapter_loss),
                         _change(report.base_loss, report.adapter_loss, lower_is_better=True))
         summary.add_row("perplexity", _figure(report.base_ppl, 2), _figure(report.adapter_ppl, 2),
-                        _change(report.base_ppl, report.adapter_ppl, lower_is_better=True))
+                        _change(report.base_ppl, report.adapter_ppl, lower_is_better=True, digits=2))
         summary.add_row("mean token F1", _figure(base_f1), _figure(adapter_f1),
                         _change(base_f1, adapter_f1, lower_is_better=False))
         summary.add_row("exact match", _figure(base_em, 2), _figure(adapter_em, 2),
