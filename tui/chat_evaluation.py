@@ -19,7 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
 
 from .chat_messages import EvaluationStopRequested
-from .chat_pane import literal
+from .chat_transcript import literal
 
 
 def _figure(value: Optional[float], digits: int = 3) -> str:

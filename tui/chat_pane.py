@@ -9,7 +9,6 @@ model writes, markup or escape sequences included, is text on the screen.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -17,131 +16,22 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Label, ProgressBar, Select, Static
 
 from tunedeck.core.adapters import AdapterRef
 from tunedeck.core.chat import Conversation, GenerationSettings, save_transcript
 
+from .chat_choices import BASE, AdapterChoice, model_label, scan_choices
 from .chat_messages import ChatAsked, ChatModelRequested, ChatStopRequested
-from .literal import visible
-
-BASE = "base"  # the adapter choice "none": the base model alone
-
-
-def literal(text: str) -> str:
-    """Model text for the screen: control characters are shown, not obeyed (line breaks stay
-    line breaks). Widgets get it as plain text, so markup in it stays text too."""
-    return "\n".join(visible(line) for line in text.split("\n"))
-
-
-def shown(text: str) -> Text:
-    return Text(literal(text))
-
-
-@dataclass(frozen=True)
-class AdapterChoice:
-    label: str
-    adapter: Optional[AdapterRef]
-    model: Optional[str]  # the model the run trained on, when known
-
-
-def _model_label(path: str) -> str:
-    return Path(path).name or path
-
-
-def scan_choices(project: Optional[Path]) -> tuple[list[tuple[str, str]], dict[str, AdapterChoice]]:
-    """The models and adapters to offer: the project's model and its runs' models, the local
-    models, and for every run of the project its latest, its best and each checkpoint."""
-    from tunedeck.core.checkpoints import checkpoint_index
-    from tunedeck.core.models import find_local_models
-    from tunedeck.core.rundir import find_runs
-
-    models: dict[str, str] = {}
-    adapters: dict[str, AdapterChoice] = {BASE: AdapterChoice("none (the base model)", None, None)}
-    if project is not None:
-        configured = _configured_model(project)
-        if configured:
-            models[configured] = f"{_model_label(configured)} (project)"
-        for run in reversed(find_runs(project / "runs")):  # the newest first
-            model = run.read_status().get("model")
-            if model:
-                models.setdefault(model, _model_label(model))
-            checkpoints = checkpoint_index(run)
-            if not checkpoints:
-                continue
-            latest = checkpoints[-1]
-            best = next((c for c in checkpoints if c.best), None)
-            picks = [(f"{run.name}:latest", f"{run.name} · latest ({latest.iteration})", latest)]
-            if best is not None:
-                picks.append((f"{run.name}:best", f"{run.name} · best ({best.iteration})", best))
-            picks += [(f"{run.name}:{c.iteration}", f"{run.name} · {c.iteration}", c)
-                      for c in reversed(checkpoints)]
-            for key, label, c in picks:
-                adapters[key] = AdapterChoice(label, AdapterRef(c.path.parent, c.path), model)
-    for path in find_local_models():
-        models.setdefault(str(path), _model_label(str(path)))
-    return list((label, value) for value, label in models.items()), adapters
-
-
-def _configured_model(project: Path) -> Optional[str]:
-    from tunedeck.core.config import TrainConfig
-
-    try:
-        model = TrainConfig.from_toml(project / "tunedeck.toml").resolve_paths(project).model
-    except Exception:  # no config or a broken one: the other models are still offered
-        return None
-    if model == "demo":
-        from tunedeck.core.demo_model import demo_model_dir, is_demo_model_built
-
-        return str(demo_model_dir()) if is_demo_model_built(demo_model_dir()) else "demo"
-    return model
-
+from .chat_transcript import Answer, ChatTranscript
 
 class ChoicesScanned(Message):
     def __init__(self, models: list[tuple[str, str]], adapters: dict[str, AdapterChoice]):
         super().__init__()
         self.models = models
         self.adapters = adapters
-
-
-class ChatTranscript(VerticalScroll):
-    """One side's turns: the question, the answer as it streams, and how fast it came."""
-
-    can_focus = False
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self._answer: Optional[Static] = None
-        self._meta: Optional[Static] = None
-
-    def on_mount(self) -> None:
-        self.anchor()  # the newest turn stays in sight as answers grow, until the user scrolls up
-
-    def add_turn(self, user: str) -> None:
-        self._answer, self._meta = Static("", classes="chat-answer"), Static("…", classes="chat-meta")
-        self.mount(Static(shown(user), classes="chat-user"), self._answer, self._meta)
-
-    def show_answer(self, text: str, meta: str) -> None:
-        if self._answer is not None:
-            self._answer.update(shown(text))
-            self._meta.update(Text(meta))
-
-    def clear(self) -> None:
-        self._answer = self._meta = None
-        self.remove_children()
-
-    def note(self, text: str) -> None:
-        self.mount(Static(Text(text), classes="chat-meta"))
-
-
-@dataclass
-class Answer:
-    text: str = ""
-    tokens: int = 0
-    tokens_per_sec: float = 0.0
-    finish_reason: Optional[str] = None
 
 
 class ChatPane(Vertical):
@@ -247,7 +137,7 @@ class ChatPane(Vertical):
         keep_model = self._chosen_model()
         self.models = list(message.models)
         if keep_model is not None and keep_model not in [v for _, v in self.models]:
-            self.models.append((_model_label(keep_model), keep_model))
+            self.models.append((model_label(keep_model), keep_model))
         with self.prevent(Select.Changed):
             model_select.set_options(self.models)
             if keep_model is not None:
@@ -292,7 +182,7 @@ class ChatPane(Vertical):
     def _select_model(self, model: str) -> None:
         select = self.query_one("#chat-model", Select)
         if model not in [value for _, value in self.models]:
-            self.models.append((_model_label(model), model))
+            self.models.append((model_label(model), model))
             select.set_options(self.models)
         select.value = model
 
@@ -335,7 +225,7 @@ class ChatPane(Vertical):
         self.requested = wanted
         self.model_loading = True
         self.set_class(True, "-loading")
-        self._status(f"loading {_model_label(model)}…")
+        self._status(f"loading {model_label(model)}…")
         self.query_one("#chat-progress", ProgressBar).update(total=None, progress=0)
         self.refresh_bindings()
         self.post_message(ChatModelRequested(*wanted))
@@ -367,7 +257,7 @@ class ChatPane(Vertical):
         self.refresh_bindings()
         how = "" if reloaded else " (the base model stayed loaded)"
         with_adapter = f" + {self._label_of(adapter)}" if adapter else " (no adapter)"
-        self._status(f"ready: {_model_label(model)}{with_adapter}{how}")
+        self._status(f"ready: {model_label(model)}{with_adapter}{how}")
         if self.waiting:
             self._send()
 
@@ -377,7 +267,7 @@ class ChatPane(Vertical):
 
     def model_stopped(self) -> None:
         self._loading_ended()
-        still = f"; still using {_model_label(self.loaded[0])}" if self.loaded else ""
+        still = f"; still using {model_label(self.loaded[0])}" if self.loaded else ""
         self._status(f"load stopped{still}")
 
     def _loading_ended(self) -> None:

@@ -48,7 +48,7 @@ def test_open_a_checkpoint_in_chat_ask_and_compare(tmp_path, tiny_model, termina
     term.wait_for(lambda s: cursor_row(term) == row_of(s, " temp "), what="the temperature field")
     term.type("0")  # a field selects its text when entered: this replaces it
     term.wait_for(re.compile(r" temp 0 "), what="temp 0")
-    term.press("Tab", "Tab", "Tab", "Tab")
+    term.press("Tab", "Tab", "Tab", "Tab", "Tab")  # on through the transcript to the prompt
     term.wait_for(lambda s: cursor_row(term) == row_of(s, "ask the model"), what="the prompt")
     term.type("who are you")
     term.press("Enter")

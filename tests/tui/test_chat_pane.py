@@ -13,7 +13,9 @@ from tunedeck.core.rundir import find_runs
 from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.chat_evaluation import EvaluationScreen
 from tunedeck.tui.chat_messages import AnswerStreamed
-from tunedeck.tui.chat_pane import BASE, ChatPane, ChatTranscript
+from tunedeck.tui.chat_choices import BASE
+from tunedeck.tui.chat_pane import ChatPane
+from tunedeck.tui.chat_transcript import ChatTranscript
 
 from .harness import APP_CSS, wait_until
 
