@@ -12,13 +12,13 @@ from typing import Optional
 
 from rich.segment import Segment
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from .data_rows import RowSummary
+from .data_rows import RowSummary, one_line
 
 CACHED_ROWS = 4096
 FORMAT_WIDTH = 12
@@ -65,6 +65,7 @@ class RowList(ScrollView, can_focus=True):
         self.source = None
         self._cache: "OrderedDict[int, RowSummary]" = OrderedDict()
         self._line_width = 4
+        self._styles: dict = {}
 
     @property
     def row_count(self) -> int:
@@ -158,25 +159,34 @@ class RowList(ScrollView, can_focus=True):
             self._cache.move_to_end(row)
         return summary
 
+    def render_lines(self, crop: Region) -> list:
+        # The styles once per drawing, not once per line: each lookup walks the DOM.
+        base = self.rich_style
+        self._styles = {"": base, **{name: base + self.get_component_rich_style(name)
+                                     for name in self.COMPONENT_CLASSES}}
+        self._styles["row-list--cursor"] = self.get_component_rich_style("row-list--cursor")
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
-        base = self.rich_style
+        styles = self._styles
+        base = styles[""]
         row = round(self.scroll_y) + y
         if self.source is None or row >= self.row_count:
             return Strip.blank(width, base)
         summary = self._summary(row)
         if summary is None:
             return Strip.blank(width, base)
-        style = self.get_component_rich_style
-        segments = [Segment(f"{summary.line:>{self._line_width}} ", base + style("row-list--line")),
+        segments = [Segment(f"{summary.line:>{self._line_width}} ", styles["row-list--line"]),
                     Segment(f"{summary.format:<{FORMAT_WIDTH}.{FORMAT_WIDTH - 1}}",
-                            base + style("row-list--format"))]
+                            styles["row-list--format"])]
         if summary.error:
-            segments.append(Segment(f"✗ {summary.error}  ", base + style("row-list--error")))
+            segments.append(Segment(f"✗ {one_line(summary.error)}  ", styles["row-list--error"]))
         elif summary.warning:
-            segments.append(Segment(f"! {summary.warning}  ", base + style("row-list--warning")))
+            segments.append(Segment(f"! {one_line(summary.warning)}  ",
+                                    styles["row-list--warning"]))
         segments.append(Segment(summary.preview, base))
         strip = Strip(segments).crop_extend(0, width, base)
         if row == self.cursor:
-            strip = strip.apply_style(style("row-list--cursor"))
+            strip = strip.apply_style(styles["row-list--cursor"])
         return strip

@@ -10,7 +10,10 @@ post messages; validation, counting and conversion can be cancelled.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
@@ -39,7 +42,6 @@ from .data_report import TokenStatsView, ValidationReport
 from .data_rows import ArrayRows, LineRows, one_line
 from .data_views import (MUTED, TextPanel, issue_lines, lines, plural, raw_content,
                          stats_content, template_content, token_content)
-from .dialogs import Ask
 from .hyperparameters_pane import default_config
 
 # Rows waited for before the list first shows: more than a screen, within the index's first
@@ -47,10 +49,43 @@ from .hyperparameters_pane import default_config
 FIRST_ROWS = 200
 FIRST_ROWS_WAIT_S = 0.1   # past this (a slow disk), the list fills in as the index grows
 INDEX_POLL_S = 0.1
+BACKGROUND_NICE = 10
 VIEWS = (("raw", "r", "Raw"), ("template", "t", "Template"), ("tokens", "k", "Tokens"),
          ("problems", "p", "Problems"), ("stats", "s", "Stats"), ("convert", "c", "Convert"))
 ROW_VIEWS = ("raw", "template", "tokens")
 TOKENIZER_VIEWS = ("template", "tokens", "stats")
+SITUATIONAL_ACTIONS = ("toggle_mask_prompt", "cancel", "convert")  # see check_action
+
+
+def background_priority() -> None:
+    """Lower the calling thread's priority, and that of the processes it starts.
+
+    Validating a big file takes every core (worker processes), right when the user starts to
+    look at its rows; at a lower priority it leaves the app's redraws their share. On Linux a
+    thread has its own nice value, which the processes it forks inherit; elsewhere the call
+    would lower the whole app, so it is not made.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+        except OSError:
+            pass  # not allowed here: the check runs at the app's priority
+
+
+@contextmanager
+def mlx_streams_released():
+    """Free, when the work is done, the MLX streams this thread made.
+
+    MLX keeps streams per thread, and they must be freed by that thread before the interpreter
+    shuts down, or the app aborts as it exits ("terminate called without an active
+    exception"). Loading a tokenizer imports MLX; rendering and counting go through mlx-lm.
+    """
+    try:
+        yield
+    finally:
+        mx = sys.modules.get("mlx.core")
+        if mx is not None:
+            mx.clear_streams()
 
 
 # -- what the workers report ----------------------------------------------------------------------
@@ -127,6 +162,41 @@ class LineReached(Message):
         self.found = found
 
 
+class PromptField(Input):
+    """A line of input in the pane's bar, for a line number or a path.
+
+    In the bar rather than a dialog: closing a dialog redraws the whole screen, which costs
+    more than the jump it was asked for.
+    """
+
+    BINDINGS = [Binding("escape", "close", "Close", id="data-prompt-close", show=False)]
+
+    class Answered(Message):
+        def __init__(self, purpose: str, text: str):
+            super().__init__()
+            self.purpose = purpose
+            self.text = text
+
+    purpose = ""
+
+    def ask(self, purpose: str, placeholder: str) -> None:
+        self.purpose = purpose
+        self.placeholder = placeholder
+        self.value = ""
+        self.display = True
+        self.focus()
+
+    def action_close(self) -> None:
+        self.display = False
+        self.post_message(self.Answered(self.purpose, ""))
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.display = False
+        self.post_message(self.Answered(self.purpose, event.value.strip()))
+
+
 # -- the pane -------------------------------------------------------------------------------------
 class DataPane(Vertical):
     PANE_TITLE = "Data"
@@ -134,6 +204,7 @@ class DataPane(Vertical):
     DataPane #data-bar { height: 1; }
     DataPane #data-file { width: 32; }
     DataPane #data-summary { width: 1fr; padding: 0 1; color: $text-muted; }
+    DataPane #data-prompt { width: 1fr; display: none; }
     DataPane #data-rows { height: 1fr; min-height: 3; }
     DataPane #data-views-bar { width: 1fr; height: 1; padding: 0 1; background: $panel; }
     DataPane #data-views { height: 1fr; min-height: 6; }
@@ -187,6 +258,7 @@ class DataPane(Vertical):
         self._stats: Optional[TokensCounted] = None
         self._cancels: dict[str, threading.Event] = {}
         self._ticker: Optional[Timer] = None
+        self._shown_actions: tuple = ()
 
     # -- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -196,6 +268,7 @@ class DataPane(Vertical):
                          allow_blank=not files, compact=True, prompt="no data file",
                          id="data-file")
             yield Label("", id="data-summary")
+            yield PromptField(compact=True, id="data-prompt")
         yield RowList(id="data-rows")
         yield Label("", id="data-views-bar")
         with ContentSwitcher(initial="data-raw", id="data-views"):
@@ -395,19 +468,31 @@ class DataPane(Vertical):
         select.action_show_overlay()
 
     def action_open_file(self) -> None:
-        def chosen(text: Optional[str]) -> None:
-            if text:
-                path = self._resolve(text)
-                self.open_file(path)
-                self.query_one(ConvertForm).set_inputs([path])
-                self.query_one(ConvertForm).set_out_dir(self._default_out_dir([path]))
+        self.query_one(PromptField).ask("open", "a data file to open (.jsonl .json .txt), "
+                                                "then Enter; Escape to cancel")
 
-        def check(text: str) -> Optional[str]:
-            path = self._resolve(text)
-            return None if path.is_file() else f"{path}: no such file"
+    def _open_answered(self, text: str) -> None:
+        path = self._resolve(text)
+        if not path.is_file():
+            self.notify(f"{path}: no such file", severity="warning")
+            return
+        self.open_file(path)
+        self.query_one(ConvertForm).set_inputs([path])
+        self.query_one(ConvertForm).set_out_dir(self._default_out_dir([path]))
 
-        self.app.push_screen(Ask("Open a data file (.jsonl, .json or .txt):", check=check),
-                             chosen)
+    @on(PromptField.Answered)
+    def _prompt_answered(self, message: PromptField.Answered) -> None:
+        self.query_one(RowList).focus()
+        if not message.text:
+            return
+        if message.purpose == "open":
+            self._open_answered(message.text)
+        elif message.purpose == "line":
+            if message.text.isdigit() and int(message.text) >= 1:
+                self._go_to_line(int(message.text))
+            else:
+                self.notify(f"{message.text!r}: a line number is 1 or more",
+                            severity="warning")
 
     def _resolve(self, text: str) -> Path:
         path = Path(text.strip()).expanduser()
@@ -442,7 +527,7 @@ class DataPane(Vertical):
             self.query_one(ConvertForm).focus_first()
         else:
             self.query_one(RowList).focus()
-        self.refresh_bindings()
+        self._update_bindings()
 
     def _refresh_view(self) -> None:
         view = self.view
@@ -506,8 +591,9 @@ class DataPane(Vertical):
     def _render_tokens(self, key: tuple, record, tokenizer, mask: bool,
                        max_seq_length: int) -> None:
         try:
-            rendered = render_row(record, tokenizer, mask_prompt=mask,
-                                  max_seq_length=max_seq_length)
+            with mlx_streams_released():
+                rendered = render_row(record, tokenizer, mask_prompt=mask,
+                                      max_seq_length=max_seq_length)
         except BadInput as exc:
             self.post_message(RowRendered(key, error=str(exc)))
         else:
@@ -534,7 +620,8 @@ class DataPane(Vertical):
     @work(thread=True, exclusive=True, exit_on_error=False, group="data-tokenizer")
     def _load_tokenizer(self, model: str) -> None:
         try:
-            tokenizer = load_tokenizer(model, progress=self._progress("tokenizer"))
+            with mlx_streams_released():
+                tokenizer = load_tokenizer(model, progress=self._progress("tokenizer"))
         except BadInput as exc:
             self.post_message(TokenizerLoaded(model, error=str(exc)))
         else:
@@ -550,7 +637,7 @@ class DataPane(Vertical):
     def _new_cancel(self, task: str) -> threading.Event:
         self._cancel(task)
         self._cancels[task] = event = threading.Event()
-        self.refresh_bindings()
+        self._update_bindings()
         return event
 
     def _cancel(self, task: str) -> None:
@@ -567,7 +654,7 @@ class DataPane(Vertical):
         """Forget ``task``'s cancel event; False when a newer run of the task replaced it."""
         if self._cancels.get(task) is cancel:
             del self._cancels[task]
-            self.refresh_bindings()
+            self._update_bindings()
             return True
         return False
 
@@ -590,6 +677,14 @@ class DataPane(Vertical):
                 if self.view == view:
                     self.query_one(f"#data-{view}", TextPanel).show(text)
 
+    def _update_bindings(self) -> None:
+        """Refresh the Footer only when a key comes or goes: it is rebuilt every time, which
+        costs more than most of what the keys here do."""
+        shown = tuple(self.check_action(action, ()) for action in SITUATIONAL_ACTIONS)
+        if shown != self._shown_actions:
+            self._shown_actions = shown
+            self.refresh_bindings()
+
     def check_action(self, action: str, parameters: tuple) -> Optional[bool]:
         if action == "toggle_mask_prompt":
             return self.view in TOKENIZER_VIEWS
@@ -607,7 +702,7 @@ class DataPane(Vertical):
             self._cancel(task)
         elif self.rows is not None and not self.rows.done:
             self.rows.cancel()
-        self.refresh_bindings()
+        self._update_bindings()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # Unexpected failures reach the App, which reports them; here the view stops waiting.
@@ -628,11 +723,12 @@ class DataPane(Vertical):
         elif task == "render" and self.view in ("template", "tokens"):
             self.query_one(f"#data-{self.view}", TextPanel).show(
                 lines(*issue_lines([(True, error)])))
-        self.refresh_bindings()
+        self._update_bindings()
 
     # -- validation ---------------------------------------------------------------------------
     @work(thread=True, exclusive=True, exit_on_error=False, group="data-check")
     def _check(self, path: Path, cancel: threading.Event) -> None:
+        background_priority()
         report = validate_file(path, progress=self._progress("check"), cancel=cancel)
         self.post_message(FileValidated(path, report, cancel))
 
@@ -662,19 +758,9 @@ class DataPane(Vertical):
     def action_go_to_line(self) -> None:
         if self.rows is None:
             return
-
-        def check(text: str) -> Optional[str]:
-            return None if text.strip().isdigit() and int(text) >= 1 else \
-                "a line number: 1 or more"
-
-        def chosen(text: Optional[str]) -> None:
-            if text:
-                self._go_to_line(int(text))
-                self.query_one(RowList).focus()
-
-        known = "" if self.rows.done else " (the file is still being indexed)"
         last = self.rows.line_of(self.rows.known - 1) if self.rows.known else 0
-        self.app.push_screen(Ask(f"Go to line (1–{last:,}{known}):", check=check), chosen)
+        known = "" if self.rows.done else ", still indexing"
+        self.query_one(PromptField).ask("line", f"go to line (1–{last:,}{known}), then Enter")
 
     def _go_to_line(self, line: int) -> None:
         rows = self.rows
@@ -742,8 +828,9 @@ class DataPane(Vertical):
     @work(thread=True, exclusive=True, exit_on_error=False, group="data-stats")
     def _count(self, key: tuple, tokenizer, cancel: threading.Event) -> None:
         path, mask_prompt, max_seq_length = key
-        counts = count_tokens(path, tokenizer, mask_prompt, progress=self._progress("stats"),
-                              cancel=cancel)
+        with mlx_streams_released():
+            counts = count_tokens(path, tokenizer, mask_prompt,
+                                  progress=self._progress("stats"), cancel=cancel)
         stats = token_stats(counts, max_seq_length)
         self.post_message(TokensCounted(key, counts, stats, cancel))
 
@@ -783,6 +870,11 @@ class DataPane(Vertical):
     @work(thread=True, exclusive=True, exit_on_error=False, group="data-convert")
     def _convert(self, request: ConversionRequest, model: Optional[str], tokenizer,
                  cancel: threading.Event) -> None:
+        with mlx_streams_released():
+            self._convert_here(request, model, tokenizer, cancel)
+
+    def _convert_here(self, request: ConversionRequest, model: Optional[str], tokenizer,
+                      cancel: threading.Event) -> None:
         try:
             if request.txt_mode == "chunk" and tokenizer is None:
                 if not model:

@@ -13,7 +13,7 @@ from typing import Optional
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.content import Content
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Label, ProgressBar
@@ -221,6 +221,7 @@ class TextPanel(ScrollView, can_focus=True):
         self.header = self.body = Content("")
         self._lines: list = []
         self._wrapped_at = 0
+        self._styles: tuple = ()
 
     def show(self, header, body=Content("")) -> None:
         self.header, self.body = header, body
@@ -245,14 +246,18 @@ class TextPanel(ScrollView, can_focus=True):
     def on_resize(self) -> None:
         self._wrap()
 
+    def render_lines(self, crop: Region) -> list:
+        # The styles once per drawing, not once per line: each lookup walks the DOM.
+        self._styles = (self.rich_style, self.visual_style)
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
-        base = self.rich_style
+        base, visual = self._styles
         index = round(self.scroll_y) + y
         if index >= len(self._lines):
             return Strip.blank(width, base)
-        line = self._lines[index]
-        return Strip(line.render_segments(self.visual_style)).crop_extend(0, width, base)
+        return Strip(self._lines[index].render_segments(visual)).crop_extend(0, width, base)
 
 
 class TaskLine(Horizontal):
