@@ -1,0 +1,226 @@
+"""The Data pane in a real terminal on a big JSONL: first rows, jumps to any line, the check.
+
+    .venv/bin/python bench/bench_data_pane.py [--size-mb 1024] [--jumps 20]
+
+bench_data.py measures the line index and validation alone; this runs the app on a pseudo
+terminal at 160x48, as a user would, and times what reaches the terminal: from the Enter that
+opens the file (o, path) to its first row drawn; from the Enter of a go-to-line (g, number) to
+that row drawn in the raw view; from opening to the whole file indexed and to the validation
+report. The file is written just before, so the figures are for a warm page cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import pty
+import random
+import re
+import select
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+from pathlib import Path
+
+from bench_data import write_jsonl
+
+FIRST_ROWS_BUDGET_S = 0.5
+JUMP_BUDGET_MS = 50.0
+# Every escape sequence goes: what is left is the text drawn, in the order it was drawn.
+ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\x1b[()][A-Z0-9]")
+
+
+class Screen(threading.Thread):
+    """Reads the terminal's output; ``wait_for`` says when a text was first drawn."""
+
+    def __init__(self, fd: int):
+        super().__init__(daemon=True)
+        self.fd = fd
+        self.text = b""
+        self.times: list = []  # (offset in text, when it arrived)
+        self.changed = threading.Condition()
+
+    def run(self) -> None:
+        raw = b""
+        while True:
+            ready, _, _ = select.select([self.fd], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(self.fd, 1 << 16)
+            except OSError:
+                return
+            now = time.perf_counter()
+            raw += chunk
+            # An escape sequence cut between two reads is completed by the next one.
+            cut = raw.rfind(b"\x1b")
+            keep = raw[cut:] if cut >= 0 and len(raw) - cut < 32 else b""
+            done = raw[:len(raw) - len(keep)]
+            with self.changed:
+                self.times.append((len(self.text), now))
+                self.text += ESCAPES.sub(b"", done)
+                self.changed.notify_all()
+            raw = keep
+
+    def mark(self) -> int:
+        with self.changed:
+            return len(self.text)
+
+    def wait_for(self, pattern: bytes, since: int, timeout: float = 600.0) -> tuple:
+        """(when the chunk that completed ``pattern`` after offset ``since`` arrived, match)."""
+        regex = re.compile(pattern)
+        deadline = time.perf_counter() + timeout
+        with self.changed:
+            while True:
+                found = regex.search(self.text, since)
+                if found:
+                    at = max(t for offset, t in self.times if offset <= found.end() - 1)
+                    return at, found
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    raise TimeoutError(f"{pattern!r} never drawn; last: {self.text[-400:]!r}")
+                self.changed.wait(left)
+
+
+def p95(values: list) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, (len(ordered) * 95) // 100)]
+
+
+def run_app(project: Path, big: Path, lines: int, jumps: int) -> dict:
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 48, 160, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "TUNEDECK_HOME": str(project / "home")}
+    app = subprocess.Popen([str(Path(sys.executable).with_name("tunedeck")), str(project)],
+                           stdin=slave, stdout=slave, stderr=slave, env=env,
+                           start_new_session=True)
+    os.close(slave)
+    screen = Screen(master)
+    screen.start()
+    keys = lambda data: os.write(master, data)  # noqa: E731
+    figures: dict = {}
+    try:
+        screen.wait_for(rb"Start run", 0, timeout=60)
+        keys(b"\x1b")
+        time.sleep(1)  # the escape alone, not glued to the next key (alt+1)
+        since = screen.mark()
+        keys(b"1")
+        screen.wait_for(rb"train\.jsonl:1 \xc2\xb7", since)
+
+        keys(b"o")
+        screen.wait_for(rb"a data file to open", since)
+        keys(str(big).encode())
+        since = screen.mark()
+        start = time.perf_counter()
+        keys(b"\r")
+        figures["first_row"], _ = screen.wait_for(rb"big\.jsonl:1 \xc2\xb7", since)
+        figures["first_row"] -= start
+        at, found = screen.wait_for(rb"big\.jsonl \xc2\xb7 \w+ \xc2\xb7 ([\d,]+) lines"
+                                    rb"( so far)?", since)
+        figures["indexing_shown"] = bool(found.group(2))
+        at, _ = screen.wait_for(rf"big\.jsonl \xc2\xb7 \w+ \xc2\xb7 {lines:,} lines(?! so far)"
+                                .encode(), since)
+        figures["index"] = at - start
+
+        rng = random.Random(1)
+        figures["jumps"] = []
+        for _ in range(jumps):
+            line = rng.randrange(1, lines + 1)
+            mark = screen.mark()
+            keys(b"g")
+            screen.wait_for(rb"go to line \(1", mark)
+            keys(str(line).encode())
+            time.sleep(0.05)  # the digits typed, as a person would before Enter
+            mark = screen.mark()
+            t0 = time.perf_counter()
+            keys(b"\r")
+            at, _ = screen.wait_for(rf"big\.jsonl:{line} \xc2\xb7".encode(), mark)
+            figures["jumps"].append((at - t0) * 1000)
+        figures["checked_during_jumps"] = b"errors" not in screen.text[since:] and \
+            b"checked: ok" not in screen.text[since:]
+
+        mark = screen.mark()
+        t0 = time.perf_counter()
+        keys(b"\x1b[F")  # End: the last row
+        at, _ = screen.wait_for(rf"big\.jsonl:{lines} \xc2\xb7".encode(), mark)
+        figures["end"] = (at - t0) * 1000
+
+        # The cheapest thing a key can do here, moving to the next row, for comparison: what
+        # a redraw alone costs on this machine at this moment.
+        figures["down"] = []
+        for line in range(lines - 1, lines - 11, -1):
+            time.sleep(0.2)
+            mark = screen.mark()
+            t0 = time.perf_counter()
+            keys(b"\x1b[A")  # Up
+            at, _ = screen.wait_for(rf"big\.jsonl:{line} \xc2\xb7".encode(), mark)
+            figures["down"].append((at - t0) * 1000)
+
+        at, _ = screen.wait_for(rb"big\.jsonl \xc2\xb7 \w+ \xc2\xb7 [\d,]+ lines \xc2\xb7 "
+                                rb"(checked: ok|[\d,]+ errors?)", since)
+        figures["report"] = at - start
+    finally:
+        keys(b"\x11")  # ctrl+q
+        try:
+            app.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            app.kill()
+        os.close(master)
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--jumps", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-data-pane-") as tmp:
+        project = Path(tmp)
+        (project / "data").mkdir()
+        write_jsonl(project / "data" / "train.jsonl", 1 << 20, seed=2)
+        # No model: the rows are what is measured, and nothing may build the demo model.
+        (project / "tunedeck.toml").write_text('model = "./no-model"\ndata = "data"\n')
+        big = project / "big.jsonl"
+        t0 = time.perf_counter()
+        lines = write_jsonl(big, args.size_mb << 20)
+        size = big.stat().st_size
+        print(f"wrote {size / 1e9:.2f} GB, {lines:,} lines in {time.perf_counter() - t0:.1f} s",
+              file=sys.stderr)
+        f = run_app(project, big, lines, args.jumps)
+
+    jumps = f["jumps"]
+    during = ", the check running" if f["checked_during_jumps"] else ""
+    table = [
+        ("open (Enter) → first row drawn" + (", index still building" if f["indexing_shown"]
+                                             else ""),
+         f"{f['first_row'] * 1000:.0f} ms", f"≤ {FIRST_ROWS_BUDGET_S} s",
+         f["first_row"] <= FIRST_ROWS_BUDGET_S),
+        ("open → whole file indexed (line count drawn)",
+         f"{f['index']:.2f} s ({size / 1e6 / f['index']:,.0f} MB/s)", "—", None),
+        (f"go to a random line (Enter) → its row drawn, {len(jumps)} jumps{during} "
+         f"(median {statistics.median(jumps):.0f} ms, max {max(jumps):.0f} ms)",
+         f"p95 {p95(jumps):.0f} ms", f"≤ {JUMP_BUDGET_MS:.0f} ms", p95(jumps) <= JUMP_BUDGET_MS),
+        ("End key → last row drawn", f"{f['end']:.0f} ms", f"≤ {JUMP_BUDGET_MS:.0f} ms",
+         f["end"] <= JUMP_BUDGET_MS),
+        ("for comparison, Up key → the row above drawn (a redraw and nothing else), median "
+         f"of {len(f['down'])}", f"{statistics.median(f['down']):.0f} ms", "—", None),
+        ("open → validation report drawn (index first, then the check)",
+         f"{f['report']:.1f} s ({size / 1e6 / f['report']:,.0f} MB/s overall)", "—", None),
+    ]
+    print(f"\nData pane in a 160x48 terminal, {args.size_mb} MB JSONL ({os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f})\n")
+    print("| Data pane | measured | budget | within |")
+    print("|---|---|---|---|")
+    for what, measured, budget, ok in table:
+        print(f"| {what} | {measured} | {budget} | {'—' if ok is None else 'yes' if ok else 'no'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
