@@ -177,16 +177,16 @@ class RowList(ScrollView, can_focus=True):
         summary = self._summary(row)
         if summary is None:
             return Strip.blank(width, base)
-        segments = [Segment(f"{summary.line:>{self._line_width}} ", styles["row-list--line"]),
-                    Segment(f"{summary.format:<{FORMAT_WIDTH}.{FORMAT_WIDTH - 1}}",
-                            styles["row-list--format"])]
+        cursor = styles["row-list--cursor"] if row == self.cursor else None
+        parts = [(f"{summary.line:>{self._line_width}} ", styles["row-list--line"]),
+                 (f"{summary.format:<{FORMAT_WIDTH}.{FORMAT_WIDTH - 1}}",
+                  styles["row-list--format"])]
         if summary.error:
-            segments.append(Segment(f"✗ {one_line(summary.error)}  ", styles["row-list--error"]))
+            parts.append((f"✗ {one_line(summary.error)}  ", styles["row-list--error"]))
         elif summary.warning:
-            segments.append(Segment(f"! {one_line(summary.warning)}  ",
-                                    styles["row-list--warning"]))
-        segments.append(Segment(summary.preview, base))
-        strip = Strip(segments).crop_extend(0, width, base)
-        if row == self.cursor:
-            strip = strip.apply_style(styles["row-list--cursor"])
-        return strip
+            parts.append((f"! {one_line(summary.warning)}  ", styles["row-list--warning"]))
+        # No more characters than cells: measuring the rest of a long preview (slow for
+        # non-ASCII text) would be wasted on what is cut off.
+        parts.append((summary.preview[:width], base))
+        segments = [Segment(text, style + cursor if cursor else style) for text, style in parts]
+        return Strip(segments).crop_extend(0, width, base + cursor if cursor else base)
