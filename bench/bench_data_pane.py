@@ -136,7 +136,7 @@ def run_app(project: Path, big: Path, lines: int, jumps: int) -> dict:
             keys(b"g")
             screen.wait_for(rb"go to line \(1", mark)
             keys(str(line).encode())
-            time.sleep(0.05)  # the digits typed, as a person would before Enter
+            screen.wait_for(rf": {line}\xe2\x96\x8f".encode(), mark)  # the digits shown
             mark = screen.mark()
             t0 = time.perf_counter()
             keys(b"\r")

@@ -11,6 +11,7 @@ from collections import OrderedDict
 from typing import Optional
 
 from rich.segment import Segment
+from textual import events
 from textual.binding import Binding
 from textual.geometry import Region, Size
 from textual.message import Message
@@ -60,12 +61,25 @@ class RowList(ScrollView, can_focus=True):
             super().__init__()
             self.row = row
 
+    class LineTyped(Message):
+        """The line number being typed changed; None when typing it ended."""
+
+        def __init__(self, text: Optional[str]):
+            super().__init__()
+            self.text = text
+
+    class LineEntered(Message):
+        def __init__(self, line: int):
+            super().__init__()
+            self.line = line
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.source = None
         self._cache: "OrderedDict[int, RowSummary]" = OrderedDict()
         self._line_width = 4
         self._styles: dict = {}
+        self.typed: Optional[str] = None  # a line number being typed, after the go-to key
 
     @property
     def row_count(self) -> int:
@@ -138,6 +152,36 @@ class RowList(ScrollView, can_focus=True):
 
     def action_last(self) -> None:
         self._move_to(self.row_count - 1)
+
+    # -- typing a line number ------------------------------------------------------------------
+    def type_line(self) -> None:
+        """Take digits as a line number, Enter to go there, Escape to give up.
+
+        Typed here rather than into a text field, which would take the focus and give it back:
+        each move of the focus rebuilds the Footer, which costs more than the jump itself.
+        """
+        self.typed = ""
+        self.post_message(self.LineTyped(""))
+
+    def on_key(self, event: events.Key) -> None:
+        if self.typed is None:
+            return
+        if event.character is not None and event.character.isdigit():
+            self.typed += event.character
+        elif event.key == "backspace":
+            self.typed = self.typed[:-1]
+        elif event.key == "enter" and self.typed:
+            self.post_message(self.LineEntered(int(self.typed)))
+            self.typed = None
+        elif event.key in ("escape", "enter"):
+            self.typed = None
+        else:
+            self.typed = None  # any other key ends the typing and does what it does
+            self.post_message(self.LineTyped(None))
+            return
+        event.stop()
+        event.prevent_default()
+        self.post_message(self.LineTyped(self.typed))
 
     def on_click(self, event) -> None:
         row = round(self.scroll_y) + event.y

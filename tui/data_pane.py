@@ -163,24 +163,21 @@ class LineReached(Message):
 
 
 class PromptField(Input):
-    """A line of input in the pane's bar, for a line number or a path.
+    """A line of input in the pane's bar, for a path to open.
 
-    In the bar rather than a dialog: closing a dialog redraws the whole screen, which costs
-    more than the jump it was asked for.
+    In the bar rather than a dialog: closing a dialog redraws the whole screen.
     """
 
     BINDINGS = [Binding("escape", "close", "Close", id="data-prompt-close", show=False)]
 
     class Answered(Message):
-        def __init__(self, purpose: str, text: str):
+        """``text`` was entered; empty when the field was closed without an answer."""
+
+        def __init__(self, text: str):
             super().__init__()
-            self.purpose = purpose
             self.text = text
 
-    purpose = ""
-
-    def ask(self, purpose: str, placeholder: str) -> None:
-        self.purpose = purpose
+    def ask(self, placeholder: str) -> None:
         self.placeholder = placeholder
         self.value = ""
         self.display = True
@@ -188,13 +185,13 @@ class PromptField(Input):
 
     def action_close(self) -> None:
         self.display = False
-        self.post_message(self.Answered(self.purpose, ""))
+        self.post_message(self.Answered(""))
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self.display = False
-        self.post_message(self.Answered(self.purpose, event.value.strip()))
+        self.post_message(self.Answered(event.value.strip()))
 
 
 # -- the pane -------------------------------------------------------------------------------------
@@ -468,8 +465,8 @@ class DataPane(Vertical):
         select.action_show_overlay()
 
     def action_open_file(self) -> None:
-        self.query_one(PromptField).ask("open", "a data file to open (.jsonl .json .txt), "
-                                                "then Enter; Escape to cancel")
+        self.query_one(PromptField).ask("a data file to open (.jsonl .json .txt), then Enter; "
+                                        "Escape to cancel")
 
     def _open_answered(self, text: str) -> None:
         path = self._resolve(text)
@@ -483,16 +480,8 @@ class DataPane(Vertical):
     @on(PromptField.Answered)
     def _prompt_answered(self, message: PromptField.Answered) -> None:
         self.query_one(RowList).focus()
-        if not message.text:
-            return
-        if message.purpose == "open":
+        if message.text:
             self._open_answered(message.text)
-        elif message.purpose == "line":
-            if message.text.isdigit() and int(message.text) >= 1:
-                self._go_to_line(int(message.text))
-            else:
-                self.notify(f"{message.text!r}: a line number is 1 or more",
-                            severity="warning")
 
     def _resolve(self, text: str) -> Path:
         path = Path(text.strip()).expanduser()
@@ -756,11 +745,25 @@ class DataPane(Vertical):
 
     # -- going to a line ----------------------------------------------------------------------
     def action_go_to_line(self) -> None:
-        if self.rows is None:
+        if self.rows is not None:
+            rows = self.query_one(RowList)
+            rows.focus()
+            rows.type_line()
+
+    @on(RowList.LineTyped)
+    def _line_typed(self, message: RowList.LineTyped) -> None:
+        if message.text is None:
+            self._file_summary()
             return
         last = self.rows.line_of(self.rows.known - 1) if self.rows.known else 0
         known = "" if self.rows.done else ", still indexing"
-        self.query_one(PromptField).ask("line", f"go to line (1–{last:,}{known}), then Enter")
+        self._summary(f"go to line (1–{last:,}{known}): {message.text}▏ Enter to go, "
+                      "Escape to cancel")
+
+    @on(RowList.LineEntered)
+    def _line_entered(self, message: RowList.LineEntered) -> None:
+        self._file_summary()
+        self._go_to_line(message.line)
 
     def _go_to_line(self, line: int) -> None:
         rows = self.rows

@@ -289,3 +289,23 @@ async def test_a_conversion_error_is_one_clear_line(tmp_path, tiny_model):
         form.query_one("#convert-split").value = "80,30"
         await pilot.press("ctrl+r")
         assert "--split 80,30" in form.task_line.text
+
+
+async def test_in_the_app_the_digits_of_a_line_number_do_not_switch_panes(tmp_path, tiny_model):
+    from textual.widgets import TabbedContent
+
+    from tunedeck.tui.app import TunedeckApp
+
+    project = write_project(tmp_path / "project", tiny_model)
+    app = TunedeckApp(project=project)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_until(pilot, lambda: app.query(DataPane), what="the pane")
+        pane = app.query_one(DataPane)
+        app.action_show_pane("data")
+        await wait_until(pilot, lambda: pane.row is not None, what="the first row")
+        await pilot.press("g", "3", "2", "enter")  # 3 would show Training, 2 Hyperparameters
+        assert app.query_one(TabbedContent).active == "data"
+        assert pane.query_one(RowList).cursor == 31
+        assert "train.jsonl:32 ·" in panel(app, "raw").shown_text
+        await pilot.press("3")  # and afterwards digits choose panes again
+        assert app.query_one(TabbedContent).active == "training"
