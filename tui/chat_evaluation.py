@@ -81,6 +81,14 @@ class EvaluationScreen(ModalScreen[None]):
         summary = self.query_one(DataTable)
         summary.add_columns("", "base", "adapter", "change")
         summary.display = False
+        # The worker may have reported before the screen was composed: show what it said.
+        self._ready = True
+        if self._progress is not None:
+            self._show_progress(*self._progress)
+        if self._failure is not None:
+            self._show_failure(self._failure)
+        if self._result is not None:
+            self._show_report(*self._result)
 
     def action_close(self) -> None:
         if self.running:
@@ -88,7 +96,30 @@ class EvaluationScreen(ModalScreen[None]):
         self.dismiss()
 
     # -- what the App tells the screen -------------------------------------------------------------
+    # Kept until the screen is composed: the App's messages can come before its widgets exist.
+    _ready = False
+    _progress: Optional[tuple] = None
+    _failure: Optional[str] = None
+    _result: Optional[tuple] = None
+
     def progressed(self, text: str, fraction: Optional[float]) -> None:
+        self._progress = (text, fraction)
+        if self._ready:
+            self._show_progress(text, fraction)
+
+    def failed(self, text: str) -> None:
+        self.running = False
+        self._failure = text
+        if self._ready:
+            self._show_failure(text)
+
+    def finished(self, report, path: Path) -> None:
+        self.running = False
+        self._result = (report, path)
+        if self._ready:
+            self._show_report(report, path)
+
+    def _show_progress(self, text: str, fraction: Optional[float]) -> None:
         self.query_one("#evaluation-progress-text", Label).update(Text(text))
         bar = self.query_one(ProgressBar)
         if fraction is None:
@@ -96,15 +127,12 @@ class EvaluationScreen(ModalScreen[None]):
         else:
             bar.update(total=100, progress=100 * fraction)
 
-    def failed(self, text: str) -> None:
-        self.running = False
+    def _show_failure(self, text: str) -> None:
         self.add_class("-failed")
         self.query_one("#evaluation-progress-text", Label).update(Text(f"could not evaluate: {text}"))
         self.query_one(ProgressBar).display = False
 
-    def finished(self, report, path: Path) -> None:
-        self.running = False
-        self.report = report
+    def _show_report(self, report, path: Path) -> None:
         self.query_one(ProgressBar).display = False
         self.query_one("#evaluation-progress-text", Label).update(Text(
             f"{report.split} split: {report.rows} rows, {len(report.samples)} answers scored, "
@@ -130,3 +158,4 @@ class EvaluationScreen(ModalScreen[None]):
                 Static(_labelled(f"base · F1 {sample.base_f1:.2f}", sample.base)),
                 Static(_labelled(f"adapter · F1 {sample.adapter_f1:.2f}", sample.adapter)))
         self.query_one("#evaluation-saved", Label).update(Text(f"report saved to {path}"))
+        self.report = report  # set last: whoever reads it finds the table filled

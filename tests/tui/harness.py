@@ -53,9 +53,12 @@ async def wait_until(pilot, condition, timeout: float = 30.0, what: str = "the c
     import time
 
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
+        # Checked once more after the deadline: a busy worker can hold the loop past it.
+        past = time.monotonic() >= deadline
         value = condition()
         if value:
             return value
+        if past:
+            raise AssertionError(f"timed out waiting for {what}")
         await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")

@@ -217,8 +217,8 @@ async def test_a_checkpoint_is_evaluated_from_the_checkpoints_pane(tmp_path, fin
         await pilot.press("4")
         await wait_until(pilot, lambda: app.query_one("#checkpoint-table").row_count == 4, what="checkpoints")
         await pilot.press("v")
+        await wait_until(pilot, lambda: isinstance(app.screen, EvaluationScreen), what="the evaluation screen")
         screen = app.screen
-        assert isinstance(screen, EvaluationScreen)
         await wait_until(pilot, lambda: screen.report is not None, timeout=120, what="the evaluation")
         report = screen.report
         assert report.adapter_loss < report.base_loss
@@ -238,7 +238,7 @@ async def test_closing_a_running_evaluation_stops_it(finished_project):
         await pilot.press("4")
         await wait_until(pilot, lambda: app.query_one("#checkpoint-table").row_count == 4, what="checkpoints")
         await pilot.press("v")
-        assert isinstance(app.screen, EvaluationScreen)
+        await wait_until(pilot, lambda: isinstance(app.screen, EvaluationScreen), what="the evaluation screen")
         await pilot.press("escape")
         assert not isinstance(app.screen, EvaluationScreen)
         assert all(w.is_cancelled for w in app.workers if w.group == "evaluate")
