@@ -28,25 +28,38 @@ class Terminal:
         self.width, self.height = width, height
         self.env = {"TERM": "xterm-256color", **(env or {})}
 
+    def tmux(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
+        # A server of its own, without the user's tmux.conf: a shared server's options (a
+        # window-size or default-size set globally, an attached client) would change the size.
+        return subprocess.run(["tmux", "-L", self.name, "-f", "/dev/null", *args], **kwargs)
+
     def start(self, command: str, cwd: Path) -> "Terminal":
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
         # The shell stays after the app so its exit status (and any traceback) can be read.
-        script = f"cd {shlex.quote(str(cwd))} && env {exports} {command}; status=$?; echo; echo EXITED $status; sleep 600"
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(self.width),
-                        "-y", str(self.height), "bash", "-c", script], check=True)
+        # COLUMNS and LINES, when a shell sets them, win over the terminal's real size in Textual.
+        script = (f"cd {shlex.quote(str(cwd))} && unset COLUMNS LINES && env {exports} {command}; "
+                  "status=$?; echo; echo EXITED $status; sleep 600")
+        self.tmux("new-session", "-d", "-s", self.name, "-x", str(self.width), "-y", str(self.height),
+                  "bash", "-c", script, check=True)
+        # Pinned, in case the server sized the window otherwise; the app reads the size at start.
+        self.tmux("resize-window", "-t", self.name, "-x", str(self.width), "-y", str(self.height),
+                  check=True)
+        size = self.tmux("display-message", "-p", "-t", self.name, "#{window_width}x#{window_height}",
+                         capture_output=True, text=True, check=True).stdout.strip()
+        assert size == f"{self.width}x{self.height}", f"tmux made a {size} window"
         # tmux waits for more of an escape sequence by default: keys would arrive late.
-        subprocess.run(["tmux", "set-option", "-t", self.name, "escape-time", "0"], check=True)
+        self.tmux("set-option", "-t", self.name, "escape-time", "0", check=True)
         return self
 
     def screen(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name],
-                              capture_output=True, text=True, check=True).stdout
+        return self.tmux("capture-pane", "-p", "-t", self.name, capture_output=True, text=True,
+                         check=True).stdout
 
     def press(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        self.tmux("send-keys", "-t", self.name, *keys, check=True)
 
     def type(self, text: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, "-l", text], check=True)
+        self.tmux("send-keys", "-t", self.name, "-l", text, check=True)
 
     def wait_for(self, condition, timeout: float = 60.0, what: str = ""):
         """Poll the screen until ``condition`` (a text, a regex or a function of the screen)
@@ -70,4 +83,4 @@ class Terminal:
         raise AssertionError(f"timed out waiting for {what}; the screen was:\n{screen}")
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        self.tmux("kill-server", capture_output=True)

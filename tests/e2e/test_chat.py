@@ -18,8 +18,8 @@ SPEED = re.compile(r"\d+ tokens · \d+\.\d tok/s")
 
 def cursor_row(term) -> int:
     """The row of the terminal's cursor, which Textual keeps in the focused text field."""
-    out = subprocess.run(["tmux", "display", "-p", "-t", term.name, "#{cursor_y}"],
-                         capture_output=True, text=True, check=True).stdout
+    out = term.tmux("display", "-p", "-t", term.name, "#{cursor_y}", capture_output=True, text=True,
+                    check=True).stdout
     return int(out)
 
 
