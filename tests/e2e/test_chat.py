@@ -1,7 +1,6 @@
 """Chat in a real terminal: a trained run's checkpoint opened in Chat answers, streamed, on screen."""
 
 import re
-import subprocess
 
 import pytest
 
