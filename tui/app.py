@@ -7,6 +7,7 @@ and the App follows those files, so quitting (or losing the terminal) never stop
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -18,17 +19,17 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widget import MountError
-from textual.widgets import Footer, TabbedContent, TabPane, Tabs
+from textual.widgets import TabbedContent, TabPane, Tabs
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from tunedeck.core.errors import BadInput, WorkFailed
 from tunedeck.core.rundir import RunDirectory, find_runs
 from tunedeck.themes import DEFAULT_THEME, THEMES
 
-from .chat_pane import ChatPane
 from .chat_session import ModelSessions
 from .checkpoints_pane import CheckpointsPane
-from .hyperparameters_pane import HyperparametersPane
+from .hyperparameters_pane import FormBuilt, HyperparametersPane
+from .key_footer import KeyFooter
 from .messages import (ChatRequested, DeleteRequested, OverlayLoaded, OverlayRequested,
                        ResumeRequested, RunStarted, RunStopped, RunSwitchRequested, RunUpdated,
                        StartRequested, StopRequested, WarmStartRequested)
@@ -74,6 +75,8 @@ class TunedeckApp(ModelSessions, App):
         going = [r for r in runs if r.state() in ("starting", "running")]
         self.first_run: Optional[RunDirectory] = (going or runs or [None])[-1]
         self.first_pane = "training" if watch is not None or runs else "hyperparameters"
+        self._later: list = []  # (pane, build) still to build after the first frame
+        self._building: dict[str, asyncio.Event] = {}  # set once that pane is built
 
     # -- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -82,7 +85,7 @@ class TunedeckApp(ModelSessions, App):
             "hyperparameters": lambda: HyperparametersPane(self.project, id="hyperparameters-pane"),
             "training": lambda: TrainingPane(id="training-pane"),
             "checkpoints": lambda: CheckpointsPane(id="checkpoints-pane"),
-            "chat": lambda: ChatPane(self.project, id="chat-pane"),
+            "chat": self._chat_pane_widget,
         }
         # The first frame must come within a second: panes out of sight are built right after
         # it. When a run is followed from the start, the App writes to Training and Checkpoints
@@ -95,19 +98,57 @@ class TunedeckApp(ModelSessions, App):
                 with TabPane(title, id=pane):
                     if pane in eager:
                         yield panes[pane]()
-        yield Footer()
+        yield KeyFooter()
 
     def _data_pane(self):
         from .data_pane import DataPane  # numpy and the data tools: loaded after the first frame
 
         return DataPane(self.project, id="data-pane")
 
+    def _chat_pane_widget(self):
+        from .chat_pane import ChatPane  # loaded after the first frame too
+
+        return ChatPane(self.project, id="chat-pane")
+
     async def _build_later_panes(self) -> None:
-        for pane, build in self._later:
+        """Build the next pane out of sight, then the one after it once a frame has been drawn:
+        each takes a tenth of a second or more, and the footer or a key must not wait for all."""
+        if self._later:
+            await self._built(self._later[0][0])
+            self.call_after_refresh(self._build_later_panes)
+
+    async def _built(self, *names: str) -> None:
+        """Wait until the panes ``names`` exist, building those still to build (a run started,
+        or a checkpoint opened in Chat, can ask for a pane before its turn comes)."""
+        for name in names:
+            if name in self._building:
+                await self._building[name].wait()
+                continue
+            build = dict(self._later).pop(name, None)
+            if build is None:
+                continue  # built with the first frame, or already
+            self._later = [(pane, b) for pane, b in self._later if pane != name]
+            self._building[name] = done = asyncio.Event()
             try:
-                await self.query_one(TabbedContent).get_pane(pane).mount(build())
+                await self.query_one(TabbedContent).get_pane(name).mount(build())
             except MountError:
                 return  # the app is closing already
+            finally:
+                done.set()
+            if self.query_one(TabbedContent).active == name:
+                self.action_show_pane(name)  # chosen while it was being built: focus it now
+
+    async def _shutdown(self) -> None:
+        # Closed from outside its message loop (as Textual's run_test does), the App could prune
+        # a pane still being built: its widgets then fail in their own on_mount. Let it finish.
+        for done in list(self._building.values()):
+            await done.wait()
+        await super()._shutdown()
+
+    @on(FormBuilt)
+    def _form_built(self) -> None:
+        if self.first_pane == "hyperparameters":
+            self.call_after_refresh(self._build_later_panes)
 
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, lambda theme: save_setting("theme", theme.name))
@@ -115,8 +156,10 @@ class TunedeckApp(ModelSessions, App):
             self._attach_watch_target(self.watch_target)
         elif self.first_run is not None:
             self.follow(self.first_run)
-        self.call_after_refresh(self.action_show_pane, self.first_pane)
-        self.call_after_refresh(self._build_later_panes)
+        self.action_show_pane(self.first_pane)
+        # The form comes a group per frame; the other panes are built after it (FormBuilt).
+        if self.first_pane != "hyperparameters":
+            self.call_after_refresh(self._build_later_panes)
 
     def _attach_watch_target(self, target: str) -> None:
         path = Path(target)
@@ -149,7 +192,7 @@ class TunedeckApp(ModelSessions, App):
         yield SystemCommand("Toggle theme", "Switch between the dark and the light theme",
                             self.action_toggle_theme)
         panes = [*self.query(HyperparametersPane), *self.query(TrainingPane), *self.query(CheckpointsPane),
-                 *self.query(ChatPane), *self.query("#data-pane")]
+                 *self.query("#chat-pane"), *self.query("#data-pane")]
         for pane in panes:
             for binding in pane.BINDINGS:
                 run = lambda action=binding.action, pane=pane: self.run_action(action, pane)
@@ -253,7 +296,8 @@ class TunedeckApp(ModelSessions, App):
         self.post_message(RunStarted(run.path))
 
     @on(RunStarted)
-    def _run_started(self, message: RunStarted) -> None:
+    async def _run_started(self, message: RunStarted) -> None:
+        await self._built("training", "checkpoints")
         run = RunDirectory(message.run_path)
         if self.followed is None or self.followed.path != run.path:
             self.follow(run)
@@ -298,19 +342,21 @@ class TunedeckApp(ModelSessions, App):
         self.post_message(RunStarted(run.path))
 
     @on(WarmStartRequested)
-    def _warm_start(self, message: WarmStartRequested) -> None:
+    async def _warm_start(self, message: WarmStartRequested) -> None:
         if self.followed is None:
             return
+        await self._built("hyperparameters")
         pane = self.query_one(HyperparametersPane)
         if pane.warm_start_from(self.followed, message.checkpoint):
             self.action_show_pane("hyperparameters")
 
     @on(ChatRequested)
-    def _chat_requested(self, message: ChatRequested) -> None:
+    async def _chat_requested(self, message: ChatRequested) -> None:
         if self.followed is None:
             return
+        await self._built("chat")
         model = self.followed.read_status().get("model")
-        self.query_one(ChatPane).use(model, message.checkpoint.path)
+        self.query_one("#chat-pane").use(model, message.checkpoint.path)
         self.action_show_pane("chat")
 
     @on(DeleteRequested)

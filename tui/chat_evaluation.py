@@ -16,10 +16,11 @@ from textual.binding import Binding
 from textual.content import Content
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
+from textual.widgets import DataTable, Label, ProgressBar, Static
 
 from .chat_messages import EvaluationStopRequested
 from .chat_transcript import literal
+from .key_footer import KeyFooter
 
 
 def _figure(value: Optional[float], digits: int = 3) -> str:
@@ -75,7 +76,7 @@ class EvaluationScreen(ModalScreen[None]):
             yield DataTable(cursor_type="none", id="evaluation-summary")
             yield VerticalScroll(id="evaluation-samples")
             yield Label("", id="evaluation-saved")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         summary = self.query_one(DataTable)

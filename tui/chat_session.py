@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from textual import work
 from textual.worker import Worker, WorkerState, get_current_worker
@@ -24,7 +24,9 @@ from .chat_evaluation import EvaluationScreen
 from .chat_messages import (AnswerStreamed, ChatAsked, ChatModelLoaded, ChatModelProgressed,
                             ChatModelRequested, ChatStopRequested, EvaluationFinished,
                             EvaluationProgressed, EvaluationRequested, EvaluationStopRequested)
-from .chat_pane import ChatPane
+
+if TYPE_CHECKING:
+    from .chat_pane import ChatPane  # imported by the App after the first frame
 
 # Answers to the first prompts of the split that an evaluation from the app generates and scores.
 EVALUATION_SAMPLES = 5
@@ -42,8 +44,8 @@ class ModelSessions:
         self._answer_serial = 0
         self._evaluation_serial = 0
 
-    def _chat_pane(self) -> Optional[ChatPane]:
-        panes = self.query(ChatPane)
+    def _chat_pane(self) -> Optional["ChatPane"]:
+        panes = self.query("#chat-pane")
         return panes.first() if panes else None
 
     # -- loading ---------------------------------------------------------------------------------

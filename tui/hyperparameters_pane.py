@@ -127,6 +127,10 @@ class SpeedMeasured(Message):
         self.speed = speed
 
 
+class FormBuilt(Message):
+    """Every group of fields is mounted (the App builds the panes out of sight after it)."""
+
+
 class HyperparametersPane(Vertical):
     PANE_TITLE = "Hyperparameters"
     BINDINGS = [
@@ -180,6 +184,7 @@ class HyperparametersPane(Vertical):
             self.call_after_refresh(self._add_group, index + 1)
         else:
             self.complete = True
+            self.post_message(FormBuilt())
 
     def focus_main(self) -> None:
         # The form, not its first field: digits still choose panes, tab goes into the fields.

@@ -17,12 +17,12 @@ TITLES = ("Data", "Hyperparameters", "Training", "Checkpoints", "Chat")
 HOSTILE = ["[bold red]x[/]", "[link=file:///etc/passwd]x[/link]", "\x1b[2J\x1b]0;pwned\x07"]
 
 
-def leave_the_field(term) -> None:
-    """Escape leaves the form's text field for the tabs; its keys leave the footer with it.
+def leave_the_field(term, pane_key: str = "Start run") -> None:
+    """Escape leaves a pane's text field for the tabs; the pane's keys leave the footer with it.
 
     Waiting for that keeps the next key from reaching the app glued to the escape (alt+key)."""
     term.press("Escape")
-    term.wait_for(lambda screen: "Start run" not in screen, what="the field to lose focus")
+    term.wait_for(lambda screen: pane_key not in screen, what="the field to lose focus")
 
 
 @pytest.mark.demo
@@ -40,11 +40,12 @@ def test_at_80x24_every_pane_keeps_its_main_control(tmp_path, tiny_model, termin
     term.wait_for("Start run", what="the form's start key in the footer")
     term.wait_for(lambda s: "model" in s and "data" in s, what="the first fields")
     leave_the_field(term)
-    for key, visible in (("3", "no run"), ("4", "iter"), ("1", "train.jsonl"), ("5", "Chat")):
+    for key, visible in (("3", "no run"), ("4", "iter"), ("1", "train.jsonl"), ("5", "Compare")):
         term.press(key)
         screen = term.wait_for(visible, what=f"pane {key}")
         assert all(title in screen.splitlines()[0] for title in TITLES)
         assert "Traceback" not in screen
+    leave_the_field(term, "Compare")  # Chat puts the cursor in its prompt, for typing
     term.press("2")
     term.wait_for("Start run", what="back on the form")
     term.press("F10")
