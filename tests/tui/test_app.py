@@ -2,13 +2,15 @@
 
 from pathlib import Path
 
-from textual.widgets import TabbedContent, Tabs
+from textual.widgets import Input, TabbedContent, Tabs
+from textual.widgets._footer import FooterKey
 
 from tunedeck.core.home import settings_file
 from tunedeck.core.rundir import find_runs
 from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.checkpoints_pane import CheckpointBrowser
 from tunedeck.tui.hyperparameters_pane import ConfigField, HyperparametersPane
+from tunedeck.tui.key_footer import KeyFooter
 from tunedeck.tui.run_status_line import Figures
 from tunedeck.tui.training_pane import TrainingPane
 
@@ -63,6 +65,24 @@ async def test_digits_switch_panes_but_type_into_a_text_field(project):
         assert active(app) == "training"
         await pilot.press("4")
         assert active(app) == "checkpoints"
+
+
+async def test_the_footer_keeps_its_keys_while_tab_moves_through_the_form(project):
+    app = TunedeckApp(project=project)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_until(pilot, lambda: app.query_one(HyperparametersPane).complete, what="the form")
+        footer = app.query_one(KeyFooter)
+        await pilot.press("tab")
+        first = app.focused
+        keys = list(footer.query(FooterKey))
+        assert "Start run" in [key.description for key in keys]
+        await pilot.press("tab", "tab")
+        assert isinstance(app.focused, Input) and app.focused is not first
+        # The same keys, so the same widgets: moving the focus did not rebuild the footer.
+        assert list(footer.query(FooterKey)) == keys
+        await pilot.press("escape", "3")  # other keys in another pane: rebuilt
+        await wait_until(pilot, lambda: "Start run" not in [k.description for k in footer.query(FooterKey)],
+                         what="the form's keys to leave the footer")
 
 
 async def test_the_theme_switch_is_remembered(project):
