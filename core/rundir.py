@@ -35,7 +35,9 @@ def write_atomic(path: Path, text: str) -> None:
 
 class RunDirectory:
     def __init__(self, path: Path | str):
-        self.path = Path(path)
+        # Absolute: the runner works inside the run directory, and a relative path would not
+        # lead back to it from there.
+        self.path = Path(path).absolute()
 
     # The files, by name, so no caller spells a path twice.
     run_toml = property(lambda self: self.path / "run.toml")

@@ -22,7 +22,8 @@ def test_detached_run_outlives_its_shell_and_stops_on_request(tmp_path, tiny_mod
     run_dir = tmp_path / "runs" / "D"
 
     started = time.monotonic()
-    shell = subprocess.run(["bash", "-c", f"'{EXE}' train '{cfg}' --run-dir '{run_dir}' --detach"],
+    # The issue's own command: a run dir relative to the shell's directory.
+    shell = subprocess.run(["bash", "-c", f"'{EXE}' train '{cfg}' --run-dir runs/D --detach"],
                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
     launch_seconds = time.monotonic() - started
     assert shell.returncode == 0, shell.stderr
