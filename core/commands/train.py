@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -100,7 +101,7 @@ def follow(run, proc) -> int:
             position = _copy_new_log(run.train_log, position, status)
             status.refresh()
             if proc.poll() is not None and not run.is_locked():
-                position = _copy_new_log(run.train_log, position, status)
+                position = _copy_new_log(run.train_log, position, status, final=True)
                 break
             time.sleep(0.1)
         except KeyboardInterrupt:
@@ -117,7 +118,12 @@ def follow(run, proc) -> int:
     return _report_end(run)
 
 
-def _copy_new_log(path: Path, position: int, status) -> int:
+def _copy_new_log(path: Path, position: int, status, final: bool = False) -> int:
+    """Copy what the log gained since ``position`` to stdout; return the new position.
+
+    Into a file or a pipe (or with NO_COLOR set) the text goes without mlx-lm's colour codes,
+    whole lines at a time so no escape sequence is cut in two, the last part once ``final``.
+    """
     try:
         with open(path, "rb") as f:
             f.seek(position)
@@ -126,9 +132,22 @@ def _copy_new_log(path: Path, position: int, status) -> int:
         return position
     if chunk:
         status.clear()
+    if chunk and _plain_output():
+        if not final:
+            chunk = chunk[:chunk.rfind(b"\n") + 1]
+        from ..logparse import strip_ansi
+
+        text = strip_ansi(chunk.decode("utf-8", errors="replace"))
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    elif chunk:
         sys.stdout.buffer.write(chunk)
         sys.stdout.flush()
     return position + len(chunk)
+
+
+def _plain_output() -> bool:
+    return not sys.stdout.isatty() or bool(os.environ.get("NO_COLOR"))
 
 
 def _report_end(run) -> int:

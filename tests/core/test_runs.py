@@ -95,6 +95,9 @@ def test_foreground_run_prints_mlx_lm_output_and_what_was_saved(tmp_path, tiny_m
     assert proc.returncode == 0, proc.stderr
     assert "Trainable parameters" in proc.stdout and "Test loss" in proc.stdout
     assert "run finished" in proc.stderr and "0000020_adapters.safetensors" in proc.stderr
+    # Into a pipe, mlx-lm's colours are left out (train.log keeps them); every line is whole.
+    assert "\x1b" not in proc.stdout and "\x1b" in (tmp_path / "F" / "train.log").read_text()
+    assert proc.stdout.count("\n") >= (tmp_path / "F" / "train.log").read_text().count("\n")
 
 
 def test_ctrl_c_in_the_foreground_stops_gracefully(tmp_path, tiny_model, persona_data):
