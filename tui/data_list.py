@@ -158,7 +158,8 @@ class RowList(ScrollView, can_focus=True):
         """Take digits as a line number, Enter to go there, Escape to give up.
 
         Typed here rather than into a text field, which would take the focus and give it back:
-        each move of the focus rebuilds the Footer, which costs more than the jump itself.
+        each move of the focus restyles what it leaves and enters and swaps the footer's keys,
+        which costs more than the jump itself.
         """
         self.typed = ""
         self.post_message(self.LineTyped(""))

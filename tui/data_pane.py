@@ -667,8 +667,8 @@ class DataPane(Vertical):
                     self.query_one(f"#data-{view}", TextPanel).show(text)
 
     def _update_bindings(self) -> None:
-        """Refresh the Footer only when a key comes or goes: it is rebuilt every time, which
-        costs more than most of what the keys here do."""
+        """Ask for the footer's keys again only when one of this pane's comes or goes: working
+        out the screen's active keys costs more than most of what the keys here do."""
         shown = tuple(self.check_action(action, ()) for action in SITUATIONAL_ACTIONS)
         if shown != self._shown_actions:
             self._shown_actions = shown
