@@ -83,4 +83,8 @@ class Terminal:
         raise AssertionError(f"timed out waiting for {what}; the screen was:\n{screen}")
 
     def close(self) -> None:
+        socket = self.tmux("display-message", "-p", "#{socket_path}", capture_output=True,
+                           text=True).stdout.strip()
         self.tmux("kill-server", capture_output=True)
+        if socket:
+            Path(socket).unlink(missing_ok=True)  # tmux leaves it behind, one per terminal

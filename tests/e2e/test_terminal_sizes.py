@@ -93,6 +93,10 @@ def test_256_colours_and_the_light_theme_draw_without_error(tmp_path, tiny_model
     leave_the_field(term)
     term.press("3")
     term.wait_for("no run")
+    # Chat is the last pane built: quitting while a pane is half built can still print a
+    # traceback (Textual composes nothing once exit is asked for), a known fault.
+    term.press("5")
+    term.wait_for("Compare")
     term.press("C-q")
     screen = term.wait_for("EXITED 0", timeout=20)
     assert "Traceback" not in screen
