@@ -124,7 +124,7 @@ class TunedeckApp(ModelSessions, App):
             if name in self._building:
                 await self._building[name].wait()
                 continue
-            build = dict(self._later).pop(name, None)
+            build = dict(self._later).get(name)
             if build is None:
                 continue  # built with the first frame, or already
             self._later = [(pane, b) for pane, b in self._later if pane != name]

@@ -27,6 +27,13 @@ async def start_from_the_form(pilot, app) -> None:
     await wait_until(pilot, lambda: active(app) == "training", timeout=60, what="the run to start")
 
 
+async def train_to_checkpoint_20(pilot, app) -> None:
+    """Start from the form, wait for checkpoint 20, and show the Training pane."""
+    await start_from_the_form(pilot, app)
+    await wait_until(pilot, lambda: 20 in checkpoints(app), timeout=120, what="checkpoint 20")
+    app.action_show_pane("training")
+
+
 def active(app) -> str:
     return app.query_one(TabbedContent).active
 
@@ -144,9 +151,7 @@ async def test_stop_then_resume_from_the_checkpoints_pane(tmp_path, tiny_model):
     project = write_project(tmp_path / "p", tiny_model, iters=2000, save_every=20)
     app = TunedeckApp(project=project)
     async with app.run_test(size=(160, 48)) as pilot:
-        await start_from_the_form(pilot, app)
-        await wait_until(pilot, lambda: 20 in checkpoints(app), timeout=120, what="checkpoint 20")
-        app.action_show_pane("training")
+        await train_to_checkpoint_20(pilot, app)
         await pilot.press("x")
         await wait_until(pilot, lambda: state(app) == "stopped", timeout=60, what="the stop")
         stopped_at = app.query_one(TrainingPane).history.iteration
@@ -164,9 +169,7 @@ async def test_stop_after_the_next_checkpoint(tmp_path, tiny_model):
     project = write_project(tmp_path / "p", tiny_model, iters=2000, save_every=20)
     app = TunedeckApp(project=project)
     async with app.run_test(size=(160, 48)) as pilot:
-        await start_from_the_form(pilot, app)
-        await wait_until(pilot, lambda: 20 in checkpoints(app), timeout=120, what="checkpoint 20")
-        app.action_show_pane("training")
+        await train_to_checkpoint_20(pilot, app)
         await pilot.press("n")
         assert "stopping after the next checkpoint" in figures(app)
         await wait_until(pilot, lambda: state(app) == "stopped", timeout=60, what="the stop")
