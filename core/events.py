@@ -9,7 +9,9 @@ One JSON object per line, with the field names of DESIGN.md ("Events"):
     {"kind":"save","iter":N,"file":"0000100_adapters.safetensors"}
     {"kind":"test","loss":x,"ppl":x}
     {"kind":"resume","iter":N,"from":"path"}
-    {"kind":"error","message":"..."}
+    {"kind":"error","message":"...","advice":"..."|absent}
+    {"kind":"health","iter":N,"issue":"diverging|overfitting|...","severity":"warn|bad",
+     "evidence":"...","advice":"..."}
     {"kind":"end","state":"finished|failed|stopped"}
 
 One more kind exists for live display only: ``progress`` (a progress bar's count, e.g. mlx-lm
@@ -133,7 +135,22 @@ class Resume(Event):
 @dataclass(slots=True)
 class Error(Event):
     kind: ClassVar[str] = "error"
+    _omit_none: ClassVar[tuple] = ("advice",)
     message: str
+    # What to try, when the cause is known (out of memory: a smaller batch_size, ...).
+    advice: Optional[str] = None
+
+
+@dataclass(slots=True)
+class Health(Event):
+    """A finding of the run-health monitor (core.health): what went wrong, how sure, what to do."""
+
+    kind: ClassVar[str] = "health"
+    iter: Optional[int]
+    issue: str
+    severity: str
+    evidence: str
+    advice: str
 
 
 @dataclass(slots=True)
@@ -157,7 +174,7 @@ class Progress(Event):
 
 
 EVENT_TYPES: Dict[str, Type[Event]] = {
-    cls.kind: cls for cls in (Start, Train, Val, Save, Test, Resume, Error, End, Progress)
+    cls.kind: cls for cls in (Start, Train, Val, Save, Test, Resume, Error, Health, End, Progress)
 }
 
 

@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,9 +16,7 @@ from typing import Optional
 from .checkpoints import Checkpoint, current_history, pick_checkpoint, run_events
 from .errors import BadInput, WorkFailed
 from .rundir import RunDirectory, find_runs, write_atomic
-
-STARTUP_TIMEOUT_S = 30.0
-
+from .runner_process import spawn_runner
 
 def default_run_dir(name: str, root: Path) -> Path:
     return root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -31,36 +28,6 @@ def check_run_dir_free(run: RunDirectory) -> None:
     if run.path.exists() and any(run.path.iterdir()):
         raise BadInput(f"{run.path}: already exists and is not empty "
                        "(use `tunedeck resume` to continue a run, or pick another --run-dir)")
-
-
-def _runner_env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"  # mlx-lm's plain prints are block-buffered on a pipe otherwise
-    env["HF_HUB_OFFLINE"] = "1"    # a run never waits on a network it does not have
-    env.pop("FORCE_COLOR", None)   # it would switch mlx-lm to TTY redraws in the log
-    return env
-
-
-def spawn_runner(run: RunDirectory, *runner_args: str) -> subprocess.Popen:
-    """Start the training process detached from this terminal and wait until it holds the lock."""
-    run.path.mkdir(parents=True, exist_ok=True)
-    before = run.read_status().get("started_at")
-    with open(run.train_log, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tunedeck.core.runner", str(run.path), *runner_args],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env=_runner_env(), cwd=str(run.path))
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        status = run.read_status()
-        if status.get("pid") == proc.pid and status.get("started_at") != before:
-            return proc
-        if proc.poll() is not None:
-            tail = run.train_log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise WorkFailed(f"the training process exited at once: {tail[0]}")
-        time.sleep(0.05)
-    raise WorkFailed(f"the training process did not start within {STARTUP_TIMEOUT_S:.0f} s "
-                     f"(see {run.train_log})")
 
 
 def supersede_after(run: RunDirectory, iteration: int) -> Optional[Path]:

@@ -1,0 +1,44 @@
+"""Starting the training process: detached from the terminal, in a session of its own, with
+everything it prints going to the run's train.log."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from .errors import WorkFailed
+from .rundir import RunDirectory
+
+STARTUP_TIMEOUT_S = 30.0
+
+
+def _runner_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"  # mlx-lm's plain prints are block-buffered on a pipe otherwise
+    env["HF_HUB_OFFLINE"] = "1"    # a run never waits on a network it does not have
+    env.pop("FORCE_COLOR", None)   # it would switch mlx-lm to TTY redraws in the log
+    return env
+
+
+def spawn_runner(run: RunDirectory, *runner_args: str) -> subprocess.Popen:
+    """Start the training process detached from this terminal and wait until it holds the lock."""
+    run.path.mkdir(parents=True, exist_ok=True)
+    before = run.read_status().get("started_at")
+    with open(run.train_log, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tunedeck.core.runner", str(run.path), *runner_args],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env=_runner_env(), cwd=str(run.path))
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        status = run.read_status()
+        if status.get("pid") == proc.pid and status.get("started_at") != before:
+            return proc
+        if proc.poll() is not None:
+            tail = run.train_log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise WorkFailed(f"the training process exited at once: {tail[0]}")
+        time.sleep(0.05)
+    raise WorkFailed(f"the training process did not start within {STARTUP_TIMEOUT_S:.0f} s "
+                     f"(see {run.train_log})")
