@@ -23,14 +23,18 @@ PATH is a data file, or a directory holding train.jsonl / valid.jsonl / test.jso
 mlx_lm.lora --data reads it. Every problem is printed as FILE:LINE: message on standard output,
 and checking goes on past each one. With --model, token lengths are counted with the model's
 tokenizer and chat template (exactly what mlx-lm feeds), and rows longer than
---max-seq-length are named.
+--max-seq-length are named. Columns are read under mlx-lm's feature keys: those the project's
+tunedeck.toml sets (prompt_feature, completion_feature, chat_feature, text_feature; the one in
+the current directory, else the nearest above PATH, or --config), overridden by the
+--prompt-feature ... options.
 
 exit status: 0 the data is usable by mlx_lm.lora, 2 it is not (or --strict and warnings).
 
 examples:
   tunedeck data check data/
   tunedeck data check data/train.jsonl --model demo --max-seq-length 1024
-  tunedeck data check data/ --model ~/models/Qwen2.5-0.5B-Instruct-4bit --mask-prompt"""
+  tunedeck data check data/ --model ~/models/Qwen2.5-0.5B-Instruct-4bit --mask-prompt
+  tunedeck data check qa.jsonl --prompt-feature question --completion-feature answer"""
 
 CONVERT_EPILOG = """\
 INPUT files may be JSON Lines or JSON arrays (LLaMA-Factory .json) in any of: mlx-lm chat
@@ -83,6 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "needs --model)")
     p.add_argument("--mask-prompt", action="store_true",
                    help="count tokens as mlx_lm.lora --mask-prompt trains them")
+    _feature_options(p)
     p.add_argument("--strict", action="store_true", help="exit 2 on warnings too")
     p.add_argument("--max-problems", type=int, default=MAX_SHOWN, metavar="N",
                    help=f"show at most N problem lines (default {MAX_SHOWN}); all are counted")
@@ -113,6 +118,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dedup", action="store_true", help="drop exact duplicate rows")
     p.add_argument("--skip-invalid", action="store_true",
                    help="leave invalid records out instead of stopping")
+    p.add_argument("--keep", choices=("chosen",), default=None,
+                   help="preference data (chosen/rejected) and KTO data (true/false labels) "
+                        "as supervised data: the chosen answers, the examples labelled true")
     p.add_argument("--force", action="store_true",
                    help="write into a non-empty --out (replaces its train/valid/test.jsonl)")
     p.set_defaults(handler=_convert)
@@ -128,7 +136,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mask-prompt", action="store_true",
                    help="count trained tokens as mlx_lm.lora --mask-prompt does")
     p.add_argument("--bins", type=int, default=10, help="histogram bins (default 10)")
+    _feature_options(p)
     p.set_defaults(handler=_stats)
+
+
+def _feature_options(p: argparse.ArgumentParser) -> None:
+    from ..data.formats import DEFAULT_KEYS, FEATURES
+
+    for name in FEATURES:
+        p.add_argument(f"--{name}-feature", metavar="KEY", default=None,
+                       help=f"the record key mlx-lm reads as the {name} (its {name}_feature; "
+                            f"default {getattr(DEFAULT_KEYS, name)!r}, or the project's)")
+    p.add_argument("--config", type=Path, metavar="TOML",
+                   help="the tunedeck.toml whose feature keys to use (default: the project's)")
+
+
+def _features(args) -> dict:
+    """Feature keys: the project's tunedeck.toml, then the command line's."""
+    from ..data.feature_keys import describe_features, find_project_config, project_features
+    from ..data.formats import FEATURES
+
+    config = args.config
+    if config is not None and not config.is_file():
+        raise BadInput(f"{config}: no such file")
+    config = config or find_project_config(args.paths)
+    features = {}
+    if config is not None:
+        features, problem = project_features(config)
+        if problem:
+            print(f"warning: {problem}; its feature keys are not used", file=sys.stderr)
+        elif features:
+            print(f"{config}: {describe_features(features)}", file=sys.stderr)
+    for name in FEATURES:
+        column = getattr(args, f"{name}_feature")
+        if column:
+            features[name] = column
+    return features
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -177,6 +220,7 @@ def _check(args) -> int:
         raise BadInput("--mask-prompt counts tokens: pass --model too")
     max_len = _max_seq_length(args)
     files, dir_problems = expand_paths(args.paths)
+    features = _features(args)
     tokenizer = _load_tokenizer(args.model) if args.model else None
 
     shown = 0
@@ -192,7 +236,8 @@ def _check(args) -> int:
     for p in dir_problems:
         show(p)
     for path, _split in files:
-        report = validate_file(path, progress=_progress_for(path, CHECK_PROGRESS_BYTES))
+        report = validate_file(path, progress=_progress_for(path, CHECK_PROGRESS_BYTES),
+                               features=features)
         stats = None
         if tokenizer is not None and report.mlx_ready and needs_chat_template(report.format) \
                 and not tokenizer.has_chat_template:
@@ -201,7 +246,8 @@ def _check(args) -> int:
                           "a template)")
         elif tokenizer is not None and report.mlx_ready:
             counts = count_tokens(path, tokenizer, args.mask_prompt and report.format != F.TEXT,
-                                  progress=_progress_for(path, TOKENIZE_PROGRESS_BYTES))
+                                  progress=_progress_for(path, TOKENIZE_PROGRESS_BYTES),
+                                  keys=report.keys)
             stats = token_stats(counts, max_len)
             for line, message in counts.failures:
                 report.add(line, message + " (mlx_lm.lora would stop when it reaches it)")
@@ -240,7 +286,7 @@ def _file_summary(report) -> str:
     elif report.format is None and not report.rows:
         kind = "no records"
     else:
-        kind = F.describe(report.format)
+        kind = F.describe(report.format, report.keys)
         if report.container == JSON_ARRAY:
             kind += ", JSON array"
     parts = [kind, _plural(report.rows, "row")]
@@ -283,7 +329,7 @@ def _convert(args) -> int:
                          shuffle=not args.no_shuffle, txt_mode=args.txt_mode,
                          chunk_tokens=args.chunk_tokens, overlap=args.overlap,
                          tokenizer=tokenizer, dedup=args.dedup, force=args.force,
-                         skip_invalid=args.skip_invalid,
+                         skip_invalid=args.skip_invalid, keep=args.keep,
                          progress=print_progress if big else None)
     except InvalidData as exc:
         for problem in exc.problems[:MAX_SHOWN]:
@@ -298,6 +344,8 @@ def _convert(args) -> int:
         notes.append(f"{_plural(result.duplicates, 'duplicate')} removed")
     if result.skipped:
         notes.append(f"{_plural(result.skipped, 'invalid row')} left out")
+    if result.rejected:
+        notes.append(f"{_plural(result.rejected, 'row')} labelled false left out")
     print("; ".join(notes))
     for warning in result.warnings:
         print(f"warning: {warning}")
@@ -318,17 +366,20 @@ def _stats(args) -> int:
     files, _ = expand_paths(args.paths)
     if not files:
         raise BadInput("no data files to measure")
+    features = _features(args)
     tokenizer = _load_tokenizer(args.model)
     unusable = 0
     for path, _split in files:
-        report = validate_file(path, progress=_progress_for(path, CHECK_PROGRESS_BYTES))
+        report = validate_file(path, progress=_progress_for(path, CHECK_PROGRESS_BYTES),
+                               features=features)
         if not report.mlx_ready:
             print(f"{path}: {F.describe(report.format)} is not an mlx-lm format; "
                   "run tunedeck data check for details")
             unusable += 1
             continue
         counts = count_tokens(path, tokenizer, args.mask_prompt and report.format != F.TEXT,
-                              progress=_progress_for(path, TOKENIZE_PROGRESS_BYTES))
+                              progress=_progress_for(path, TOKENIZE_PROGRESS_BYTES),
+                              keys=report.keys)
         stats = token_stats(counts, max_len, args.bins)
         _print_stats(path, counts, stats)
         unusable += bool(counts.failures)

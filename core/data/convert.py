@@ -31,6 +31,7 @@ TARGETS = (F.CHAT, F.COMPLETIONS, F.TEXT)
 TXT_MODES = ("line", "paragraph", "sentence", "chunk")
 DEFAULT_SPLIT = (80.0, 10.0, 10.0)
 MLX_DEFAULT_BATCH_SIZE = 4  # mlx_lm.lora refuses a split with fewer rows than the batch size
+KEEP_CHOICES = ("chosen",)
 
 
 class InvalidData(BadInput):
@@ -60,6 +61,7 @@ class ConvertResult:
     rows_read: int = 0
     duplicates: int = 0
     skipped: int = 0                             # invalid rows left out (--skip-invalid)
+    rejected: int = 0                            # KTO rows labelled false, left out (--keep)
     warnings: List[str] = field(default_factory=list)
 
 
@@ -106,9 +108,36 @@ def _tools(value):
     return value if isinstance(value, list) else [value]
 
 
-def to_example(rec: dict, fmt: str) -> Example:
-    """A valid record (checked with formats.check_record) in its neutral shape.
-    Raises ValueError with a user-facing message when it cannot be converted."""
+def _chosen_example(rec: dict, fmt: str) -> Optional[Example]:
+    """Preference and KTO data as supervised data: the chosen answer after its prompt; None
+    for a KTO example labelled false (an answer not to learn)."""
+    if fmt == F.KTO:
+        if rec["label"] is not True:
+            return None
+        body = {k: v for k, v in rec.items() if k != "label"}
+        return to_example(body, F.record_format(body))
+    prompt, chosen = rec.get("prompt"), rec["chosen"]
+    if type(prompt) is str and type(chosen) is str:
+        return ("completions", prompt, chosen, _tools(rec.get("tools")))
+    messages = F.preference_prompt(rec) + [{"role": "assistant",
+                                            "content": F.answer_text(chosen)}]
+    return ("chat", messages, _tools(rec.get("tools")))
+
+
+def _feedback_message(fmt: str) -> str:
+    what = "preference data (chosen/rejected)" if fmt == F.PREFERENCE else \
+        "KTO data (true/false labels)"
+    return f"{what} is not supervised data; pass --keep chosen to keep the chosen answers"
+
+
+def to_example(rec: dict, fmt: str, keep: Optional[str] = None) -> Optional[Example]:
+    """A valid record (checked with formats.check_record) in its neutral shape; None for a
+    record ``keep`` leaves out. Raises ValueError with a user-facing message when it cannot
+    be converted."""
+    if fmt in F.FEEDBACK_FORMATS:
+        if keep != "chosen":
+            raise ValueError(_feedback_message(fmt))
+        return _chosen_example(rec, fmt)
     if fmt == F.COMPLETIONS:
         return ("completions", rec["prompt"], rec["completion"], _tools(rec.get("tools")))
     if fmt == F.CHAT:
@@ -360,18 +389,23 @@ def _usable(item) -> Optional[str]:
     return None if issues and any(is_error for is_error, _ in issues) else fmt
 
 
-def first_kind(path: Path) -> Optional[str]:
+def first_kind(path: Path, keep: Optional[str] = None) -> Optional[str]:
     """The neutral shape of a file's first usable record ("chat", "completions", "text")."""
     container = sniff_container(path)
     if container == TXT:
         return "text"
     for _, item in iter_records(path, container):
         fmt = _usable(item)
+        if fmt in F.FEEDBACK_FORMATS and keep is None:
+            # Said once for the file, rather than as a problem on every line.
+            raise BadInput(f"{path}: {_feedback_message(fmt)}")
         if fmt is not None:
             try:
-                return to_example(item, fmt)[0]
+                example = to_example(item, fmt, keep)
             except (ValueError, TypeError):
                 continue
+            if example is not None:
+                return example[0]
     return None
 
 
@@ -398,6 +432,7 @@ class _Rows:
         self.bad = 0
         self.read = 0            # records and text rows seen, good or bad
         self.duplicates = 0
+        self.rejected = 0        # left out by --keep
         # Digests rather than the lines: the set stays small even for millions of rows, and
         # 128 bits make a false "duplicate" (a lost row) practically impossible.
         self._seen = set() if dedup else None
@@ -425,7 +460,7 @@ class _Rows:
 
 def _read_into(rows: _Rows, path: Path, *, txt_mode: str, tokenizer, chunk_tokens: int,
                overlap: int, progress: Optional[Progress],
-               cancel: Optional[threading.Event]) -> None:
+               cancel: Optional[threading.Event], keep: Optional[str] = None) -> None:
     container = sniff_container(path)
     if container == TXT:
         if progress:
@@ -455,9 +490,12 @@ def _read_into(rows: _Rows, path: Path, *, txt_mode: str, tokenizer, chunk_token
             rows.reject(path, line, [message for is_error, message in issues if is_error])
             continue
         try:
-            example = to_example(item, fmt)
+            example = to_example(item, fmt, keep)
         except (ValueError, TypeError) as exc:
             rows.reject(path, line, [f"cannot convert: {exc}"])
+            continue
+        if example is None:
+            rows.rejected += 1
             continue
         rows.add(path, line, example)
     if container == JSON_ARRAY and not records:
@@ -468,7 +506,7 @@ def convert(inputs: Sequence, out_dir, *, to: Optional[str] = None,
             split: Sequence[float] = DEFAULT_SPLIT, seed: int = 0, shuffle: bool = True,
             txt_mode: str = "line", chunk_tokens: int = 512, overlap: int = 0, tokenizer=None,
             dedup: bool = False, force: bool = False, skip_invalid: bool = False,
-            progress: Optional[Progress] = None,
+            keep: Optional[str] = None, progress: Optional[Progress] = None,
             cancel: Optional[threading.Event] = None) -> ConvertResult:
     """Convert INPUT files into ``out_dir``/train.jsonl, valid.jsonl, test.jsonl.
 
@@ -476,12 +514,16 @@ def convert(inputs: Sequence, out_dir, *, to: Optional[str] = None,
     not written: mlx_lm.lora stops with an IndexError on an empty valid.jsonl, while a missing
     one only means "no validation" (and a missing test.jsonl only matters for --test).
     Without ``to``, the target follows the first usable record of each input.
+    ``keep="chosen"`` turns preference data into supervised data (the chosen answers) and keeps
+    the KTO examples labelled true.
     Raises InvalidData (with every problem) when records cannot be converted and
     ``skip_invalid`` is off, and ConversionCancelled when ``cancel`` is set while reading;
     nothing is written then.
     """
     if to is not None and to not in TARGETS:
         raise BadInput(f"--to {to}: choose chat, completions or text")
+    if keep is not None and keep not in KEEP_CHOICES:
+        raise BadInput(f"--keep {keep}: choose {', '.join(KEEP_CHOICES)}")
     out_dir = Path(out_dir)
     files = expand_inputs(inputs)
     _check_output(out_dir, files, force)
@@ -490,12 +532,14 @@ def convert(inputs: Sequence, out_dir, *, to: Optional[str] = None,
             if sniff_container(path) == TXT:
                 raise BadInput(f"{path}: plain text has no prompts or answers, so it can only "
                                "become text rows (--to text)")
-    target = to or choose_target({k for k in map(first_kind, files) if k is not None})
+    target = to or choose_target({k for k in (first_kind(p, keep) for p in files)
+                                  if k is not None})
 
     rows = _Rows(target, dedup)
     for path in files:
         _read_into(rows, path, txt_mode=txt_mode, tokenizer=tokenizer,
-                   chunk_tokens=chunk_tokens, overlap=overlap, progress=progress, cancel=cancel)
+                   chunk_tokens=chunk_tokens, overlap=overlap, progress=progress, cancel=cancel,
+                   keep=keep)
     if rows.bad and not skip_invalid:
         raise InvalidData(rows.problems, rows.bad)
     if cancel is not None and cancel.is_set():
@@ -514,7 +558,8 @@ def convert(inputs: Sequence, out_dir, *, to: Optional[str] = None,
 
     result = ConvertResult(out_dir=out_dir, target=target, counts={}, files=[],
                            rows_read=rows.read,
-                           duplicates=rows.duplicates, skipped=rows.bad)
+                           duplicates=rows.duplicates, skipped=rows.bad,
+                           rejected=rows.rejected)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, part in parts.items():
         path = out_dir / f"{name}.jsonl"

@@ -6,13 +6,19 @@ then ``text``. The other formats here are the usual sources people convert from.
 
 Detection is deliberately looser than mlx-lm's (a record with only ``prompt`` still counts as
 completions) so that the problem reported is "missing completion", not "unknown record".
+mlx-lm's key names can be changed (``prompt_feature``, ``completion_feature``, ``chat_feature``,
+``text_feature``): ``FeatureKeys`` carries them, and detection and checks read the user's columns.
+Preference data (``chosen``/``rejected``, for DPO-style training) and KTO data (a true/false
+``label``) are named as such: they are not supervised data, and "missing completion" on every
+line would hide what they are.
 The checks run on every line of multi-gigabyte files, so they are written for speed: exact type
 tests, no helper calls per message, and ``None`` (no allocation) for a good record.
 """
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 COMPLETIONS = "completions"
 CHAT = "chat"
@@ -20,8 +26,12 @@ TEXT = "text"
 ALPACA = "alpaca"
 SHAREGPT = "sharegpt"
 CONVERSATIONS = "conversations"
+PREFERENCE = "preference"
+KTO = "kto"
 
 MLX_FORMATS = (COMPLETIONS, CHAT, TEXT)
+# Not supervised data: mlx_lm.lora would train on them wrongly or not at all.
+FEEDBACK_FORMATS = (PREFERENCE, KTO)
 
 _KEYS = {
     COMPLETIONS: "prompt/completion",
@@ -30,7 +40,57 @@ _KEYS = {
     ALPACA: "instruction/input/output",
     SHAREGPT: "conversations with from/value",
     CONVERSATIONS: "conversations with role/content",
+    PREFERENCE: "chosen/rejected",
+    KTO: "examples with a true/false label",
 }
+
+# The names mlx-lm's options use, and the user's: prompt_feature → "prompt", and so on.
+FEATURES = ("prompt", "completion", "chat", "text")
+
+
+@dataclass(frozen=True)
+class FeatureKeys:
+    """The record keys mlx-lm reads (its ``*_feature`` options); mlx-lm's defaults here."""
+
+    prompt: str = "prompt"
+    completion: str = "completion"
+    chat: str = "messages"
+    text: str = "text"
+
+    @classmethod
+    def of(cls, features: Optional[Mapping[str, Optional[str]]]) -> "FeatureKeys":
+        """From {"prompt": column, ...}; names left out or empty keep mlx-lm's default."""
+        if not features:
+            return DEFAULT_KEYS
+        unknown = sorted(set(features) - set(FEATURES))
+        if unknown:
+            raise ValueError(f"unknown feature {unknown[0]!r} (expected one of "
+                             f"{', '.join(FEATURES)})")
+        keys = cls(**{name: column for name, column in features.items() if column})
+        return DEFAULT_KEYS if keys == DEFAULT_KEYS else keys
+
+    @property
+    def is_default(self) -> bool:
+        return self == DEFAULT_KEYS
+
+    def as_dict(self) -> Dict[str, str]:
+        return asdict(self)
+
+    def standard(self, rec: dict, fmt: str) -> dict:
+        """The record under mlx-lm's default key names, for code that reads those."""
+        if self.is_default:
+            return rec
+        names = {COMPLETIONS: (("prompt", self.prompt), ("completion", self.completion)),
+                 CHAT: (("messages", self.chat),), TEXT: (("text", self.text),)}.get(fmt, ())
+        out = {k: v for k, v in rec.items() if k not in {std for std, _ in names}}
+        for std, column in names:
+            if column in rec:
+                out.pop(column, None)
+                out[std] = rec[column]
+        return out
+
+
+DEFAULT_KEYS = FeatureKeys()
 
 CHAT_ROLES = frozenset(("system", "user", "assistant", "tool", "developer"))
 SHAREGPT_ROLES = {
@@ -44,10 +104,14 @@ SHAREGPT_ROLES = {
 Issue = Tuple[bool, str]
 
 
-def describe(fmt: Optional[str]) -> str:
+def describe(fmt: Optional[str], keys: FeatureKeys = None) -> str:
     """``chat (messages)``: the name a user sees, with the keys that identify it."""
     if fmt is None:
         return "unknown"
+    if keys is not None and not keys.is_default:
+        shown = {COMPLETIONS: f"{keys.prompt}/{keys.completion}", CHAT: keys.chat,
+                 TEXT: keys.text}.get(fmt, _KEYS[fmt])
+        return f"{fmt} ({shown})"
     return f"{fmt} ({_KEYS[fmt]})"
 
 
@@ -58,17 +122,22 @@ def _type_name(value: Any) -> str:
             list: "array", dict: "object"}.get(type(value), type(value).__name__)
 
 
-def record_format(rec: Any) -> Optional[str]:
+def record_format(rec: Any, keys: FeatureKeys = DEFAULT_KEYS) -> Optional[str]:
     """The format a record is written in, or None when it is in none of them."""
     if type(rec) is not dict:
         return None
-    if "prompt" in rec and "completion" in rec:
+    if "chosen" in rec and "rejected" in rec:
+        return PREFERENCE
+    if type(rec.get("label")) is bool:
+        return KTO
+    prompt, completion = keys.prompt, keys.completion
+    if prompt in rec and completion in rec:
         return COMPLETIONS
-    if "messages" in rec:
+    if keys.chat in rec:
         return CHAT
-    if "prompt" in rec or "completion" in rec:
+    if prompt in rec or completion in rec:
         return COMPLETIONS
-    if "text" in rec:
+    if keys.text in rec:
         return TEXT
     if "instruction" in rec or "output" in rec:
         return ALPACA
@@ -84,14 +153,15 @@ def record_format(rec: Any) -> Optional[str]:
 def unknown_record_message(rec: Any) -> str:
     if type(rec) is not dict:
         return f"a record must be a JSON object, got {_type_name(rec)}"
-    keys = ", ".join(sorted(rec)[:8]) or "none"
-    return ("record in no known format (keys: " + keys + "); expected prompt/completion, "
-            "messages, text, instruction/output or conversations")
+    names = ", ".join(sorted(rec)[:8]) or "none"
+    return ("record in no known format (keys: " + names + "); expected prompt/completion, "
+            "messages, text, instruction/output or conversations (other key names: set "
+            "prompt_feature, completion_feature, chat_feature or text_feature)")
 
 
-def check_record(rec: dict, fmt: str) -> Optional[List[Issue]]:
+def check_record(rec: dict, fmt: str, keys: FeatureKeys = DEFAULT_KEYS) -> Optional[List[Issue]]:
     """Problems of a record in format ``fmt`` (as returned by record_format), or None."""
-    return _CHECKS[fmt](rec)
+    return _CHECKS[fmt](rec, keys)
 
 
 def _string_field(rec: dict, key: str, issues: List[Issue], required: bool = True,
@@ -111,17 +181,17 @@ def _string_field(rec: dict, key: str, issues: List[Issue], required: bool = Tru
         issues.append((empty, f'empty "{key}"'))
 
 
-def _check_completions(rec: dict) -> Optional[List[Issue]]:
-    prompt = rec.get("prompt")
-    completion = rec.get("completion")
+def _check_completions(rec: dict, keys: FeatureKeys = DEFAULT_KEYS) -> Optional[List[Issue]]:
+    prompt = rec.get(keys.prompt)
+    completion = rec.get(keys.completion)
     if type(prompt) is str and type(completion) is str and completion.strip() and prompt.strip():
         tools = rec.get("tools")
         if tools is None or type(tools) is list:
             return None
     issues: List[Issue] = []
     # An empty prompt trains fine (the completion follows an empty user turn); say so softly.
-    _string_field(rec, "prompt", issues, empty=False)
-    _string_field(rec, "completion", issues)
+    _string_field(rec, keys.prompt, issues, empty=False)
+    _string_field(rec, keys.completion, issues)
     _check_tools(rec, issues)
     return issues or None
 
@@ -186,10 +256,10 @@ def _check_messages(turns: Any, key: str, issues: List[Issue]) -> None:
         issues.append((True, "no assistant message: nothing to train on"))
 
 
-def _check_chat(rec: dict) -> Optional[List[Issue]]:
+def _check_chat(rec: dict, keys: FeatureKeys = DEFAULT_KEYS) -> Optional[List[Issue]]:
     # The common case first, with no allocation: every message a dict with a known role and
     # non-empty string content, at least one from the assistant, tools absent or a list.
-    turns = rec["messages"]
+    turns = rec[keys.chat]
     if type(turns) is list:
         has_assistant = False
         for m in turns:
@@ -208,28 +278,28 @@ def _check_chat(rec: dict) -> Optional[List[Issue]]:
             if has_assistant and (tools is None or type(tools) is list):
                 return None
     issues: List[Issue] = []
-    _check_messages(rec["messages"], "messages", issues)
+    _check_messages(turns, keys.chat, issues)
     _check_tools(rec, issues)
     return issues or None
 
 
-def _check_conversations(rec: dict) -> Optional[List[Issue]]:
+def _check_conversations(rec: dict, keys: FeatureKeys = DEFAULT_KEYS) -> Optional[List[Issue]]:
     issues: List[Issue] = []
     _check_messages(rec["conversations"], "conversations", issues)
     return issues or None
 
 
-def _check_text(rec: dict) -> Optional[List[Issue]]:
-    text = rec["text"]
+def _check_text(rec: dict, keys: FeatureKeys = DEFAULT_KEYS) -> Optional[List[Issue]]:
+    text = rec[keys.text]
     if type(text) is str and text.strip():
         return None
     issues: List[Issue] = []
     # mlx-lm fails on an empty text (it indexes the last token of an empty list), hence an error.
-    _string_field(rec, "text", issues)
+    _string_field(rec, keys.text, issues)
     return issues
 
 
-def _check_alpaca(rec: dict) -> Optional[List[Issue]]:
+def _check_alpaca(rec: dict, keys: FeatureKeys = DEFAULT_KEYS) -> Optional[List[Issue]]:
     issues: List[Issue] = []
     # An empty instruction is fine when the input carries the request; an empty input or
     # system is the norm in Alpaca data.
@@ -255,7 +325,7 @@ def _check_alpaca(rec: dict) -> Optional[List[Issue]]:
     return issues or None
 
 
-def _check_sharegpt(rec: dict) -> Optional[List[Issue]]:
+def _check_sharegpt(rec: dict, keys: FeatureKeys = DEFAULT_KEYS) -> Optional[List[Issue]]:
     issues: List[Issue] = []
     turns = rec["conversations"]
     if type(turns) is not list:
@@ -296,7 +366,62 @@ def _check_sharegpt(rec: dict) -> Optional[List[Issue]]:
     return issues or None
 
 
+def answer_text(value: Any) -> Optional[str]:
+    """The text of a preference answer: a string, one message ({role, content} or ShareGPT's
+    {from, value}), or a conversation whose last message is the answer; None when it is none
+    of these or empty."""
+    if type(value) is list and value:
+        value = value[-1]
+    if type(value) is dict:
+        value = value.get("content", value.get("value"))
+    return value if type(value) is str and value.strip() else None
+
+
+def preference_prompt(rec: dict) -> Optional[list]:
+    """The conversation before the answers: ``prompt`` (a string or messages), LLaMA-Factory's
+    ``conversations`` / ``messages``, or the turns before the last in a full ``chosen``
+    conversation (the Hugging Face convention); None when there is none."""
+    for key in ("prompt", "conversations", "messages"):
+        value = rec.get(key)
+        if type(value) is str and value.strip():
+            return [{"role": "user", "content": value}]
+        if type(value) is list and value:
+            return [_as_message(m) for m in value]
+    chosen = rec.get("chosen")
+    if type(chosen) is list and len(chosen) > 1:
+        return [_as_message(m) for m in chosen[:-1]]
+    return None
+
+
+def _as_message(m: Any) -> dict:
+    if type(m) is dict and "from" in m and "role" not in m:
+        return {"role": SHAREGPT_ROLES.get(m["from"], m["from"]), "content": m.get("value")}
+    return m
+
+
+def _check_preference(rec: dict, keys: FeatureKeys = DEFAULT_KEYS) -> Optional[List[Issue]]:
+    issues: List[Issue] = []
+    for key in ("chosen", "rejected"):
+        if answer_text(rec[key]) is None:
+            issues.append((True, f'"{key}" holds no answer text (expected a string, a message '
+                                 "or a conversation ending in one)"))
+    if preference_prompt(rec) is None:
+        issues.append((True, 'no prompt ("prompt", "conversations" or "messages")'))
+    return issues or None
+
+
+def _check_kto(rec: dict, keys: FeatureKeys = DEFAULT_KEYS) -> Optional[List[Issue]]:
+    body = {k: v for k, v in rec.items() if k != "label"}
+    fmt = record_format(body, keys)
+    if fmt is None or fmt in FEEDBACK_FORMATS:
+        return [(True, "a KTO label with no example to label (expected messages, "
+                       "conversations or prompt/completion beside it)")]
+    return _CHECKS[fmt](body, keys)
+
+
 _CHECKS = {
+    PREFERENCE: _check_preference,
+    KTO: _check_kto,
     COMPLETIONS: _check_completions,
     CHAT: _check_chat,
     TEXT: _check_text,

@@ -1,21 +1,24 @@
 """Worker process of validate.py: checks byte ranges of one JSONL file.
 
 Usage (by validate.py only): python -m tunedeck.core.data.scan_worker PATH FORMAT REF_LINE KEEP
-START:END... Prints one JSON result per range, in order, as soon as each range is done.
+FEATURES START:END... (FEATURES: the feature keys as a JSON object). Prints one JSON result per range, in order, as soon as each range is done.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 
+from .formats import FeatureKeys
 from .validate import _scan_range, chunk_to_json
 
 
 def main(argv: list) -> int:
-    path, ref_format, ref_line, keep, *ranges = argv
+    path, ref_format, ref_line, keep, features, *ranges = argv
+    keys = FeatureKeys.of(json.loads(features))
     for rng in ranges:
         start, end = (int(x) for x in rng.split(":"))
-        chunk = _scan_range(path, start, end, ref_format, int(ref_line), -1, int(keep))
+        chunk = _scan_range(path, start, end, ref_format, int(ref_line), -1, int(keep), keys)
         sys.stdout.write(chunk_to_json(chunk) + "\n")
         sys.stdout.flush()
     return 0

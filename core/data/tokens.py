@@ -76,10 +76,13 @@ def needs_chat_template(fmt: Optional[str]) -> bool:
     return fmt in (F.CHAT, F.COMPLETIONS)
 
 
-def _dataset_for(row: dict, tokenizer, mask_prompt: bool):
+def _dataset_for(row: dict, tokenizer, mask_prompt: bool, keys: F.FeatureKeys):
     from mlx_lm.tuner.datasets import create_dataset
 
-    config = SimpleNamespace(mask_prompt=mask_prompt)
+    # The feature keys go to mlx-lm as its own options, so its datasets read the user's columns.
+    config = SimpleNamespace(mask_prompt=mask_prompt, prompt_feature=keys.prompt,
+                             completion_feature=keys.completion, chat_feature=keys.chat,
+                             text_feature=keys.text)
     try:
         return create_dataset([row], tokenizer, config)
     except ValueError as exc:
@@ -87,13 +90,14 @@ def _dataset_for(row: dict, tokenizer, mask_prompt: bool):
         raise BadInput(str(exc).splitlines()[0]) from None
 
 
-def encode_row(row: dict, tokenizer, mask_prompt: bool = False) -> Tuple[List[int], int]:
+def encode_row(row: dict, tokenizer, mask_prompt: bool = False,
+               keys: F.FeatureKeys = F.DEFAULT_KEYS) -> Tuple[List[int], int]:
     """(token ids, prompt offset) exactly as mlx-lm's dataset ``process`` returns them.
 
     Raises BadInput when mlx-lm would fail on the row, which it only does mid-training, when
     the row's batch is drawn (a chat template that rejects a role, a message without content).
     """
-    dataset = _dataset_for(row, tokenizer, mask_prompt)
+    dataset = _dataset_for(row, tokenizer, mask_prompt, keys)
     try:
         tokens, offset = dataset.process(row)
     except Exception as exc:  # templates fail with jinja, Type, Key and Value errors alike
@@ -133,14 +137,16 @@ def _token_strings(ids: Sequence[int], tokenizer) -> List[str]:
 
 
 def render_row(row: dict, tokenizer, mask_prompt: bool = False,
-               max_seq_length: Optional[int] = None) -> RenderedRow:
+               max_seq_length: Optional[int] = None,
+               keys: F.FeatureKeys = F.DEFAULT_KEYS) -> RenderedRow:
     """A record as mlx-lm will feed it: rendered text, tokens and the loss mask.
 
     Raises BadInput for a record mlx-lm cannot use (and for mask_prompt on text data, which
     mlx-lm refuses).
     """
-    ids, offset = encode_row(row, tokenizer, mask_prompt)
-    fmt = F.record_format(row)
+    ids, offset = encode_row(row, tokenizer, mask_prompt, keys)
+    fmt = F.record_format(row, keys)
+    row = keys.standard(row, fmt)
     if fmt == F.TEXT:
         text = row["text"]
     else:
@@ -175,7 +181,8 @@ class TokenCounts:
 
 def count_tokens(path, tokenizer, mask_prompt: bool = False,
                  progress: Optional[Progress] = None,
-                 cancel: Optional[threading.Event] = None) -> TokenCounts:
+                 cancel: Optional[threading.Event] = None,
+                 keys: F.FeatureKeys = F.DEFAULT_KEYS) -> TokenCounts:
     """Token length of every row mlx-lm can use in a JSONL file. Rows it cannot use (bad
     JSON, another format than the first record's, errors) are only counted in ``skipped``:
     validation says why. Rows the tokenizer or chat template fails on are in ``failures``."""
@@ -187,16 +194,16 @@ def count_tokens(path, tokenizer, mask_prompt: bool = False,
         if cancel is not None and cancel.is_set():
             counts.complete = False
             break
-        fmt = None if isinstance(item, SourceProblem) else F.record_format(item)
+        fmt = None if isinstance(item, SourceProblem) else F.record_format(item, keys)
         ref = ref or fmt
-        issues = F.check_record(item, fmt) if fmt is not None else None
+        issues = F.check_record(item, fmt, keys) if fmt is not None else None
         if fmt is None or fmt != ref or fmt not in F.MLX_FORMATS or (
                 issues and any(is_error for is_error, _ in issues)):
             counts.skipped += 1
             continue
         # mlx-lm refuses mask_prompt for text data; text rows train on every token anyway.
         try:
-            ids, offset = encode_row(item, tokenizer, mask_prompt and fmt != F.TEXT)
+            ids, offset = encode_row(item, tokenizer, mask_prompt and fmt != F.TEXT, keys)
         except BadInput as exc:
             counts.failures.append((line, str(exc)))
             continue

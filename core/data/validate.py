@@ -64,6 +64,7 @@ class FileReport:
     problems: List[Problem] = field(default_factory=list)  # the first MAX_KEPT_PROBLEMS
     format_counts: Dict[str, int] = field(default_factory=dict)
     complete: bool = True           # False when validation was cancelled
+    keys: F.FeatureKeys = F.DEFAULT_KEYS   # the column names mlx-lm is told to read
 
     @property
     def ok(self) -> bool:
@@ -107,16 +108,18 @@ class _Chunk:
             self.issues.append((line, error, message))
 
 
-def _mixed_message(fmt: str, ref: str, ref_line: Optional[int] = None) -> str:
+def _mixed_message(fmt: str, ref: str, ref_line: Optional[int] = None,
+                   keys: F.FeatureKeys = F.DEFAULT_KEYS) -> str:
     where = f"line {ref_line}" if ref_line else "the first record"
-    return (f"{F.describe(fmt)} record in a file of {F.describe(ref)} records "
+    return (f"{F.describe(fmt, keys)} record in a file of {F.describe(ref, keys)} records "
             f"(format taken from {where}, as mlx-lm does)")
 
 
-def _record(obj, line: int, c: _Chunk, keep: int, ref_line_base: int) -> None:
+def _record(obj, line: int, c: _Chunk, keep: int, ref_line_base: int,
+            keys: F.FeatureKeys) -> None:
     """Check one parsed record; the slow path's counterpart of the loop in _scan_text."""
     c.rows += 1
-    fmt = F.record_format(obj)
+    fmt = F.record_format(obj, keys)
     if fmt is None:
         c.issue(line, True, F.unknown_record_message(obj), keep)
         return
@@ -125,9 +128,9 @@ def _record(obj, line: int, c: _Chunk, keep: int, ref_line_base: int) -> None:
         c.ref_format, c.ref_line = fmt, line + ref_line_base
     bad = False
     if fmt != c.ref_format:
-        c.issue(line, True, _mixed_message(fmt, c.ref_format, c.ref_line), keep)
+        c.issue(line, True, _mixed_message(fmt, c.ref_format, c.ref_line, keys), keep)
         bad = True
-    issues = F.check_record(obj, fmt)
+    issues = F.check_record(obj, fmt, keys)
     if issues:
         for is_error, message in issues:
             c.issue(line, is_error, message, keep)
@@ -136,7 +139,8 @@ def _record(obj, line: int, c: _Chunk, keep: int, ref_line_base: int) -> None:
         c.valid += 1
 
 
-def _slow_line(text: str, line: int, c: _Chunk, keep: int, base: int) -> None:
+def _slow_line(text: str, line: int, c: _Chunk, keep: int, base: int,
+               keys: F.FeatureKeys) -> None:
     if not text.strip():
         c.issue(line, True, BLANK_LINE, keep)
         return
@@ -150,13 +154,14 @@ def _slow_line(text: str, line: int, c: _Chunk, keep: int, base: int) -> None:
         c.rows += 1
         c.issue(line, True, "invalid JSON: nested too deeply", keep)
         return
-    _record(obj, line, c, keep, base)
+    _record(obj, line, c, keep, base, keys)
 
 
 _raw_decode = json.JSONDecoder().raw_decode
 
 
-def _scan_text(s: str, c: _Chunk, keep: int, base: int, first_line: int = 1) -> int:
+def _scan_text(s: str, c: _Chunk, keep: int, base: int, keys: F.FeatureKeys,
+               first_line: int = 1) -> int:
     """Check every line of ``s``; returns the number of the line after the last one.
 
     The fast path parses in place with raw_decode (no per-line slicing), which is what makes
@@ -174,26 +179,26 @@ def _scan_text(s: str, c: _Chunk, keep: int, base: int, first_line: int = 1) -> 
         try:
             obj, end = _raw_decode(s, pos)
         except (ValueError, RecursionError):
-            _slow_line(s[pos:nl], line, c, keep, base)
+            _slow_line(s[pos:nl], line, c, keep, base, keys)
         else:
             if end > nl or (end < nl and not s[end:nl].isspace()):
                 # The value runs over the line end (a truncated line followed by a
                 # continuation) or the line holds more than one value.
-                _slow_line(s[pos:nl], line, c, keep, base)
+                _slow_line(s[pos:nl], line, c, keep, base, keys)
             else:
-                fmt = record_format(obj)
-                if fmt is not None and fmt == c.ref_format and checks[fmt](obj) is None:
+                fmt = record_format(obj, keys)
+                if fmt is not None and fmt == c.ref_format and checks[fmt](obj, keys) is None:
                     c.rows += 1
                     c.valid += 1
                     counts[fmt] += 1
                 else:
-                    _record(obj, line, c, keep, base)
+                    _record(obj, line, c, keep, base, keys)
         pos = nl + 1
         line += 1
     return line
 
 
-def _scan_bytes(buf: bytes, c: _Chunk, keep: int, base: int) -> int:
+def _scan_bytes(buf: bytes, c: _Chunk, keep: int, base: int, keys: F.FeatureKeys) -> int:
     """The chunk has undecodable bytes: go line by line to name each bad line."""
     lines = buf.split(b"\n")
     if lines and lines[-1] == b"":
@@ -206,13 +211,13 @@ def _scan_bytes(buf: bytes, c: _Chunk, keep: int, base: int) -> int:
             c.rows += 1
             c.issue(line, True, utf8_error_message(exc, raw), keep)
         else:
-            _slow_line(text, line, c, keep, base)
+            _slow_line(text, line, c, keep, base, keys)
         line += 1
     return line
 
 
 def _scan_range(path: str, start: int, end: int, ref_format: Optional[str], ref_line: int,
-                base_line: int, keep: int) -> _Chunk:
+                base_line: int, keep: int, keys: F.FeatureKeys = F.DEFAULT_KEYS) -> _Chunk:
     """Check bytes [start, end) of a JSONL file; ``end`` falls just after a newline or at EOF.
 
     ``base_line`` is the number of lines before ``start`` when known (-1 otherwise); it only
@@ -231,9 +236,9 @@ def _scan_range(path: str, start: int, end: int, ref_format: Optional[str], ref_
     try:
         text = buf.decode("utf-8")
     except UnicodeDecodeError:
-        next_line = _scan_bytes(buf, c, keep, base)
+        next_line = _scan_bytes(buf, c, keep, base, keys)
     else:
-        next_line = _scan_text(text, c, keep, base)
+        next_line = _scan_text(text, c, keep, base, keys)
     c.lines = next_line - 1
     return c
 
@@ -252,9 +257,11 @@ class RowCheck:
         return not any(is_error for is_error, _ in self.issues)
 
 
-def check_row(raw: bytes, file_format: Optional[str] = None) -> RowCheck:
+def check_row(raw: bytes, file_format: Optional[str] = None,
+              keys: F.FeatureKeys = F.DEFAULT_KEYS) -> RowCheck:
     """One line, as LineIndex.read_line returns it, checked with the same rules and messages
-    as ``data check``. ``file_format`` is the format of the file's first record, if known."""
+    as ``data check``. ``file_format`` is the format of the file's first record, if known;
+    ``keys`` the project's feature keys."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -267,13 +274,13 @@ def check_row(raw: bytes, file_format: Optional[str] = None) -> RowCheck:
         return RowCheck(None, None, ((True, json_error_message(exc, text)),))
     except RecursionError:
         return RowCheck(None, None, ((True, "invalid JSON: nested too deeply"),))
-    fmt = F.record_format(rec)
+    fmt = F.record_format(rec, keys)
     if fmt is None:
         return RowCheck(rec, None, ((True, F.unknown_record_message(rec)),))
     issues = []
     if file_format is not None and fmt != file_format:
-        issues.append((True, _mixed_message(fmt, file_format)))
-    issues += F.check_record(rec, fmt) or []
+        issues.append((True, _mixed_message(fmt, file_format, keys=keys)))
+    issues += F.check_record(rec, fmt, keys) or []
     return RowCheck(rec, fmt, tuple(issues))
 
 
@@ -307,6 +314,7 @@ def _merge(report: FileReport, c: _Chunk, base_line: int) -> None:
 
 def _validate_jsonl(report: FileReport, progress: Optional[Progress],
                     cancel: Optional[threading.Event], workers: int) -> None:
+    keys = report.keys
     path, size = report.path, report.size
     ranges = _plan_chunks(path, size)
     label = f"checking {path.name}"
@@ -320,7 +328,7 @@ def _validate_jsonl(report: FileReport, progress: Optional[Progress],
             report.complete = False
             return
         start, end = pending.pop(0)
-        c = _scan_range(str(path), start, end, None, 0, base, MAX_KEPT_PROBLEMS)
+        c = _scan_range(str(path), start, end, None, 0, base, MAX_KEPT_PROBLEMS, keys)
         _merge(report, c, base)
         ref, ref_line = c.ref_format, c.ref_line
         base += c.lines
@@ -338,7 +346,7 @@ def _validate_jsonl(report: FileReport, progress: Optional[Progress],
         if cancel is not None and cancel.is_set():
             report.complete = False
             return
-        c = _scan_range(str(path), start, end, ref, ref_line, -1, MAX_KEPT_PROBLEMS)
+        c = _scan_range(str(path), start, end, ref, ref_line, -1, MAX_KEPT_PROBLEMS, keys)
         _merge(report, c, base)
         base += c.lines
         done += end - start
@@ -385,7 +393,8 @@ def _run_workers(report, pending, ref, ref_line, base, done, progress, cancel, w
     procs, queues = [], []
     for k, g in enumerate(groups):
         args = [sys.executable, "-m", "tunedeck.core.data.scan_worker", str(path), ref,
-                str(ref_line), str(MAX_KEPT_PROBLEMS)] + [f"{s}:{e}" for s, e in g]
+                str(ref_line), str(MAX_KEPT_PROBLEMS), json.dumps(report.keys.as_dict())
+                ] + [f"{s}:{e}" for s, e in g]
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, text=True)
         q: "queue.Queue[Optional[str]]" = queue.Queue()
@@ -414,7 +423,8 @@ def _run_workers(report, pending, ref, ref_line, base, done, progress, cancel, w
                 if text is None:
                     # The worker died (killed, out of memory): check its share here.
                     for s2, e2 in g[i:]:
-                        c = _scan_range(str(path), s2, e2, ref, ref_line, -1, MAX_KEPT_PROBLEMS)
+                        c = _scan_range(str(path), s2, e2, ref, ref_line, -1,
+                                        MAX_KEPT_PROBLEMS, report.keys)
                         _merge(report, c, base)
                         base += c.lines
                         checked[k] += e2 - s2
@@ -465,7 +475,7 @@ def _validate_json_array(report: FileReport, progress: Optional[Progress]) -> No
             if item.message.startswith("invalid JSON"):
                 c.rows += 1
             continue
-        _record(item, line, c, MAX_KEPT_PROBLEMS, 0)
+        _record(item, line, c, MAX_KEPT_PROBLEMS, 0, report.keys)
     c.issues.sort(key=lambda issue: issue[0])
     _merge(report, c, 0)
     report.format = c.ref_format
@@ -479,18 +489,25 @@ def _validate_txt(report: FileReport) -> None:
 
 def validate_file(path, *, progress: Optional[Progress] = None,
                   cancel: Optional[threading.Event] = None,
-                  workers: Optional[int] = None) -> FileReport:
+                  workers: Optional[int] = None,
+                  features: Optional[Dict[str, str]] = None) -> FileReport:
     """Validate one data file. Never raises for bad content: every problem is in the report.
 
     ``workers`` caps the processes used for big JSONL files (default: one per core).
     ``cancel``, when set, stops at the next chunk and returns a report with complete=False.
+    ``features`` maps "prompt", "completion", "chat", "text" to the column mlx-lm is told to
+    read (its ``*_feature`` options); unnamed ones keep mlx-lm's defaults.
     """
     path = Path(path)
+    try:
+        keys = F.FeatureKeys.of(features)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
     if not path.is_file():
         raise BadInput(f"{path}: no such file")
     size = path.stat().st_size
     container = sniff_container(path) if size else JSONL
-    report = FileReport(path=path, container=container, size=size)
+    report = FileReport(path=path, container=container, size=size, keys=keys)
     if size == 0 or not _has_content(path):
         report.add(1, "empty file: no records (mlx_lm.lora fails on an empty split file; "
                       "add records or delete the file)")
@@ -531,12 +548,22 @@ def _add_format_verdict(report: FileReport) -> None:
     elif report.format is None:
         if report.rows:
             report.add(first, "no record in a known format", always_keep=True)
+    elif report.format == F.PREFERENCE:
+        report.add(1, "preference data (prompt with chosen/rejected answers) is for DPO-style "
+                      "training, which mlx_lm.lora does not do; to fine-tune on the chosen "
+                      f"answers: tunedeck data convert {name} --out DIR --keep chosen",
+                   always_keep=True)
+    elif report.format == F.KTO:
+        report.add(1, "KTO data (examples labelled true/false): mlx_lm.lora would train on the "
+                      "false (undesirable) ones too; to fine-tune on the true ones: tunedeck "
+                      f"data convert {name} --out DIR --keep chosen", always_keep=True)
     elif report.container == JSON_ARRAY:
-        report.add(1, f"a JSON array of {F.describe(report.format)} records; mlx-lm reads JSON "
+        report.add(1, f"a JSON array of {F.describe(report.format, report.keys)} records; "
+                      "mlx-lm reads JSON "
                       "Lines (one record per line) from train/valid/test.jsonl; " + fix,
                    always_keep=True)
     elif report.format not in F.MLX_FORMATS:
-        report.add(1, f"{F.describe(report.format)} is not a format mlx-lm reads; " + fix,
+        report.add(1, f"{F.describe(report.format, report.keys)} is not a format mlx-lm reads; " + fix,
                    always_keep=True)
 
 
