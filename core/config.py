@@ -12,7 +12,7 @@ A ``TrainConfig`` travels between four forms, all lossless for mlx-lm's options:
 Every problem message starts with the field it is about and says what is allowed, so a form can
 show it next to the field and a command can print it as ``FILE:LINE: message``.
 
-This module must import fast (it is on the path of ``tunedeck --help``): yaml, tomllib, tomli_w,
+This module must import fast (it is on the path of ``tunedeck --help``): yaml, tomllib, tomli_w, tomlkit,
 difflib and shlex are imported where they are used, mlx and mlx-lm never. The static tables of
 schedules and optimizer options below are checked against the installed mlx by the tests.
 """
@@ -257,8 +257,62 @@ class TrainConfig:
                 doc[f.name] = value
         return _TOML_HEADER + tomli_w.dumps(doc)
 
-    def write_toml(self, path: os.PathLike | str) -> None:
-        _write_atomic(Path(path), self.to_toml())
+    def edit_toml(self, text: str, source: Optional[str] = None) -> str:
+        """``text`` (an existing tunedeck TOML) with this config's values, edited in place.
+
+        Comments, key order, formatting and every value this config does not change stay as
+        they are: a key is rewritten only when its value differs, removed only when this config
+        unsets it, and added (at the end of its table) only as ``to_toml`` would write it.
+        A text that does not parse raises BadInput: it is never replaced by defaults.
+        """
+        import tomlkit
+        from tomlkit.exceptions import ParseError
+
+        cfg = self._normalized()
+        try:
+            doc = tomlkit.parse(text)
+        except ParseError as e:
+            raise BadInput(f"{_prefix(source, e.line)}invalid TOML, so it is not replaced: "
+                           f"fix it or save under another name") from None
+        try:
+            old: Optional[TrainConfig] = _load(doc.unwrap(), None, None)
+        except BadInput:
+            old = None  # valid TOML with a bad value: every key the config sets is rewritten
+        _edit_tables(doc, cfg, old)
+        edited = tomlkit.dumps(doc)
+        if TrainConfig.from_toml_text(edited) != cfg:
+            raise BadInput(f"{_prefix(source, None)}could not be edited in place to hold these "
+                           "values; nothing was saved (save under another name)")
+        return edited
+
+    def write_toml(self, path: os.PathLike | str, loaded_text: Optional[str] = None,
+                   overwrite: bool = False) -> str:
+        """Save as tunedeck's TOML, atomically; returns the text written.
+
+        A new file gets ``to_toml()``. An existing file is edited in place (``edit_toml``), and
+        only if its text is still ``loaded_text``, what the caller read from it and shows:
+        otherwise ``FileChanged`` is raised (changed on disk since, or never loaded), unless
+        ``overwrite`` says the user agreed to save over it.
+        """
+        from .rundir import write_atomic
+
+        path = Path(path)
+        try:
+            current: Optional[str] = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            current = None
+        except (OSError, UnicodeDecodeError) as e:
+            raise BadInput(f"{path}: cannot read it to edit it in place: {e}") from None
+        if current is None:
+            text = self.to_toml()
+        else:
+            if current != loaded_text and not overwrite:
+                raise FileChanged(path, never_loaded=loaded_text is None)
+            text = self.edit_toml(current, str(path))
+            if text == current:
+                return text  # nothing to change: the file (and its times) stay untouched
+        write_atomic(path, text)
+        return text
 
     def to_mlx_args(self) -> dict[str, Any]:
         """The argument dict ``mlx_lm.lora.main()`` builds for this config, defaults merged.
@@ -305,18 +359,23 @@ class TrainConfig:
         )
 
     def write_mlx_yaml(self, path: os.PathLike | str) -> None:
-        _write_atomic(Path(path), self.to_mlx_yaml())
+        from .rundir import write_atomic
 
-    def to_command(self, config_file: os.PathLike | str = "config.yaml") -> "MlxCommand":
+        write_atomic(Path(path), self.to_mlx_yaml())
+
+    def to_command(self, config_file: os.PathLike | str = "config.yaml",
+                   total_iters: Optional[int] = None) -> "MlxCommand":
         """The equivalent ``mlx_lm.lora`` command line.
 
         Options with a flag are passed as flags (model, data and iters always, the rest when
         they differ from the default). LoRA parameters, the LR schedule, optimizer options,
         feature keys and hf_dataset have no flag: when any is set the command reads
-        ``-c config_file``, which must hold ``to_mlx_yaml()``.
+        ``-c config_file``, which must hold ``to_mlx_yaml()``. ``total_iters``, when the caller
+        knows it, spares counting train.jsonl for ``epochs`` (a form must not read a big file
+        per keystroke).
         """
         cfg = self._normalized()
-        iters = cfg.total_iters()
+        iters = total_iters if total_iters is not None else cfg.total_iters()
         needs_yaml = (
             cfg.lora_parameters != LoraParameters() or cfg.lr_schedule is not None
             or bool(cfg.optimizer_config)
@@ -387,16 +446,17 @@ class TrainConfig:
             raise BadInput(f"{path}: {e.strerror}") from None
 
     def resolve_paths(self, base: os.PathLike | str) -> "TrainConfig":
-        """Make relative local paths absolute against ``base``, in place; returns the config.
+        """A copy with relative local paths made absolute against ``base``; this config is
+        left as it is (it may be what a form shows and saves).
 
-        ``adapter_path`` and ``resume_adapter_file`` are always paths. ``model`` and ``data`` may
-        be Hugging Face ids, so they are resolved only when they look local: absolute, starting
-        with ``~`` or ``.``, or naming something that exists under ``base``.
+        ``adapter_path`` and ``resume_adapter_file`` are always paths. ``model``, ``data`` and
+        each ``hf_dataset`` path may be Hugging Face ids, so they are resolved only when they
+        look local: absolute, starting with ``~`` or ``.``, or naming something under ``base``.
         """
         base = Path(base).expanduser().absolute()
 
         def resolve(value: Optional[str], always: bool) -> Optional[str]:
-            if not value:
+            if not value or not isinstance(value, str):
                 return value
             path = Path(value).expanduser()
             if path.is_absolute():
@@ -405,11 +465,15 @@ class TrainConfig:
                 return os.path.normpath(base / path)
             return value
 
-        self.model = resolve(self.model, False)
-        self.data = resolve(self.data, False)
-        self.adapter_path = resolve(self.adapter_path, True)
-        self.resume_adapter_file = resolve(self.resume_adapter_file, True)
-        return self
+        hf_dataset = self.hf_dataset
+        if hf_dataset is not None and isinstance(hf_dataset, list):
+            hf_dataset = [dict(entry, path=resolve(entry["path"], False))
+                          if isinstance(entry, Mapping) and "path" in entry else entry
+                          for entry in hf_dataset]
+        return dataclasses.replace(
+            self, model=resolve(self.model, False), data=resolve(self.data, False),
+            hf_dataset=hf_dataset, adapter_path=resolve(self.adapter_path, True),
+            resume_adapter_file=resolve(self.resume_adapter_file, True))
 
     @property
     def run_name(self) -> str:
@@ -457,6 +521,16 @@ class MlxCommand(NamedTuple):
     argv: list[str]
     text: str  # argv, shell-quoted
     config_file: Optional[str]  # the YAML the command reads (write to_mlx_yaml() there), or None
+
+
+class FileChanged(BadInput):
+    """Saving would overwrite a file the caller has not seen in its current state."""
+
+    def __init__(self, path: Path, never_loaded: bool):
+        self.path = path
+        self.never_loaded = never_loaded
+        why = "exists and was not the one loaded" if never_loaded else "changed on disk since it was loaded"
+        super().__init__(f"{path}: {why}; not overwritten without asking")
 
 
 class ConfigError(BadInput):
@@ -544,11 +618,13 @@ _M, _L, _S, _E, _A = GROUPS
 
 FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("model", _M, "path", "Qwen/Qwen3-0.6b",
-              "The base model: a local MLX model directory or a Hugging Face repo id.",
+              "The base model: demo, a local MLX model directory, or the id of a Hugging Face "
+              "model already in the local Hugging Face cache (tunedeck never downloads one).",
               check=_not_empty),
     FieldSpec("data", _M, "path", "mlx-community/WikiSQL",
-              "A directory with train.jsonl, valid.jsonl and test.jsonl, or a Hugging Face "
-              "dataset id.", check=_not_empty),
+              "A directory with train.jsonl, valid.jsonl and test.jsonl, or the id of a "
+              "Hugging Face dataset with those files already in the local Hugging Face cache.",
+              check=_not_empty),
     FieldSpec("name", _M, "text", None,
               "The run's name, used for its directory. Empty: made from the model and data names.",
               optional=True, mlx=False, check=_run_name),
@@ -565,8 +641,10 @@ FIELDS: tuple[FieldSpec, ...] = (
               "The record key holding plain text. Empty: text.",
               optional=True, check=_not_empty),
     FieldSpec("hf_dataset", _M, "tables", None,
-              "Hugging Face datasets to train on instead of data: a list of tables, each with a "
-              "path and optionally train_split, valid_split, test_split, config and feature keys.",
+              "Datasets to train on instead of data, read with the datasets package: a list of "
+              "tables, each with a path (a local dataset directory, or a Hugging Face id in the "
+              "local cache) and optionally train_split, valid_split, test_split, config and "
+              "feature keys.",
               optional=True),
     FieldSpec("max_seq_length", _M, "int", 2048,
               "The longest example in tokens; longer ones are truncated (with a warning).",
@@ -656,7 +734,8 @@ FIELDS: tuple[FieldSpec, ...] = (
               check=_seed),
     FieldSpec("clear_cache_threshold", _A, "size", 0,
               "Clear MLX's memory cache between steps when it grows beyond this many bytes "
-              "(e.g. 2GB). 0: never. mlx-lm 0.32 accepts it but does not act on it yet.",
+              "(e.g. 2GB). 0: never. tunedeck passes it to mlx-lm's trainer (a plain "
+              "mlx_lm.lora 0.32 command accepts it but ignores it).",
               check=_not_negative),
     FieldSpec("report_to", _A, "text", None,
               "Also log to wandb, swanlab or both (comma-separated); the package must be "
@@ -1022,16 +1101,6 @@ def _read_text(path: os.PathLike | str) -> str:
         raise BadInput(f"{path}: {e.strerror}") from None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary name and rename, so a crash never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 # ----------------------------------------------------------------------------- TOML
 
 _TOML_HEADER = (
@@ -1061,6 +1130,56 @@ def _parse_toml(text: str, source: Optional[str]) -> dict:
         if m:
             message = message[:m.start()] + message[m.end():]
         raise BadInput(f"{_prefix(source, line)}invalid TOML: {message}") from None
+
+
+_MISSING = object()
+
+
+def _edit_tables(doc, cfg: TrainConfig, old: Optional[TrainConfig]) -> None:
+    """Bring a tomlkit document to ``cfg``'s values, key by key (see ``edit_toml``).
+
+    ``old`` is the config the document held (None if it did not load): a key whose value is
+    already right is left alone, so its spelling (6e-4, "2GB") and comments survive."""
+    defaults = TrainConfig()
+    for f in dataclasses.fields(cfg):
+        name, value = f.name, getattr(cfg, f.name)
+        was = getattr(old, name) if old is not None else _MISSING
+        if name in ("lora_parameters", "lr_schedule"):
+            if value is None:  # lr_schedule unset
+                doc.pop(name, None)
+                continue
+            table_defaults = dataclasses.asdict(defaults.lora_parameters if name == "lora_parameters"
+                                                else LrSchedule())
+            wanted = {k: v for k, v in dataclasses.asdict(value).items()
+                      if v is not None and (name == "lr_schedule" and k in ("name", "arguments")
+                                            or v != table_defaults[k])}
+            if name not in doc:
+                if wanted:
+                    doc[name] = wanted
+                continue
+            was_table = dataclasses.asdict(was) if was not in (None, _MISSING) else {}
+            _edit_keys(doc[name], dataclasses.asdict(value), was_table if old is not None else None,
+                       wanted)
+            continue
+        written = name in ("model", "data", "iters", "epochs") or value != getattr(defaults, name)
+        _edit_key(doc, name, value, was, value is not None and written)
+
+
+def _edit_keys(table, values: dict, was: Optional[dict], wanted: dict) -> None:
+    for key, value in values.items():
+        previous = was.get(key, _MISSING) if was is not None else _MISSING
+        _edit_key(table, key, value, previous, key in wanted)
+
+
+def _edit_key(table, key: str, value: Any, was: Any, add: bool) -> None:
+    """One key: left alone when it already holds ``value``, else set, removed or added."""
+    if key in table:
+        if value is None or (isinstance(value, (dict, list)) and not value and not add):
+            del table[key]
+        elif was is _MISSING or was != value:
+            table[key] = value
+    elif add:
+        table[key] = value
 
 
 _TOML_KEY_PART = r'(?:[A-Za-z0-9_-]+|"[^"]*"|\'[^\']*\')'

@@ -158,8 +158,11 @@ def test_toml_schema_tables(tmp_path):
     assert cfg.lr_schedule == LrSchedule("linear_schedule", [1e-4, 1e-6, 100], warmup=10)
     assert cfg.optimizer_config == {"adamw": {"weight_decay": 0.0}}
     assert cfg.hf_dataset == [{"path": "user/one"}, {"path": "user/two", "test_split": "test"}]
-    cfg.write_toml(path)
-    assert TrainConfig.from_toml(path) == cfg
+    loaded = path.read_text()
+    assert cfg.write_toml(path, loaded_text=loaded) == loaded  # unchanged values: the same text
+    changed = dataclasses.replace(cfg, hf_dataset=None, lr_schedule=None)
+    changed.write_toml(path, loaded_text=loaded)
+    assert TrainConfig.from_toml(path) == changed
     assert [p.name for p in tmp_path.iterdir()] == ["run.toml"]  # no temporary file left
 
 
@@ -587,11 +590,18 @@ def test_resolve_paths(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     cfg = TrainConfig(model="models/qwen", data="./data", adapter_path="adapters",
                       resume_adapter_file="../old/adapters.safetensors")
-    assert cfg.resolve_paths(project) is cfg  # in place
-    assert cfg.model == str(project / "models" / "qwen")
-    assert cfg.data == str(project / "data")
-    assert cfg.adapter_path == str(project / "adapters")
-    assert cfg.resume_adapter_file == str(tmp_path / "old" / "adapters.safetensors")
+    before = dataclasses.replace(cfg)
+    resolved = cfg.resolve_paths(project)
+    assert cfg == before  # the config a form shows and saves keeps its paths as typed
+    assert resolved.model == str(project / "models" / "qwen")
+    assert resolved.data == str(project / "data")
+    assert resolved.adapter_path == str(project / "adapters")
+    assert resolved.resume_adapter_file == str(tmp_path / "old" / "adapters.safetensors")
+    (project / "local-ds").mkdir()
+    datasets = TrainConfig(hf_dataset=[{"path": "local-ds"}, {"path": "user/ds"}])
+    assert datasets.resolve_paths(project).hf_dataset == [{"path": str(project / "local-ds")},
+                                                          {"path": "user/ds"}]
+    assert datasets.hf_dataset == [{"path": "local-ds"}, {"path": "user/ds"}]
     hub = TrainConfig(model="mlx-community/Qwen3-0.6B-4bit", data="~/datasets/x",
                       adapter_path="/abs/adapters").resolve_paths(project)
     assert hub.model == "mlx-community/Qwen3-0.6B-4bit"  # not a local path: a Hugging Face id
