@@ -10,7 +10,15 @@ Both formats in the wild are understood (reference: shared/reference/mlx-lm.md):
   ``Saved final weights to ...``, ``Loading fine-tuned weights from ...`` (a resume).
 
 A Python traceback becomes one ``error`` event whose message is the final exception line (the
-last one of a chain). Unknown lines are ignored.
+last one of a chain), also when a Markdown copy lost its indentation. A native crash becomes an
+``error`` event too: a Metal abort (``libc++abi: terminating due to uncaught exception ...
+[METAL] ... Insufficient Memory``), ``terminate called ...`` with its ``what():`` line, a shell's
+or faulthandler's report of a signal (``zsh: killed``, ``Segmentation fault: 11``). The cause and
+what to try come from core.crash, which knows these failures. Unknown lines are ignored.
+
+Lines with a prefix parse like bare lines: a timestamp (``ts``: ``Nov 22 10:15:00``, ISO forms,
+``docker logs -t``: ``2024-05-01T10:00:00.123456789Z``) and a pipeline tool's
+``[run/step/task (pid N)]``, each followed by one space.
 
 Robustness: input arrives in arbitrary chunks (bytes or str, lines split anywhere, UTF-8 split
 anywhere). Work per line is capped: a line longer than MAX_LINE characters is skipped before
@@ -26,6 +34,7 @@ import os
 import re
 from typing import Iterable, List, Optional, Union
 
+from .crash import ABORTED, UNCAUGHT, explain_line
 from .events import Error, Event, Progress, Resume, Save, Start, Test, Train, Val
 
 # Every line we understand is far shorter; a longer one is skipped before regexes see it.
@@ -76,6 +85,20 @@ _STARTING = re.compile(r"Starting training\.\.\., iters: (\d+)")
 _TEST = re.compile(rf"Test loss ({_NUM}), Test ppl ({_NUM})")
 _CHECKPOINT_ITER = re.compile(r"(\d+)_")
 
+# A timestamp and/or a pipeline tool's task label before the line, each ended by one space
+# (exactly one: a 0.32 table row starts with two spaces of its own).
+_TIMESTAMP = (r"(?:\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"
+              r"|(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?"
+              r"|\d\d:\d\d:\d\d(?:\.\d+)?)")
+_PREFIX = re.compile(rf"(?:\[?{_TIMESTAMP}\]?(?: |$))?(?:\[[^\[\]]* \(pid \d+\)\](?: |$))?").match
+# Only lines starting with one of these can have a prefix: the test costs nothing on the rest.
+_PREFIX_FIRST = frozenset("0123456789[JFMASOND")
+# A traceback's exception line once Markdown removed the indentation of its frames:
+# ``ValueError: ...``, ``huggingface_hub.errors.HFValidationError: ...``, ``KeyboardInterrupt``.
+_EXCEPTION_LINE = re.compile(r"(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?::|$)").match
+# A traceback without an exception line this long is not one any more.
+MAX_TRACEBACK_LINES = 1000
+
 _CHAIN_MARKERS = (
     "During handling of the above exception",
     "The above exception was the direct cause",
@@ -120,7 +143,12 @@ class LogParser:
         self._pending_len = 0
         self._overlong = False  # the pending line hit MAX_PENDING; drop the rest of it
         self._in_traceback = False
-        self._error: Optional[str] = None  # exception line waiting for a possible chain
+        self._flat_traceback = False  # its frames lost their indentation (a Markdown copy)
+        self._traceback_lines = 0
+        self._error: Optional[Error] = None  # waiting for a chained exception or a what() line
+        self._native = False  # the pending error is a native crash (a signal report may follow)
+        self._native_line = ""  # the line that reported it
+        self._last_failure: Optional[Error] = None  # since the last start, to drop its echoes
         self._testing = False  # tqdm bars after "Testing" are the test set, before are val
         self._phase_done: dict = {}  # phase -> (done, total) last reported
         self._redraws: dict = {}  # raw bar line -> its phase, the latest drawing of each phase
@@ -184,9 +212,16 @@ class LogParser:
         # Only _line and _flush_error enter or leave a traceback: re-read the state after them.
         plain = not self._in_traceback and self._error is None
         max_raw = 4 * MAX_LINE
+        prefix_first, prefix = _PREFIX_FIRST, _PREFIX
         for raw in block.splitlines():
             if not raw:
                 continue
+            if raw[0] in prefix_first:
+                m = prefix(raw)
+                if m.end():
+                    raw = raw[m.end():]
+                    if not raw:
+                        continue
             if len(raw) > max_raw and not self._in_traceback:
                 # No line mlx-lm prints is this long, even with its colour codes, and a cut
                 # line could misread (a number cut short): skip it before any other work.
@@ -224,18 +259,15 @@ class LogParser:
             c = line[0]
             if c == " ":
                 row_fn(line, out)
-            elif c == "I":
-                if line.startswith("Iter "):
-                    iter_fn(line, out)
-            elif c == "t" or c == "v":
-                phase = self._bar(line, out)
-                if phase:
-                    # Only each phase's latest drawing is remembered: the same count drawn
-                    # again after another one (a new validation) must still count.
-                    for old, old_phase in list(redraws.items()):
-                        if old_phase == phase:
-                            del redraws[old]
-                    redraws[raw] = phase
+            elif c == "I" and line.startswith("Iter "):
+                iter_fn(line, out)
+            elif (c == "t" or c == "v") and (phase := self._bar(line, out)):
+                # Only each phase's latest drawing is remembered: the same count drawn
+                # again after another one (a new validation) must still count.
+                for old, old_phase in list(redraws.items()):
+                    if old_phase == phase:
+                        del redraws[old]
+                redraws[raw] = phase
             else:
                 line_fn(line, out)
                 plain = not self._in_traceback and self._error is None
@@ -258,56 +290,128 @@ class LogParser:
 
     def _line(self, line: str, out: List[Event]) -> None:
         if self._in_traceback:
-            if line[0] in " \t":
-                return  # a frame, its source line or the ^^^ markers
-            self._error = line.strip()[:MAX_MESSAGE]
-            self._in_traceback = False
+            self._traceback_line(line)
             return
         if self._error is not None:
             if line.startswith(_CHAIN_MARKERS):
                 return
+            if self._native and self._native_continues(line):
+                return
             if not line.startswith(_TRACEBACK):
                 self._flush_error(out)
+        if not self._known_line(line, out):
+            failure = explain_line(line)
+            if failure is not None:
+                self._crash(failure, line, out)
+
+    def _known_line(self, line: str, out: List[Event]) -> bool:
+        """Read a line mlx-lm prints; False if it is none of them."""
         c = line[0]
         if c == " ":
             self._row(line, out)
-        elif c == "I":
+            return True
+        if c == "I":
             if line.startswith("Iter "):
                 self._iter_line(line, out)
+                return True
         elif c == "t" or c == "v":
-            self._bar(line, out)
+            return self._bar(line, out) is not None
         elif c == "C":
             if line.startswith("Calculating loss"):
                 m = _TQDM_COUNT.search(line)
                 if m:
                     phase = "test" if self._testing else "val"
                     self._progress(phase, int(m.group(1)), int(m.group(2)), out)
+                return True
         elif c == "T":
             if line.startswith(_TRACEBACK):
-                self._in_traceback = True
-            elif line.startswith("Test loss"):
+                self._in_traceback, self._flat_traceback = True, False
+                self._traceback_lines = 0
+                return True
+            if line.startswith("Test loss"):
                 m = _TEST.match(line)
                 if m:
+                    self._last_failure = None
                     out.append(Test(_num(m.group(1)), _num(m.group(2))))
-            elif line.startswith("Testing"):
+                return True
+            if line.startswith("Testing"):
                 self._testing = True
+                return True
         elif c == "S":
             if line.startswith("Starting training"):
                 m = _STARTING.match(line)
                 if m:
                     self._start(int(m.group(1)), out)
-            elif line.startswith("Saved final weights to "):
+                return True
+            if line.startswith("Saved final weights to "):
                 path = line[len("Saved final weights to "):].rstrip().rstrip(".")
                 out.append(Save(self.last_iter or self.total_iters, os.path.basename(path)))
+                return True
         elif c == "L":
             if line.startswith("Loading fine-tuned weights from "):
                 path = line[len("Loading fine-tuned weights from "):].strip()
                 out.append(Resume(_checkpoint_iter(path), path))
+                return True
         elif c == "│" or c == "|":
             if "batch · iters" in line:
                 m = _HEADER_ITERS.search(line)
                 if m:
                     self._start(int(m.group(1).replace(",", "")), out)
+                return True
+        return False
+
+    # -- failures --------------------------------------------------------------------------
+
+    def _traceback_line(self, line: str) -> None:
+        """Inside a traceback: frames are skipped until the exception line."""
+        if line[0] in " \t":
+            return  # a frame, its source line or the ^^^ markers
+        if line.startswith('File "'):
+            # Frames without their indentation (a traceback pasted into Markdown): source
+            # lines are unindented too, so only a line shaped like an exception ends it.
+            self._flat_traceback = True
+            return
+        if self._flat_traceback and not _EXCEPTION_LINE(line):
+            self._traceback_lines += 1
+            if self._traceback_lines > MAX_TRACEBACK_LINES:
+                self._in_traceback = False
+            return
+        exception = line.strip()[:MAX_MESSAGE]
+        failure = explain_line(exception)
+        self._error = (Error(failure.cause, failure.advice) if failure is not None
+                       else Error(exception))
+        self._native = False
+        self._last_failure = self._error
+        self._in_traceback = False
+
+    def _crash(self, failure, line: str, out: List[Event]) -> None:
+        """A native crash or a signal report: held one line, since its details may follow."""
+        last = self._last_failure
+        if last is not None and (failure is ABORTED or last.message == failure.cause):
+            return  # the shell's "abort" after an explained abort, or the same crash again
+        self._flush_error(out)
+        self._error = self._last_failure = Error(failure.cause, failure.advice)
+        self._native, self._native_line = True, line
+
+    def _native_continues(self, line: str) -> bool:
+        """A line that completes or echoes the pending native crash (True), or another (False)."""
+        pending = self._error
+        if line.lstrip().startswith("what():") and self._native_line:
+            # libstdc++'s "terminate called after throwing ..." gives the message on this line.
+            failure = explain_line(f"{self._native_line} {line.strip()}"[:MAX_LINE])
+            if failure is not None:
+                self._error = self._last_failure = Error(failure.cause, failure.advice)
+            return True
+        failure = explain_line(line)
+        if failure is None:
+            return False
+        if failure is ABORTED or failure.cause == pending.message:
+            return True  # the abort that follows an uncaught exception, reported again
+        if pending.message.startswith(UNCAUGHT):
+            # The exception's message on a line of its own (libc++abi wraps a long one).
+            self._error = self._last_failure = Error(failure.cause, failure.advice)
+            return True
+        return False
 
     def _start(self, total: int, out: List[Event]) -> None:
         self.total_iters = total
@@ -316,6 +420,7 @@ class LogParser:
         self._phase_done.clear()
         self._redraws.clear()
         self._testing = False
+        self._last_failure = None
         out.append(Start(total))
 
     def _seen(self, it: int) -> None:
@@ -447,8 +552,9 @@ class LogParser:
 
     def _flush_error(self, out: List[Event]) -> None:
         if self._error is not None:
-            out.append(Error(self._error))
+            out.append(self._error)
             self._error = None
+            self._native = False
 
 
 def parse_chunks(chunks: Iterable[Union[str, bytes]]) -> List[Event]:

@@ -279,9 +279,9 @@ def test_chained_traceback_is_one_error_with_the_final_exception():
 
 def test_error_comes_with_the_next_line_or_at_close():
     parser = LogParser()
-    assert parser.feed("Traceback (most recent call last):\n  File \"x\"\nKeyboardInterrupt\n") == []
+    assert parser.feed("Traceback (most recent call last):\n  File \"x\"\nStopIteration\n") == []
     assert parser.feed("Test loss 1.000, Test ppl 2.718.\n") == [
-        Error(message="KeyboardInterrupt"), Test(loss=1.0, ppl=2.718)]
+        Error(message="StopIteration"), Test(loss=1.0, ppl=2.718)]
     parser.feed("Traceback (most recent call last):\n  File \"y\"\nOSError: disk full\n")
     assert parser.close() == [Error(message="OSError: disk full")]
 
@@ -289,6 +289,140 @@ def test_error_comes_with_the_next_line_or_at_close():
 def test_huge_exception_message_is_abbreviated():
     [error] = parse_text("Traceback (most recent call last):\n  f\nValueError: " + "x" * 100_000 + "\n")
     assert error.message.startswith("ValueError: xxx") and len(error.message) <= 1000
+
+
+FLAT_TRACEBACK = """\
+Loading pretrained model
+Traceback (most recent call last):
+File "/usr/bin/mlx_lm.lora", line 6, in <module>
+sys.exit(main())
+^^^^^^
+File "/lib/python3.12/site-packages/mlx_lm/utils.py", line 237, in _download
+snapshot_download(
+raise HFValidationError(
+huggingface_hub.errors.HFValidationError: Repo id must use alphanumeric chars: '...'.
+user@mac project % mlx_lm.lora --test
+"""
+
+
+def test_traceback_that_lost_its_indentation_still_gives_its_exception():
+    # Pasted into Markdown: frames and source lines start at column 0 like the exception does.
+    assert parse_text(FLAT_TRACEBACK) == [Error(
+        message="huggingface_hub.errors.HFValidationError: Repo id must use alphanumeric chars: '...'.")]
+
+
+def test_traceback_of_a_known_failure_is_explained():
+    log = ("Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
+           "RuntimeError: [METAL] Command buffer execution failed: Insufficient Memory "
+           "(00000008:kIOGPUCommandBufferCallbackErrorOutOfMemory)\n")
+    [error] = parse_text(log)
+    assert error.message == "out of memory (Metal: Insufficient Memory)"
+    assert "batch_size" in error.advice and "grad_checkpoint" in error.advice
+
+
+# -- native crashes ------------------------------------------------------------------------------
+
+METAL_OOM_CAUSE = "out of memory (Metal: Insufficient Memory)"
+METAL_OOM_WHAT = ("[METAL] Command buffer execution failed: Insufficient Memory "
+                  "(00000008:kIOGPUCommandBufferCallbackErrorOutOfMemory)")
+
+
+def test_metal_out_of_memory_abort_ends_a_recorded_run_with_an_error():
+    # tests/fixtures/logs/metal_oom.log: v032_piped.log up to iteration 20, then the abort line
+    # mlx prints on a Mac when a command buffer runs out of memory (a run dies this way).
+    events = parse_file(LOGS / "metal_oom.log")
+    assert [(e.iter, e.loss) for e in of(events, Train)] == TRAIN_30[:4]
+    assert events[-1] == Error(
+        message=METAL_OOM_CAUSE,
+        advice="smaller batch_size or max_seq_length, grad_checkpoint, fewer num_layers")
+
+
+@pytest.mark.parametrize("report", [
+    # macOS in a terminal: libc++abi's line, then zsh's report of the abort it causes.
+    f"libc++abi: terminating due to uncaught exception of type std::runtime_error: {METAL_OOM_WHAT}\n"
+    "zsh: abort      mlx_lm.lora --config lora.yaml\n",
+    # The same, wrapped: the exception's message on a line of its own.
+    "libc++abi: terminating due to uncaught exception of type std::runtime_error: \n"
+    f"{METAL_OOM_WHAT}\n\nAbort trap: 6\n",
+    # libstdc++ (Linux): the message comes on the what() line, then bash's "Aborted".
+    "terminate called after throwing an instance of 'std::runtime_error'\n"
+    f"  what():  {METAL_OOM_WHAT}\nAborted (core dumped)\n",
+])
+def test_native_abort_is_one_error_whatever_the_platform_prints(report):
+    log = "Iter 10: Val loss 2.000, Val took 1.000s\n" + report
+    assert [e for e in parse_text(log) if isinstance(e, Error)] == [Error(
+        message=METAL_OOM_CAUSE,
+        advice="smaller batch_size or max_seq_length, grad_checkpoint, fewer num_layers")]
+
+
+def test_uncaught_exception_keeps_its_message_when_it_is_not_known():
+    log = ("terminate called after throwing an instance of 'std::length_error'\n"
+           "  what():  vector::reserve\nAborted (core dumped)\n")
+    [error] = parse_text(log)
+    assert error.message == "aborted on an uncaught C++ exception (std::length_error: vector::reserve)"
+
+
+@pytest.mark.parametrize("line, cause", [
+    ("Segmentation fault: 11", "crashed with a segmentation fault (SIGSEGV)"),
+    ("zsh: segmentation fault  mlx_lm.lora --train", "crashed with a segmentation fault (SIGSEGV)"),
+    ("Bus error: 10", "crashed with a bus error (SIGBUS)"),
+    ("zsh: killed     mlx_lm.lora --train", "killed by SIGKILL, most likely by the system's "
+                                            "out-of-memory killer"),
+    ("Killed", "killed by SIGKILL, most likely by the system's out-of-memory killer"),
+])
+def test_a_signal_report_is_an_error(line, cause):
+    events = parse_text(f"Iter 10: Val loss 2.000, Val took 1.000s\n{line}\n")
+    assert events[0] == Val(iter=10, loss=2.0, seconds=1.0)
+    assert [e.message for e in events[1:]] == [cause]
+
+
+def test_faulthandler_and_shell_reporting_one_segfault_is_one_error():
+    log = ("Fatal Python error: Segmentation fault\n\nCurrent thread 0x00007f3a (most recent call "
+           "first):\n  File \"mlx_lm/tuner/trainer.py\", line 300 in train\n"
+           "Segmentation fault (core dumped)\n")
+    assert [e.message for e in parse_text(log)] == ["crashed with a segmentation fault (SIGSEGV)"]
+
+
+def test_a_new_start_after_a_crash_can_crash_again():
+    crash = "Segmentation fault: 11\n"
+    log = f"Starting training..., iters: 10\n{crash}Starting training..., iters: 10\n{crash}"
+    assert [e.kind for e in parse_text(log)] == ["start", "error", "start", "error"]
+
+
+# -- prefixed lines ------------------------------------------------------------------------------
+
+PREFIXES = [
+    "Nov 22 10:15:00 ",                              # ts
+    "Nov  2 10:15:00.123456 ",                       # ts "%b %e %H:%M:%.S"
+    "00:00:05 ",                                     # ts -s
+    "2024-05-01T10:00:00.123456789Z ",               # docker logs -t
+    "2024-05-01T10:00:00+0200 ",                     # ts "%Y-%m-%dT%H:%M:%S%z"
+    "2024-05-01 10:00:00,123 ",                      # Python logging
+    "[2024-05-01 10:00:00] ",
+    "[1761840227122170/train_model/4 (pid 79246)] ",  # a pipeline tool's task
+    "2025-10-30 17:03:52.856 [1761840227122170/train_model/4 (pid 79246)] ",
+]
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+@pytest.mark.parametrize("name", ["v031_test.log", "v032_test.log", "v032_tty.log", "v032_crash.log",
+                                  "metal_oom.log"])
+def test_prefixed_lines_parse_like_bare_lines(name, prefix):
+    bare = (LOGS / name).read_bytes()
+    prefixed = b"".join(prefix.encode() + line for line in bare.splitlines(keepends=True))
+    assert parse_text(prefixed) == parse_text(bare)
+    assert of(parse_text(prefixed), Train)  # not vacuous: the log has train reports
+
+
+def test_a_prefix_with_nothing_after_it_is_an_empty_line():
+    assert parse_text("2025-10-30 17:05:10.882 [1761840227122170/end/5 (pid 79277)]\n"
+                      "2025-10-30 17:05:10.883 Test loss 1.000, Test ppl 2.718.\n") == [
+        Test(loss=1.0, ppl=2.718)]
+
+
+def test_bracketed_words_are_not_a_prefix():
+    [error] = parse_text(f"{METAL_OOM_WHAT}\n")
+    assert error.message == METAL_OOM_CAUSE
 
 
 # -- robustness ----------------------------------------------------------------------------------
