@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "tunedeck.core.commands.metrics",
     "tunedeck.core.commands.chat",
     "tunedeck.core.commands.eval",
+    "tunedeck.core.commands.web",
 )
 
 DESCRIPTION = """\

@@ -8,7 +8,13 @@ from __future__ import annotations
 import sys
 
 
-def open_app(project=None, watch=None) -> int:
+def open_app(project=None, watch=None, web=None) -> int:
+    """Open the app in this terminal, or with ``web=(host, port)`` serve it to browser tabs."""
+    if web is not None:
+        from .web import serve  # the web server's libraries load only for `tunedeck web`
+
+        host, port = web
+        return serve(project, host=host, port=port)
     from .app import run_app  # Textual loads here, never for headless commands
 
     return run_app(project=project, watch=watch)
