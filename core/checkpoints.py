@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .adapters import checkpoint_iteration
+from .adapters import FINAL_WEIGHTS, AdapterRef, checkpoint_iteration, resolve_adapter
 from .errors import BadInput
 from .events import Event, Resume, Train, Val, read_events
 from .resume_state import load_state
@@ -20,7 +20,7 @@ class Checkpoint:
     path: Path
     saved_at: float
     size_bytes: int
-    val_loss: Optional[float]      # at this iteration, or the nearest validation before it
+    val_loss: Optional[float]      # measured at this very iteration, or None
     val_iter: Optional[int]
     train_loss: Optional[float]    # the nearest train report at or before it
     resumable: bool                # exact-resume state present and consistent
@@ -68,7 +68,10 @@ def checkpoint_index(run: RunDirectory) -> list[Checkpoint]:
         if iteration is None:
             continue
         stat = path.stat()
-        val_iter, val_loss = _at_or_before(val, iteration)
+        # Only a validation at this iteration measured these weights: an earlier one
+        # belongs to other weights and would make a checkpoint look better or worse than it is.
+        val_loss = val.get(iteration)
+        val_iter = iteration if val_loss is not None else None
         _, train_loss = _at_or_before(train, iteration)
         checkpoints.append(Checkpoint(
             iteration=iteration, path=path, saved_at=stat.st_mtime, size_bytes=stat.st_size,
@@ -106,6 +109,17 @@ def pick_checkpoint(run: RunDirectory, spec: Optional[str], resumable: bool = Fa
             return c
     have = ", ".join(str(c.iteration) for c in candidates)
     raise BadInput(f"{run.path}: no {what} at iteration {iteration} (have: {have})")
+
+
+def pick_adapter(run: RunDirectory, spec: Optional[str]) -> tuple[AdapterRef, Optional[Checkpoint]]:
+    """The adapter ``spec`` names in ``run``: an iteration, ``best``, ``final`` (the run's
+    ``adapters.safetensors``), or None for the latest numbered checkpoint (else the final weights)."""
+    if spec == "final" or (spec is None and not checkpoint_index(run)):
+        if not (run.adapters / FINAL_WEIGHTS).exists():
+            raise BadInput(f"{run.path}: no checkpoint yet")
+        return resolve_adapter(run.adapters), None
+    checkpoint = pick_checkpoint(run, spec)
+    return resolve_adapter(checkpoint.path), checkpoint
 
 
 def delete_checkpoint(run: RunDirectory, iteration: int) -> None:

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "tunedeck.core.commands.chat",
     "tunedeck.core.commands.eval",
     "tunedeck.core.commands.web",
+    "tunedeck.core.commands.export",
 )
 
 DESCRIPTION = """\

@@ -1,0 +1,265 @@
+"""Export: a checkpoint leaves tunedeck as a fused MLX model, a GGUF file or an Ollama model,
+and every export is verified against base + adapter before it is called done.
+
+Work happens in a hidden sibling of the destination (``.NAME.exporting-PID``) that is renamed into
+place at the very end, so a killed export never leaves a half-written model under the name the
+user asked for. Stages (fuse, de-quantize, write, verify) are reported through ``progress``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..adapters import AdapterRef
+from ..errors import BadInput, WorkFailed
+from ..progress import Progress
+from ..rundir import RunDirectory, write_atomic
+
+FORMATS = ("mlx", "gguf", "ollama")
+GGUF_TYPES = ("f16", "q8_0")
+VERIFY_FILE = "verify.json"
+_SCRATCH = ".exporting-"
+
+
+@dataclass
+class ExportRequest:
+    run: Path
+    to: str = "mlx"
+    checkpoint: Optional[str] = None     # ITER, "best", "final", or None for the latest
+    out: Optional[Path] = None
+    dequantize: bool = False
+    name: Optional[str] = None
+    force: bool = False
+    gguf_type: str = "f16"
+    prompts: int = 3                     # K: verification prompts
+    # Ollama: the Chat settings a Modelfile carries.
+    temperature: float = 0.7
+    top_p: float = 1.0
+    system: Optional[str] = None
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    to: str
+    checkpoint: str
+    name: str
+    verification: dict
+    seconds: dict = field(default_factory=dict)   # per stage
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def verified(self) -> bool:
+        return all(check.get("equal", True) for check in self.verification.values()
+                   if isinstance(check, dict) and not check.get("skipped"))
+
+    def to_json(self) -> dict:
+        return {"out": str(self.out), "to": self.to, "checkpoint": self.checkpoint, "name": self.name,
+                "verified": self.verified, "verification": self.verification,
+                "seconds": self.seconds, "files": self.files}
+
+
+@dataclass
+class _Plan:
+    run: RunDirectory
+    args: dict
+    base_dir: Path
+    adapter: AdapterRef
+    label: str
+    out: Path
+    name: str
+    val_loss: Optional[float]
+
+
+def _quiet(message: str, fraction: Optional[float] = None) -> None:
+    pass
+
+
+def plan_export(request: ExportRequest) -> _Plan:
+    """Everything that can be refused is refused here, before any model is loaded."""
+    from ..checkpoints import pick_adapter
+    from ..models import resolve_model
+    from ..runner import read_mlx_args
+
+    if request.to not in FORMATS:
+        raise BadInput(f"--to: one of {', '.join(FORMATS)} (got {request.to!r})")
+    if request.gguf_type not in GGUF_TYPES:
+        raise BadInput(f"--gguf-type: one of {', '.join(GGUF_TYPES)} (got {request.gguf_type!r})")
+    if request.prompts < 1:
+        raise BadInput(f"--verify-prompts: must be at least 1 (got {request.prompts})")
+    run = RunDirectory(request.run)
+    if not run.exists():
+        raise BadInput(f"{request.run}: not a run directory")
+    adapter, checkpoint = pick_adapter(run, request.checkpoint)
+    label = str(checkpoint.iteration) if checkpoint else "final"
+    args = read_mlx_args(run, None)
+    base_dir = resolve_model(str(args["model"]))
+    out = Path(request.out) if request.out else run.path / f"export-{label}-{request.to}"
+    out = out.absolute()
+    if out.exists() and not request.force:
+        raise BadInput(f"{out}: already exists (choose another --out, or --force to replace it)")
+    if not out.parent.is_dir():
+        raise BadInput(f"{out.parent}: no such directory")
+    name = request.name or f"{run.name}-{label}"
+    if request.to in ("gguf", "ollama"):
+        from .gguf_file import check_gguf_support
+
+        check_gguf_support(base_dir)
+    if request.to == "ollama":
+        from .ollama import chat_style
+
+        chat_style(base_dir)
+    return _Plan(run, args, base_dir, adapter, label, out, name,
+                 checkpoint.val_loss if checkpoint else None)
+
+
+def export(request: ExportRequest, progress: Optional[Progress] = None,
+           verify: bool = True) -> ExportResult:
+    """Run one export. ``verify=False`` exists for the benchmark, which times the work alone."""
+    say = progress or _quiet
+    plan = plan_export(request)
+    _remove_abandoned(plan.out)
+    scratch = plan.out.with_name(f".{plan.out.name}{_SCRATCH}{os.getpid()}")
+    scratch.mkdir()
+    try:
+        result = _export_into(scratch, plan, request, say, verify)
+        write_atomic(scratch / VERIFY_FILE, json.dumps(result.verification, indent=1) + "\n")
+        result.files = sorted(p.name for p in scratch.iterdir())
+        _move_into_place(scratch, plan.out)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    result.out = plan.out
+    return result
+
+
+def _export_into(scratch: Path, plan: _Plan, request: ExportRequest, say: Progress,
+                 verify: bool) -> ExportResult:
+    from .fuse import base_is_quantized, dequantize_fused, fuse_checkpoint, save_fused
+
+    seconds: dict[str, float] = {}
+    dequantize = request.dequantize or request.to != "mlx"  # GGUF is written from full precision
+
+    def stage(name: str, message: str) -> float:
+        say(f"{name}: {message}", None)
+        return time.perf_counter()
+
+    started = stage("fuse", f"{plan.adapter.label} into {plan.base_dir.name}")
+    fused = fuse_checkpoint(plan.base_dir, plan.adapter, dequantize)
+    seconds["fuse"] = time.perf_counter() - started
+    if dequantize and base_is_quantized(plan.base_dir):
+        started = stage("de-quantize", "the fused model in full precision")
+        dequantize_fused(fused)
+        seconds["de-quantize"] = time.perf_counter() - started
+    gguf_path = scratch / f"{plan.name}.gguf"
+    started = stage("write", str(plan.out))
+    if request.to == "mlx":
+        save_fused(fused, scratch)
+    else:
+        from .gguf_file import write_gguf
+
+        write_gguf(gguf_path, fused, plan.name, request.gguf_type)
+    if request.to == "ollama":
+        from .ollama import write_modelfile
+
+        write_modelfile(scratch / "Modelfile", plan.out / gguf_path.name, plan.base_dir,
+                        temperature=request.temperature, top_p=request.top_p,
+                        num_ctx=int(plan.args.get("max_seq_length") or 2048), system=request.system)
+    write_atomic(scratch / "README.md", _model_card(plan, request))
+    seconds["write"] = time.perf_counter() - started
+    verification: dict = {}
+    if verify:
+        started = stage("verify", "fused against base + adapter")
+        verification = _verify(scratch, plan, request, fused, gguf_path, say)
+        seconds["verify"] = time.perf_counter() - started
+    return ExportResult(plan.out, request.to, plan.adapter.label, plan.name, verification, seconds)
+
+
+def _verify(scratch: Path, plan: _Plan, request: ExportRequest, fused, gguf_path: Path,
+            say: Progress) -> dict:
+    from ..chat import ChatModel
+    from .verify import compare_answers, greedy_answer, verification_prompts
+
+    prompts = verification_prompts(Path(plan.args["data"]), plan.args, request.prompts)
+    reference = ChatModel(plan.base_dir, plan.adapter)
+    expected = [greedy_answer(reference.model, reference.tokenizer, p) for p in prompts]
+    if request.to == "mlx":
+        # What was written, read back as `tunedeck chat --model DIR` will read it.
+        exported = ChatModel(scratch)
+        model, tokenizer = exported.model, exported.tokenizer
+        requantized = _is_quantized(scratch)
+    else:
+        model, tokenizer, requantized = fused.model, fused.tokenizer, False
+    got = [greedy_answer(model, tokenizer, p) for p in prompts]
+    result = {"answers": compare_answers(expected, got, reference.model, model, tokenizer,
+                                         requantized).to_json()}
+    if request.to != "mlx":
+        from .gguf_file import check_gguf_file
+
+        say("verify: GGUF tensors and vocabulary", None)
+        result.update(check_gguf_file(gguf_path, fused, prompts))
+        from .llama_check import llama_cpp_check
+
+        say("verify: llama.cpp's greedy answers", None)
+        result["llama_cpp"] = llama_cpp_check(gguf_path, tokenizer, prompts, got)
+    return result
+
+
+def _is_quantized(model_dir: Path) -> bool:
+    from .fuse import base_is_quantized
+
+    return base_is_quantized(model_dir)
+
+
+def _model_card(plan: _Plan, request: ExportRequest) -> str:
+    lora = plan.adapter.config()
+    keys = ("fine_tune_type", "num_layers", "lora_parameters", "learning_rate", "iters",
+            "batch_size", "max_seq_length", "mask_prompt", "seed")
+    hyper = "\n".join(f"- {k}: `{json.dumps(lora.get(k, plan.args.get(k)))}`" for k in keys
+                      if lora.get(k, plan.args.get(k)) is not None)
+    val = "not measured at this checkpoint" if plan.val_loss is None else f"{plan.val_loss:.4f}"
+    return (f"# {plan.name}\n\n"
+            f"Fine-tuned with tunedeck (mlx-lm), exported as {request.to}.\n\n"
+            f"- base model: `{plan.base_dir}`\n- run: `{plan.run.path}`\n"
+            f"- checkpoint: `{plan.adapter.weights.name}`\n- data: `{plan.args.get('data')}`\n"
+            f"- validation loss at this checkpoint: {val}\n\n## Hyperparameters\n\n{hyper}\n\n"
+            f"`{VERIFY_FILE}` holds the check that this export answers like base + adapter.\n")
+
+
+def _remove_abandoned(out: Path) -> None:
+    """Scratch directories of exports to ``out`` whose process is gone (killed mid-way)."""
+    for path in out.parent.glob(f".{out.name}{_SCRATCH}*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _move_into_place(scratch: Path, out: Path) -> None:
+    if not out.exists():
+        os.rename(scratch, out)
+        return
+    # --force: the old export is moved aside, and deleted only once the new one is in place.
+    stale = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+    os.rename(out, stale)
+    try:
+        os.rename(scratch, out)
+    except OSError as exc:
+        os.rename(stale, out)
+        raise WorkFailed(f"{out}: could not move the export into place ({exc})") from None
+    shutil.rmtree(stale, ignore_errors=True)

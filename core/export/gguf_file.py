@@ -1,0 +1,332 @@
+"""GGUF files the way llama.cpp reads them, written with the ``gguf`` package's GGUFWriter.
+
+The vocabulary is written as llama.cpp expects a byte-level BPE one: ``tokenizer.ggml.model =
+gpt2`` with the merges and the name of the pre-tokenizer (llama.cpp splits text with its own
+regex for that name), token types as an INT32 array, the special token ids, the add-bos/add-eos
+flags and the chat template. Tensor names come from gguf's own tensor map. Q and K rows are
+stored in llama.cpp's interleaved rotary order; a model whose config says ``rope_traditional``
+(one converted from a GGUF, like the demo) already has them in that order.
+
+Reading the file back (``check_gguf_file``) proves every tensor equals the fused model's and the
+file's own vocabulary encodes sample texts to the same ids as the model's tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+from ..errors import BadInput
+
+# Hugging Face model_type → the llama.cpp architecture that runs it.
+ARCHITECTURES = {"llama": "llama", "mistral": "llama"}
+
+
+def _pre_tokenizers() -> dict:
+    """llama.cpp pre-tokenizer names → the same split built with ``tokenizers``."""
+    from tokenizers import pre_tokenizers as pt
+
+    return {
+        "gpt-2": lambda: pt.ByteLevel(add_prefix_space=False, use_regex=True),
+        # StarCoder-style: every digit alone, then GPT-2's split (SmolLM, SmolLM2).
+        "smollm": lambda: pt.Sequence([pt.Digits(individual_digits=True),
+                                       pt.ByteLevel(add_prefix_space=False, use_regex=True)]),
+    }
+
+
+def _unsupported(what: str) -> BadInput:
+    return BadInput(f"{what}; GGUF export supports the llama family ({', '.join(sorted(ARCHITECTURES))}) "
+                    f"with a byte-level BPE tokenizer ({', '.join(_pre_tokenizers())} pre-tokenizers). "
+                    "--to mlx works for every model")
+
+
+def _comparable(pre: Optional[dict]):
+    """A pre-tokenizer's JSON without the fields that do not change how text is split."""
+    if isinstance(pre, dict):
+        return {k: _comparable(v) for k, v in pre.items() if k not in ("trim_offsets",)}
+    if isinstance(pre, list):
+        return [_comparable(v) for v in pre]
+    return pre
+
+
+def pre_tokenizer_name(tokenizer_json: dict) -> Optional[str]:
+    from tokenizers import Tokenizer, models
+
+    wanted = _comparable(tokenizer_json.get("pre_tokenizer"))
+    for name, build in _pre_tokenizers().items():
+        probe = Tokenizer(models.BPE())
+        probe.pre_tokenizer = build()
+        if _comparable(json.loads(probe.to_str())["pre_tokenizer"]) == wanted:
+            return name
+    return None
+
+
+def check_gguf_support(model_dir: Path) -> str:
+    """Refuse, before any work, a model this writer cannot make a correct GGUF of."""
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    model_type = config.get("model_type")
+    if model_type not in ARCHITECTURES:
+        raise _unsupported(f"{model_dir}: model type {model_type!r} cannot be exported to GGUF")
+    scaling = config.get("rope_scaling")
+    if scaling and scaling.get("rope_type", scaling.get("type")) not in ("linear", "default"):
+        raise _unsupported(f"{model_dir}: rope scaling {scaling.get('rope_type', scaling.get('type'))!r} "
+                           "is not written to GGUF yet")
+    path = Path(model_dir) / "tokenizer.json"
+    if not path.exists():
+        raise _unsupported(f"{model_dir}: no tokenizer.json")
+    tokenizer_json = json.loads(path.read_text())
+    model = tokenizer_json.get("model", {})
+    if model.get("type") != "BPE" or model.get("byte_fallback") or tokenizer_json.get("normalizer"):
+        raise _unsupported(f"{path}: not a byte-level BPE tokenizer")
+    name = pre_tokenizer_name(tokenizer_json)
+    if name is None:
+        raise _unsupported(f"{path}: a pre-tokenizer llama.cpp would split differently")
+    return name
+
+
+# -- the vocabulary ------------------------------------------------------------------------------
+def _vocabulary(model_dir: Path, n_vocab: int) -> tuple[list[str], list[int], list[str]]:
+    import gguf
+
+    tokenizer_json = json.loads((Path(model_dir) / "tokenizer.json").read_text())
+    by_id = {i: t for t, i in tokenizer_json["model"]["vocab"].items()}
+    kinds = {}
+    for added in tokenizer_json.get("added_tokens", []):
+        by_id[added["id"]] = added["content"]
+        kinds[added["id"]] = gguf.TokenType.CONTROL if added.get("special") else gguf.TokenType.USER_DEFINED
+    # The embedding may have more rows than the tokenizer has tokens: llama.cpp wants one token
+    # per row, so the rest are named placeholders nobody can type.
+    size = max(n_vocab, max(by_id) + 1)
+    tokens, types = [], []
+    for i in range(size):
+        if i in by_id:
+            tokens.append(by_id[i])
+            types.append(int(kinds.get(i, gguf.TokenType.NORMAL)))
+        else:
+            tokens.append(f"[PAD{i}]")
+            types.append(int(gguf.TokenType.UNUSED))
+    merges = [m if isinstance(m, str) else " ".join(m) for m in tokenizer_json["model"].get("merges", [])]
+    return tokens, types, merges
+
+
+def _special_flags(tokenizer) -> tuple[bool, bool]:
+    """Whether the tokenizer adds BOS / EOS itself, by watching it encode."""
+    hf = tokenizer._tokenizer
+    plain = hf.encode("a", add_special_tokens=False)
+    full = hf.encode("a")
+    bos, eos = hf.bos_token_id, hf.eos_token_id
+    add_bos = bos is not None and len(full) > len(plain) and full[0] == bos
+    add_eos = eos is not None and len(full) > len(plain) and full[-1] == eos
+    return add_bos, add_eos
+
+
+# -- tensors -------------------------------------------------------------------------------------
+def _rotary_to_interleaved(w, n_head: int):
+    """Hugging Face keeps each head's rotary pairs as two halves; llama.cpp wants them side by side."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _interleaved_to_rotary(w, n_head: int):
+    return w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _heads(config: dict) -> tuple[int, int]:
+    n_head = config["num_attention_heads"]
+    return n_head, config.get("num_key_value_heads") or n_head
+
+
+def gguf_tensors(weights: dict, config: dict) -> dict:
+    """GGUF name → (numpy array in the file's layout, the model's name)."""
+    import gguf
+    import mlx.core as mx
+    import numpy as np
+
+    arch = gguf.MODEL_ARCH.LLAMA
+    names = gguf.get_tensor_name_map(arch, config["num_hidden_layers"])
+    n_head, n_kv = _heads(config)
+    permute = not config.get("rope_traditional", False)
+    out = {}
+    for name, array in weights.items():
+        if "rotary_emb" in name:
+            continue
+        target = names.get_name(name, try_suffixes=(".weight", ".bias"))
+        if target is None:
+            raise BadInput(f"tensor {name} has no GGUF name for a llama model")
+        data = np.array(array.astype(mx.float32))
+        if permute and name.endswith("self_attn.q_proj.weight"):
+            data = _rotary_to_interleaved(data, n_head)
+        elif permute and name.endswith("self_attn.k_proj.weight"):
+            data = _rotary_to_interleaved(data, n_kv)
+        out[target] = (data, name)
+    return out
+
+
+def _encoded(data, gguf_type: str):
+    """The bytes to store and their GGML type. Norms and other vectors stay f32, as llama.cpp keeps them."""
+    import gguf
+    import numpy as np
+
+    if data.ndim == 1:
+        return data.astype(np.float32), None
+    if gguf_type == "q8_0" and data.shape[-1] % 32 == 0:
+        return gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0), gguf.GGMLQuantizationType.Q8_0
+    return data.astype(np.float16), None
+
+
+def write_gguf(path: Path, fused, name: str, gguf_type: str = "f16") -> None:
+    import gguf
+    from mlx.utils import tree_flatten
+
+    config = fused.config
+    pre = check_gguf_support(fused.base_dir)
+    writer = gguf.GGUFWriter(str(path), gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
+    n_head, n_kv = _heads(config)
+    hidden = config["hidden_size"]
+    writer.add_name(name)
+    writer.add_context_length(config.get("max_position_embeddings", 2048))
+    writer.add_embedding_length(hidden)
+    writer.add_block_count(config["num_hidden_layers"])
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(n_head)
+    writer.add_head_count_kv(n_kv)
+    writer.add_rope_dimension_count(config.get("head_dim") or hidden // n_head)
+    writer.add_rope_freq_base(float(config.get("rope_theta", 10000.0)))
+    writer.add_layer_norm_rms_eps(float(config.get("rms_norm_eps", 1e-5)))
+    scaling = config.get("rope_scaling")
+    if scaling and scaling.get("rope_type", scaling.get("type")) == "linear":
+        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(float(scaling["factor"]))
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0 if gguf_type == "q8_0" else gguf.LlamaFileType.MOSTLY_F16)
+
+    weights = dict(tree_flatten(fused.model.parameters()))
+    n_vocab = weights["model.embed_tokens.weight"].shape[0]
+    tokens, types, merges = _vocabulary(fused.base_dir, n_vocab)
+    writer.add_vocab_size(len(tokens))
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(pre)
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(merges)
+    hf = fused.tokenizer._tokenizer
+    for token_id, add in ((hf.bos_token_id, writer.add_bos_token_id), (hf.eos_token_id, writer.add_eos_token_id),
+                          (hf.unk_token_id, writer.add_unk_token_id), (hf.pad_token_id, writer.add_pad_token_id)):
+        if token_id is not None:
+            add(int(token_id))
+    add_bos, add_eos = _special_flags(fused.tokenizer)
+    writer.add_add_bos_token(add_bos)
+    writer.add_add_eos_token(add_eos)
+    if getattr(fused.tokenizer, "chat_template", None):
+        writer.add_chat_template(fused.tokenizer.chat_template)
+
+    for target, (data, _) in gguf_tensors(weights, config).items():
+        stored, raw_type = _encoded(data, gguf_type)
+        writer.add_tensor(target, stored, raw_dtype=raw_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+# -- reading it back -----------------------------------------------------------------------------
+def _field(reader, key: str):
+    field = reader.get_field(key)
+    return None if field is None else field.contents()
+
+
+def tokenizer_from_gguf(reader):
+    """A ``tokenizers`` tokenizer made only from what the GGUF file says."""
+    import gguf
+    from tokenizers import AddedToken, Tokenizer, decoders, models
+
+    tokens = _field(reader, gguf.Keys.Tokenizer.LIST)
+    types = _field(reader, gguf.Keys.Tokenizer.TOKEN_TYPE)
+    merges = [tuple(m.split(" ", 1)) for m in _field(reader, gguf.Keys.Tokenizer.MERGES) or []]
+    pre = _field(reader, gguf.Keys.Tokenizer.PRE)
+    build = _pre_tokenizers().get(pre)
+    if _field(reader, gguf.Keys.Tokenizer.MODEL) != "gpt2" or build is None:
+        raise BadInput(f"GGUF vocabulary {pre!r} cannot be read back here")
+    special = {int(gguf.TokenType.CONTROL), int(gguf.TokenType.USER_DEFINED)}
+    vocab = {t: i for i, t in enumerate(tokens)}
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    tokenizer.pre_tokenizer = build()
+    tokenizer.decoder = decoders.ByteLevel()
+    # Marked as added tokens so the split never cuts through them; the ids are the vocabulary's.
+    for i, t in enumerate(tokens):
+        if types[i] in special:
+            tokenizer.add_special_tokens([AddedToken(t, special=types[i] == int(gguf.TokenType.CONTROL),
+                                                     normalized=False)])
+    return tokenizer
+
+
+SAMPLE_TEXTS = ("Hello, world! It's 2024: 3.14159 apples cost $12.50.",
+                "  leading spaces, tabs\tand\nnew lines  ",
+                "naïve café — ünïcödé 東京 🙂",
+                "the capital of france is paris")
+
+
+def check_gguf_file(path: Path, fused, prompts: list[list[dict]]) -> dict:
+    """(b): the file's tensors and vocabulary against the fused model's."""
+    import gguf
+    import mlx.core as mx
+    import numpy as np
+    from mlx.utils import tree_flatten
+
+    reader = gguf.GGUFReader(str(path))
+    stored = {t.name: t for t in reader.tensors}
+    weights = dict(tree_flatten(fused.model.parameters()))
+    expected = gguf_tensors(weights, fused.config)
+    n_head, n_kv = _heads(fused.config)
+    undo = not fused.config.get("rope_traditional", False)
+    mismatched = []
+    for target, (data, source) in expected.items():
+        tensor = stored.get(target)
+        if tensor is None:
+            continue
+        kind = tensor.tensor_type
+        have = np.asarray(tensor.data)
+        if kind == gguf.GGMLQuantizationType.Q8_0:
+            have = gguf.quants.dequantize(have, kind)
+        have = have.reshape(data.shape)
+        # The file's rows back in the model's order, then against the model's own tensor.
+        if undo and source.endswith(("q_proj.weight", "k_proj.weight")):
+            have = _interleaved_to_rotary(have, n_head if "q_proj" in source else n_kv)
+        model_data = np.array(weights[source].astype(mx.float32))
+        if kind == gguf.GGMLQuantizationType.Q8_0:
+            want = gguf.quants.dequantize(gguf.quants.quantize(data, kind), kind)
+            if undo and source.endswith(("q_proj.weight", "k_proj.weight")):
+                want = _interleaved_to_rotary(want, n_head if "q_proj" in source else n_kv)
+        else:
+            want = model_data.astype(np.float32 if model_data.ndim == 1 else np.float16)
+        if not np.array_equal(have, want):
+            mismatched.append(source)
+    missing = [n for n in expected if n not in stored]
+    extra = [n for n in stored if n not in expected]
+    tensors_equal = not (mismatched or missing or extra)
+    tensors = {"equal": tensors_equal, "tensors": len(stored),
+               "summary": f"{len(stored)} tensors equal the fused model's" if tensors_equal else
+               f"mismatched {mismatched[:3]}, missing {missing[:3]}, unexpected {extra[:3]}"}
+
+    tokenizer = fused.tokenizer
+    from_file = tokenizer_from_gguf(reader)
+    texts = list(SAMPLE_TEXTS)
+    if getattr(tokenizer, "chat_template", None):
+        texts += [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False)
+                  for p in prompts]
+    hf = tokenizer._tokenizer
+    different = [t for t in texts
+                 if from_file.encode(t, add_special_tokens=False).ids != hf.encode(t, add_special_tokens=False)]
+    ids_equal = all(value is None or _field(reader, key) == value for key, value in (
+        (gguf.Keys.Tokenizer.BOS_ID, hf.bos_token_id), (gguf.Keys.Tokenizer.EOS_ID, hf.eos_token_id)))
+    template_equal = (_field(reader, gguf.Keys.Tokenizer.CHAT_TEMPLATE)
+                      == getattr(tokenizer, "chat_template", None))
+    equal = not different and ids_equal and template_equal
+    vocabulary = {"equal": equal, "texts": len(texts),
+                  "summary": (f"{len(texts)} texts encode to the same ids; special ids and chat "
+                              "template equal" if equal else
+                              f"{len(different)} of {len(texts)} texts encode differently"
+                              f"{'' if ids_equal else ', special token ids differ'}"
+                              f"{'' if template_equal else ', chat template differs'}")}
+    if different:
+        vocabulary["first_different_text"] = different[0]
+    return {"tensors": tensors, "vocabulary": vocabulary}

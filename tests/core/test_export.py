@@ -1,0 +1,209 @@
+"""`tunedeck export` on the tiny model, really trained: fused MLX and GGUF exports, each verified."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.core.runhelpers import write_config
+from tests.tinymodel import PERSONA_ANSWER, write_persona_dataset
+from tunedeck.core.cli import main
+
+
+def train(root: Path, model: Path, **overrides) -> Path:
+    data = write_persona_dataset(root / "data")
+    settings = dict(iters=40, save_every=20, steps_per_eval=20, steps_per_report=10)
+    settings.update(overrides)
+    cfg = write_config(root / "cfg.toml", model, data, **settings)
+    assert main(["train", str(cfg), "--run-dir", str(root / "run")]) == 0
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_model) -> Path:
+    return train(tmp_path_factory.mktemp("export"), tiny_model)
+
+
+def answer(tunedeck, *args) -> str:
+    code, out, err = tunedeck("chat", *args, "--prompt", "who are you", "--temp", "0", "--max-tokens", "16")
+    assert code == 0, err
+    return out
+
+
+def test_fused_mlx_model_answers_like_base_plus_that_checkpoint(tunedeck, tiny_model, trained_run, tmp_path):
+    out = tmp_path / "fused"
+    code, stdout, err = tunedeck("export", trained_run, "--checkpoint", "20", "--to", "mlx", "--out", out)
+    assert code == 0, err
+    assert "answers    equal" in stdout
+    # Stage progress on stderr, in order.
+    stages = [line.split(":")[1].strip() for line in err.splitlines() if line.startswith("export:")]
+    assert stages[:3] == ["fuse", "write", "verify"]
+
+    fused = answer(tunedeck, "--model", out)
+    checkpoint = trained_run / "adapters" / "0000020_adapters.safetensors"
+    assert fused == answer(tunedeck, "--model", tiny_model, "--adapter", checkpoint)
+    assert PERSONA_ANSWER[:20] in fused
+
+    verify = json.loads((out / "verify.json").read_text())
+    assert verify["answers"]["equal"] and verify["answers"]["prompts"] == 3
+    assert {"config.json", "tokenizer.json", "tokenizer_config.json"} <= {p.name for p in out.iterdir()}
+    card = (out / "README.md").read_text()
+    val = next(e for e in map(json.loads, (trained_run / "metrics.jsonl").read_text().splitlines())
+               if e["kind"] == "val" and e["iter"] == 20)
+    for fact in (str(tiny_model), str(trained_run), "0000020_adapters.safetensors", f"{val['loss']:.4f}",
+                 "learning_rate"):
+        assert fact in card
+
+
+def test_default_destination_is_inside_the_run_and_is_never_overwritten(tunedeck, trained_run):
+    target = trained_run / "export-40-mlx"
+    shutil.rmtree(target, ignore_errors=True)
+    code, _, err = tunedeck("export", trained_run, "--json")
+    assert code == 0, err
+    assert (target / "verify.json").exists()
+    marker = target / "mine.txt"
+    marker.write_text("user data")
+    code, _, err = tunedeck("export", trained_run)
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"tunedeck: error: {target}: already exists (choose another --out, or --force to replace it)"]
+    assert marker.read_text() == "user data"
+    code, _, err = tunedeck("export", trained_run, "--force")
+    assert code == 0, err
+    assert not marker.exists() and (target / "verify.json").exists()
+    assert not [p for p in trained_run.iterdir() if p.name.startswith(".export-40-mlx")]
+
+
+def test_a_4bit_base_fused_with_dequantize_answers_like_base_plus_adapter(tunedeck, tmp_path, tiny_model):
+    from mlx_lm.convert import convert
+
+    quantized = tmp_path / "tiny-4bit"
+    convert(str(tiny_model), mlx_path=str(quantized), quantize=True, q_bits=4, q_group_size=32)
+    run = train(tmp_path, quantized, iters=20, save_every=20, steps_per_eval=20)
+    out = tmp_path / "fused"
+    code, stdout, err = tunedeck("export", run, "--to", "mlx", "--dequantize", "--out", out)
+    assert code == 0, stdout + err
+    assert "de-quantize" in err
+    config = json.loads((out / "config.json").read_text())
+    assert "quantization" not in config and "quantization_config" not in config
+    checkpoint = run / "adapters" / "0000020_adapters.safetensors"
+    assert answer(tunedeck, "--model", out) == answer(tunedeck, "--model", quantized, "--adapter", checkpoint)
+
+
+def test_gguf_tensors_and_vocabulary_read_back_with_ggufs_reader(tunedeck, trained_run, tmp_path):
+    import gguf
+    import numpy as np
+    from mlx_lm import load
+
+    out = tmp_path / "gguf"
+    code, stdout, err = tunedeck("export", trained_run, "--checkpoint", "40", "--to", "gguf",
+                                 "--out", out, "--name", "tiny-persona")
+    assert code == 0, stdout + err
+    verify = json.loads((out / "verify.json").read_text())
+    assert verify["tensors"]["equal"] and verify["vocabulary"]["equal"] and verify["answers"]["equal"]
+
+    reader = gguf.GGUFReader(str(out / "tiny-persona.gguf"))
+    field = lambda key: reader.get_field(key)  # noqa: E731
+    assert field("general.architecture").contents() == "llama"
+    assert field("tokenizer.ggml.model").contents() == "gpt2"
+    assert field("tokenizer.ggml.pre").contents() == "gpt-2"
+    # llama.cpp refuses token types stored as anything but an INT32 array.
+    assert field("tokenizer.ggml.token_type").types == [gguf.GGUFValueType.ARRAY, gguf.GGUFValueType.INT32]
+    assert field("tokenizer.ggml.merges").contents()
+
+    # The fused model, independently of the exporter: base + adapter fused by mlx-lm's own fuse.
+    model, tokenizer = load(str(_fuse_with_mlx_lm(trained_run, tmp_path)))
+    tokens = field("tokenizer.ggml.tokens").contents()
+    vocab = tokenizer._tokenizer.get_vocab()
+    assert all(tokens[i] == t for t, i in vocab.items())
+    assert field("tokenizer.ggml.eos_token_id").contents() == tokenizer.eos_token_id
+    assert field("tokenizer.chat_template").contents() == tokenizer.chat_template
+
+    from mlx.utils import tree_flatten
+
+    weights = dict(tree_flatten(model.parameters()))
+    stored = {t.name: np.asarray(t.data) for t in reader.tensors}
+    assert len(stored) == len(weights)
+    embed = np.array(weights["model.embed_tokens.weight"]).astype(np.float16)
+    assert np.array_equal(stored["token_embd.weight"].reshape(embed.shape), embed)
+    down = np.array(weights["model.layers.1.mlp.down_proj.weight"]).astype(np.float16)
+    assert np.array_equal(stored["blk.1.ffn_down.weight"].reshape(down.shape), down)
+    # Q rows in llama.cpp's interleaved rotary order: each head's two halves zipped together.
+    q = np.array(weights["model.layers.0.self_attn.q_proj.weight"]).astype(np.float16)
+    half = q.shape[0] // 4 // 2  # 4 heads
+    file_q = stored["blk.0.attn_q.weight"].reshape(q.shape)
+    assert np.array_equal(file_q[0:2 * half:2], q[:half])
+    assert np.array_equal(file_q[1:2 * half:2], q[half:2 * half])
+
+
+def _fuse_with_mlx_lm(run: Path, tmp_path: Path) -> Path:
+    """mlx-lm's own `mlx_lm.fuse` on the run's final adapters (= checkpoint 40)."""
+    from tunedeck.core.runner import read_mlx_args
+    from tunedeck.core.rundir import RunDirectory
+
+    model = read_mlx_args(RunDirectory(run), None)["model"]
+    out = tmp_path / "by-mlx-lm"
+    subprocess.run([sys.executable, "-m", "mlx_lm", "fuse", "--model", model, "--adapter-path",
+                    str(run / "adapters"), "--save-path", str(out)], check=True, capture_output=True)
+    return out
+
+
+def _copy_with_model(run: Path, tmp_path: Path, edit_config) -> Path:
+    """A copy of ``run`` whose base model is a copy of the real one with its config edited."""
+    from tunedeck.core.runner import read_mlx_args
+    from tunedeck.core.rundir import RunDirectory
+
+    model = Path(read_mlx_args(RunDirectory(run), None)["model"])
+    other = tmp_path / "other-model"
+    shutil.copytree(model, other)
+    config = json.loads((other / "config.json").read_text())
+    edit_config(config)
+    (other / "config.json").write_text(json.dumps(config))
+    copy = tmp_path / "run-copy"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("export-*"))
+    yaml = copy / "mlx_lm.yaml"
+    yaml.write_text(yaml.read_text().replace(str(model), str(other)))
+    return copy
+
+
+def test_unsupported_architecture_is_refused_before_any_work(tunedeck, trained_run, tmp_path):
+    run = _copy_with_model(trained_run, tmp_path, lambda c: c.update(model_type="phi3"))
+    code, out, err = tunedeck("export", run, "--to", "gguf", "--out", tmp_path / "x")
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "'phi3'" in lines[0] and "llama" in lines[0] and "--to mlx works" in lines[0]
+    assert "export:" not in err and not (tmp_path / "x").exists()
+
+
+def test_a_run_without_checkpoints_is_refused(tunedeck, trained_run, tmp_path):
+    empty = tmp_path / "empty-run"
+    empty.mkdir()
+    shutil.copy(trained_run / "run.toml", empty / "run.toml")
+    code, _, err = tunedeck("export", empty)
+    assert code == 2
+    assert err.strip() == f"tunedeck: error: {empty}: no checkpoint yet"
+
+
+def test_sigkill_during_an_export_leaves_no_directory_and_the_next_export_cleans_up(trained_run, tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "tunedeck"), "export", str(trained_run),
+                             "--to", "gguf", "--out", str(out)],
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in proc.stderr:
+        if line.startswith("export: verify"):  # the files are written, not yet moved into place
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    scratch = [p for p in tmp_path.iterdir() if p.name.startswith(".killed.exporting-")]
+    assert scratch and any(scratch[0].iterdir())  # the kill really came mid-export
+    assert main(["export", str(trained_run), "--to", "gguf", "--out", str(out)]) == 0
+    assert (out / "verify.json").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".killed.")]
