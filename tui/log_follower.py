@@ -6,6 +6,7 @@ status line and ETA as for a run directory. Plain Python, no Textual; run in a t
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import time
@@ -21,13 +22,25 @@ PIPE_READ_BYTES = 1 << 16
 # follows; a log quiet for this long has said all it will (a crashed run writes no more).
 QUIET_S = 1.0
 
+log = logging.getLogger(__name__)
+
 
 def follow_log_file(path: Path, poll_s: float, cancelled: Callable[[], bool]) -> Iterator[RunUpdate]:
     parser = LogParser()
     tail = FileTail(path)
-    first, quiet_since, closed = True, time.monotonic(), False
+    first, quiet_since, closed, failing = True, time.monotonic(), False, False
     while not cancelled():
-        lines = tail.read_lines()
+        try:
+            lines = tail.read_lines()
+        except OSError:
+            # Unreadable for now (permissions changed, a network mount away): say so once, and
+            # keep trying, as for a file that is not there yet.
+            if not failing:
+                log.warning("following %s: reading it failed; trying again at each poll", path,
+                            exc_info=True)
+            lines, failing = [], True
+        else:
+            failing = False
         events = []
         if lines:
             events = parser.feed("\n".join(lines) + "\n")

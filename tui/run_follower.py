@@ -3,10 +3,16 @@
 Plain Python, no Textual: the app calls ``poll()`` from a thread worker about ten times a second
 and posts what it returns. Polling ``stat`` is cheap, works on every filesystem (network mounts
 included) and keeps the latency from a line written to the screen near the poll interval.
+
+The run directory changes under the follower: a resume from an earlier checkpoint moves later
+files aside, a delete unlinks them, between the follower listing a file and reading it. Whatever
+one part of a poll meets is logged and that part tried again at the next poll; the other parts
+(the lines already read) still come, and the follower goes on.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -23,6 +29,8 @@ LOG_HISTORY_BYTES = 256 * 1024
 READ_CHUNK_BYTES = 4 * 1024 * 1024
 # How often the lock is checked for a process that died without saying so.
 STATE_CHECK_S = 1.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,9 +70,12 @@ class FileTail:
             self._offset, self._partial = 0, b""
         if size == self._offset:
             return []
-        with open(self.path, "rb") as f:
-            f.seek(self._offset)
-            data = f.read(min(size - self._offset, READ_CHUNK_BYTES))
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read(min(size - self._offset, READ_CHUNK_BYTES))
+        except FileNotFoundError:
+            return []  # gone since the stat: as if it had not been there
         self._offset += len(data)
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
@@ -92,29 +103,62 @@ class RunFollower:
         self._state: Optional[str] = None
         self._state_checked = 0.0
         self._first = True
+        self._failing: set[str] = set()  # the parts whose last read failed
 
     def poll(self) -> RunUpdate:
+        """What changed since the last poll. Never raises: see the module's docstring."""
         now = time.time()
         update = RunUpdate(arrived_at=now, backlog=self._first)
         self._first = False
+        self._guarded("metrics.jsonl", self._read_events, update)
+        self._guarded("train.log", self._read_log, update)
+        self._guarded("status.json", self._read_status, update)
+        if not self._guarded("checkpoints", self._read_checkpoints, update):
+            self._adapters_sig = None  # not read: look again at the next poll
+        if update.status is not None or now - self._state_checked >= STATE_CHECK_S:
+            if self._guarded("state", self._read_state, update):
+                self._state_checked = now
+        return update
+
+    def _guarded(self, what: str, read, update: RunUpdate) -> bool:
+        try:
+            read(update)
+        except Exception:
+            # Once per spell of failures, not ten times a second.
+            if what not in self._failing:
+                self._failing.add(what)
+                log.warning("following %s: reading its %s failed; trying again at each poll",
+                            self.run.path, what, exc_info=True)
+            return False
+        if what in self._failing:
+            self._failing.discard(what)
+            log.info("following %s: its %s reads again", self.run.path, what)
+        return True
+
+    def _read_events(self, update: RunUpdate) -> None:
         for line in self._metrics.read_lines():
             try:
                 update.events.append(Event.from_json(line))
             except ValueError:
                 continue  # a line torn by a hard kill
+
+    def _read_log(self, update: RunUpdate) -> None:
         update.log_lines = self._log.read_lines()
+
+    def _read_status(self, update: RunUpdate) -> None:
         status_sig = _signature(self.run.status_json)
         if status_sig != self._status_sig:
-            self._status_sig = status_sig
             update.status = self.run.read_status()
+            self._status_sig = status_sig
+
+    def _read_checkpoints(self, update: RunUpdate) -> None:
         adapters_sig = _signature(self.run.adapters)
         # A new file, or a validation that changes the val loss shown beside a checkpoint.
         if adapters_sig != self._adapters_sig or any(isinstance(e, Val) for e in update.events):
-            self._adapters_sig = adapters_sig
             update.checkpoints = checkpoint_index(self.run)
-        if update.status is not None or now - self._state_checked >= STATE_CHECK_S:
-            self._state_checked = now
-            state = self.run.state()
-            if state != self._state:
-                self._state = update.state = state
-        return update
+            self._adapters_sig = adapters_sig
+
+    def _read_state(self, update: RunUpdate) -> None:
+        state = self.run.state()
+        if state != self._state:
+            self._state = update.state = state

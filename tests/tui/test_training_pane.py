@@ -1,11 +1,15 @@
 """The Training pane on its own: what a user reads in the status line, the plot key and the log."""
 
+import logging
+import shutil
 from pathlib import Path
 
+from tunedeck.core.checkpoints import delete_checkpoint
 from tunedeck.core.events import End, Error, Start, Train, Val
 from tunedeck.core.logparse import parse_file
 from tunedeck.tui.messages import OverlayRequested, RunSwitchRequested, StopRequested
-from tunedeck.tui.run_follower import RunUpdate
+from tunedeck.core.rundir import RunDirectory
+from tunedeck.tui.run_follower import RunFollower, RunUpdate
 from tunedeck.tui.run_log import RunLog
 from tunedeck.tui.run_status_line import Figures
 from tunedeck.tui.training_pane import TrainingPane
@@ -117,3 +121,43 @@ async def test_smoothing_and_log_scale_keys_change_the_plot_and_say_so():
         key = str(app.query_one("#plot-key").render())
         assert "smoothing 0.60" in key
         assert "log scale" in key
+
+
+# -- following a run directory that changes under the follower -----------------------------------
+
+def copy_of_finished_run(finished_project: Path, tmp_path: Path) -> RunDirectory:
+    [source] = (finished_project / "runs").iterdir()
+    shutil.copytree(source, tmp_path / source.name)
+    return RunDirectory(tmp_path / source.name)
+
+
+def test_follower_goes_on_when_a_checkpoint_file_vanishes(finished_project, tmp_path, caplog):
+    run = copy_of_finished_run(finished_project, tmp_path)
+    # What a resume or a delete leaves between the follower's listing and its stat: a name that
+    # lists but is gone (a dangling link lists like the file did, and stat says FileNotFoundError).
+    ghost = run.adapters / "0000050_adapters.safetensors"
+    ghost.symlink_to(run.adapters / "0000050_moved_away.safetensors")
+    follower = RunFollower(run)
+    with caplog.at_level(logging.WARNING, logger="tunedeck.tui.run_follower"):
+        first = follower.poll()
+        second = follower.poll()
+    # The rest of the poll still came: the run's history, its log, its status and state.
+    assert [e.iter for e in first.events if isinstance(e, Train)][-1] == 40
+    assert any("0000040_adapters.safetensors" in line for line in first.log_lines)
+    assert first.status["state"] == "finished" and first.state == "finished"
+    assert first.checkpoints is None and second.checkpoints is None
+    # Said once, not at every poll.
+    assert len([r for r in caplog.records if "checkpoints" in r.getMessage()]) == 1
+    ghost.unlink()
+    assert [c.iteration for c in follower.poll().checkpoints] == [10, 20, 30, 40]
+
+
+def test_follower_sees_a_deleted_checkpoint_and_a_vanished_log(finished_project, tmp_path):
+    run = copy_of_finished_run(finished_project, tmp_path)
+    follower = RunFollower(run)
+    assert [c.iteration for c in follower.poll().checkpoints] == [10, 20, 30, 40]
+    delete_checkpoint(run, 20)
+    run.train_log.unlink()
+    update = follower.poll()
+    assert [c.iteration for c in update.checkpoints] == [10, 30, 40]
+    assert update.log_lines == []
