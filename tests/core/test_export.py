@@ -207,3 +207,19 @@ def test_sigkill_during_an_export_leaves_no_directory_and_the_next_export_cleans
     assert main(["export", str(trained_run), "--to", "gguf", "--out", str(out)]) == 0
     assert (out / "verify.json").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".killed.")]
+
+
+def test_ollama_export_is_a_gguf_and_a_modelfile_with_the_run_settings(tunedeck, trained_run, tmp_path):
+    from tunedeck.core.export.ollama import parse_modelfile
+
+    out = tmp_path / "ollama"
+    code, stdout, err = tunedeck("export", trained_run, "--to", "ollama", "--out", out, "--name", "persona",
+                                 "--temp", "0.3", "--system", "Be brief.")
+    assert code == 0, stdout + err
+    assert stdout.strip().splitlines()[-1] == f"ollama create persona -f {out / 'Modelfile'}"
+    instructions = parse_modelfile((out / "Modelfile").read_text())
+    assert (out / instructions["FROM"]).is_file()
+    assert instructions["SYSTEM"] == "Be brief."
+    assert ("temperature", "0.3") in instructions["PARAMETER"]
+    assert ("num_ctx", "2048") in instructions["PARAMETER"]  # the run's max_seq_length
+    assert json.loads((out / "verify.json").read_text())["vocabulary"]["equal"]
