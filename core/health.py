@@ -24,7 +24,9 @@ every threshold named here is a field of ``HealthSettings``:
 ``not_learning`` (warn)
     At least ``not_learning_window`` + 1 train reports, and the lowest train loss of the last
     ``not_learning_window`` reports is not below (1 − ``not_learning_min_drop``) times the lowest
-    one before them.
+    one before them, and no train loss so far is below (1 − ``not_learning_converged``) times the
+    first report's: a loss that has fallen that far and then levels off has converged, which is
+    not a problem.
 ``overfitting`` (warn; bad once val is ``overfit_val_rise_bad`` above its best of the run)
     The guides' rule over the last ``overfit_window`` reports of each: V = the last validations,
     T = the last train reports up to the newest validation. Val rises: V[-1] ≥ (1 +
@@ -77,6 +79,7 @@ class HealthSettings:
     uniform_reports: int = 2
     not_learning_window: int = 10
     not_learning_min_drop: float = 0.01
+    not_learning_converged: float = 0.5
     overfit_window: int = 5
     overfit_val_rise: float = 0.02
     overfit_val_rise_bad: float = 0.10
@@ -262,13 +265,15 @@ class HealthMonitor:
             return None
         best_before = min(before, key=lambda p: p[1])
         best_recent = min(recent, key=lambda p: p[1])
-        if best_recent[1] > (1 - s.not_learning_min_drop) * best_before[1]:
+        converged = min(best_before[1], best_recent[1]) < (1 - s.not_learning_converged) * before[0][1]
+        if not converged and best_recent[1] > (1 - s.not_learning_min_drop) * best_before[1]:
             return WARN, (f"the lowest train loss of the last {w} reports (iterations "
                           f"{self.train[-w][0]}–{self.train[-1][0]}) is {_num(best_recent[1])}; "
-                          f"it was {_num(best_before[1])} at iteration {best_before[0]}"), \
-                ("if the loss is as low as you need, stop here: later checkpoints are no better; "
-                 "otherwise check the data format (tunedeck data check), raise the learning rate "
-                 "or train more layers or a higher LoRA rank")
+                          f"it was {_num(best_before[1])} at iteration {best_before[0]}, and "
+                          f"{_num(before[0][1])} at the first report"), \
+                ("check the data format and that the answers are what the model should learn "
+                 "(tunedeck data check), raise the learning rate, or train more layers or a "
+                 "higher LoRA rank")
         return None
 
     def _overfitting(self):

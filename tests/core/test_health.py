@@ -97,6 +97,14 @@ def test_no_improvement_over_the_window_is_not_learning():
     assert issues(trains([best] + [not_enough] * (w - 1))) == []
 
 
+def test_a_loss_that_fell_by_half_and_levelled_off_has_converged_and_is_not_flagged():
+    w = S.not_learning_window
+    first = 4.0
+    half = first * (1 - S.not_learning_converged)
+    assert issues(trains([first, half - 0.01] + [half - 0.01] * w)) == []
+    assert issues(trains([first, half + 0.01] + [half + 0.01] * w)) == [("not_learning", "warn")]
+
+
 # -- overfitting ---------------------------------------------------------------------------------
 
 def _overfit_stream(val_rise, train_fall=True):

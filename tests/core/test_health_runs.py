@@ -1,0 +1,86 @@
+"""The health monitor on real training runs of the tiny model, through `tunedeck train`.
+
+The runner does not call the monitor yet: each run's metrics.jsonl is read back and fed through
+it, exactly as `metrics` and `watch` will on a finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from tests.core.runhelpers import write_config
+from tests.tinymodel import _WORDS, QUESTIONS
+from tunedeck.core.cli import main
+from tunedeck.core.events import Train, Val, read_events
+from tunedeck.core.health import check_events, model_vocab_size
+
+
+def _train(tmp_path: Path, model: Path, data: Path, **config) -> list:
+    cfg = write_config(tmp_path / "cfg.toml", model, data, **config)
+    run_dir = tmp_path / "run"
+    assert main(["train", str(cfg), "--run-dir", str(run_dir)]) == 0
+    return read_events(run_dir / "metrics.jsonl")
+
+
+def test_a_learning_rate_of_one_diverges_and_is_named_within_two_reports(tmp_path, tiny_model, persona_data):
+    events = _train(tmp_path, tiny_model, persona_data, iters=40, learning_rate=1.0)
+    found = check_events(events, vocab_size=model_vocab_size(tiny_model), val_batches=2)
+
+    reports = [e for e in events if isinstance(e, Train)]
+    lowest = min(range(len(reports)), key=lambda k: reports[k].loss)
+    # The first bad loss: the first report after the lowest that has climbed back 0.25 nats.
+    first_bad = next(k for k in range(lowest + 1, len(reports))
+                     if reports[k].loss >= reports[lowest].loss + 0.25)
+    diverging = [h for h in found if h.issue == "diverging"]
+    assert diverging, [h.to_json() for h in found]
+    at = [r.iter for r in reports].index(diverging[0].iter)
+    assert first_bad <= at <= first_bad + 2, (diverging[0].iter, reports[first_bad].iter)
+    assert diverging[0].severity == "bad" and "ln(400)" in diverging[0].evidence
+    # The advice names half the rate and a checkpoint saved before the climb.
+    assert "1 → 0.5" in diverging[0].advice
+    healthy = [e.iter for e in events if e.kind == "save" and e.iter <= reports[lowest].iter]
+    if healthy:
+        assert f"checkpoint {healthy[-1]}" in diverging[0].advice
+    # A diverged run's flat loss and risen val loss are not reported as other issues.
+    assert {h.issue for h in found} == {"diverging"}
+
+
+def _tiny_train_set(out: Path) -> Path:
+    """Four examples with random answers to memorise, and a valid split of other random ones."""
+    rng = random.Random(3)
+    out.mkdir()
+    for name, n in (("train", 4), ("valid", 8)):
+        with open(out / f"{name}.jsonl", "w") as f:
+            for _ in range(n):
+                answer = " ".join(rng.choice(_WORDS) for _ in range(12))
+                f.write(json.dumps({"messages": [{"role": "user", "content": rng.choice(QUESTIONS)},
+                                                 {"role": "assistant", "content": answer}]}) + "\n")
+    return out
+
+
+def test_a_tiny_train_set_trained_too_long_overfits_and_is_named_once_val_rises(tmp_path, tiny_model):
+    data = _tiny_train_set(tmp_path / "data")
+    events = _train(tmp_path, tiny_model, data, iters=100, learning_rate=2e-3, batch_size=4,
+                    steps_per_report=10, steps_per_eval=10, save_every=50, val_batches=-1)
+    found = check_events(events, vocab_size=model_vocab_size(tiny_model), val_batches=-1)
+    overfitting = [h for h in found if h.issue == "overfitting"]
+    assert overfitting, [h.to_json() for h in found]
+    first = overfitting[0]
+    val = {e.iter: e.loss for e in events if isinstance(e, Val)}
+    train = {e.iter: e.loss for e in events if isinstance(e, Train)}
+    # Not before val actually rises: at the finding, val is above its lowest so far...
+    lowest_iter = min((i for i in val if i < first.iter), key=val.get)
+    assert val[first.iter] > val[lowest_iter]
+    # ... while train has kept falling since that lowest val.
+    assert train[first.iter] < train[min(i for i in train if i >= lowest_iter)]
+    assert "val loss" in first.evidence and "train loss fell" in first.evidence
+
+
+def test_a_normal_run_raises_no_finding(tmp_path, tiny_model, persona_data):
+    events = _train(tmp_path, tiny_model, persona_data, iters=60)
+    assert check_events(events, vocab_size=model_vocab_size(tiny_model), val_batches=2) == []
+    # It did learn: the monitor had something to watch.
+    losses = [e.loss for e in events if isinstance(e, Train)]
+    assert losses[-1] < losses[0] / 2
