@@ -31,6 +31,17 @@ class ConversionRequest:
     force: bool
 
 
+class TickBox(Checkbox):
+    """A checkbox whose box is empty until it is ticked. Textual's draws an X either way, only
+    dimmer when unticked, which reads as ticked in many terminals and at 256 colours; for
+    "replace the splits" that misreading would overwrite a dataset."""
+
+    @property
+    def _button(self):
+        self.BUTTON_INNER = "X" if self.value else " "
+        return super()._button
+
+
 class ConvertForm(VerticalScroll):
     DEFAULT_CSS = """
     ConvertForm { height: 1fr; scrollbar-size-vertical: 1; }
@@ -73,8 +84,8 @@ class ConvertForm(VerticalScroll):
             yield Label("seed")
             yield Input("0", compact=True, id="convert-seed")
         with Horizontal(id="convert-actions"):
-            yield Checkbox("replace the splits in a non-empty output dir", compact=True,
-                           id="convert-force")
+            yield TickBox("replace the splits in a non-empty output dir", compact=True,
+                          id="convert-force")
             yield Button("Convert (ctrl+r)", compact=True, variant="primary", id="convert-run")
         yield TaskLine(id="convert-task")
         yield Static(id="convert-problems")

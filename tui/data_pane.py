@@ -29,6 +29,7 @@ from textual.worker import Worker, WorkerState
 
 from tunedeck.core.data import formats as F
 from tunedeck.core.data.convert import ConversionCancelled, InvalidData, convert
+from tunedeck.core.data.feature_keys import features_of
 from tunedeck.core.data.line_index import IndexCancelled
 from tunedeck.core.data.sources import DATA_SUFFIXES, JSON_ARRAY, TXT, sniff_container
 from tunedeck.core.data.tokens import (DEFAULT_MAX_SEQ_LENGTH, count_tokens, load_tokenizer,
@@ -231,7 +232,7 @@ class DataPane(Vertical):
         try:
             config = default_config(self.project)
             if self.project is not None:
-                config.resolve_paths(self.project)
+                config = config.resolve_paths(self.project)
         except BadInput as exc:
             config, self.config_problem = None, str(exc)
         data = Path(config.data) if config and config.data else None
@@ -240,6 +241,11 @@ class DataPane(Vertical):
         self.data_dir: Optional[Path] = data if data is not None and data.is_dir() else None
         self.model: Optional[str] = config.model if config else None
         self.mask_prompt: bool = bool(config.mask_prompt) if config else False
+        # The columns mlx-lm is told to read (prompt_feature & co.), as `data check` reads them.
+        try:
+            self.feature_keys = F.FeatureKeys.of(features_of(config) if config else None)
+        except ValueError as exc:
+            self.feature_keys, self.config_problem = F.DEFAULT_KEYS, str(exc)
         self.max_seq_length: int = (config.max_seq_length if config else None) \
             or DEFAULT_MAX_SEQ_LENGTH
         self.view = "raw"
@@ -392,7 +398,8 @@ class DataPane(Vertical):
         # or two, and showing them in the same frame spares a round trip through the event
         # loop, which is slow while the index thread competes with it for the interpreter.
         try:
-            rows = LineRows.open(path, container, FIRST_ROWS, FIRST_ROWS_WAIT_S)
+            rows = LineRows.open(path, container, FIRST_ROWS, FIRST_ROWS_WAIT_S,
+                                 self.feature_keys)
         except OSError as exc:
             self._summary(f"{path}: {exc.strerror or exc}")
             return
@@ -401,7 +408,7 @@ class DataPane(Vertical):
     @work(thread=True, exclusive=True, exit_on_error=False, group="data-open")
     def _open_array(self, path: Path) -> None:
         try:
-            rows = ArrayRows.open(path)
+            rows = ArrayRows.open(path, self.feature_keys)
         except OSError as exc:
             self.post_message(FileOpened(path, error=f"{path}: {exc.strerror or exc}"))
             return
@@ -565,7 +572,8 @@ class DataPane(Vertical):
         if detail.record is None:
             return lines(Content("not a record mlx-lm can read:"), *issue_lines(detail.issues))
         if detail.format not in F.MLX_FORMATS:
-            return Content(f"{F.describe(detail.format)} records are not read by mlx-lm: "
+            return Content(f"{F.describe(detail.format, self.feature_keys)} records are not "
+                           "read by mlx-lm: "
                            "convert them (c) to see what it would train on")
         if not self.model:
             return Content("no model: set `model` in tunedeck.toml to see tokens")
@@ -582,7 +590,7 @@ class DataPane(Vertical):
         try:
             with mlx_streams_released():
                 rendered = render_row(record, tokenizer, mask_prompt=mask,
-                                      max_seq_length=max_seq_length)
+                                      max_seq_length=max_seq_length, keys=self.feature_keys)
         except BadInput as exc:
             self.post_message(RowRendered(key, error=str(exc)))
         else:
@@ -718,7 +726,8 @@ class DataPane(Vertical):
     @work(thread=True, exclusive=True, exit_on_error=False, group="data-check")
     def _check(self, path: Path, cancel: threading.Event) -> None:
         background_priority()
-        report = validate_file(path, progress=self._progress("check"), cancel=cancel)
+        report = validate_file(path, progress=self._progress("check"), cancel=cancel,
+                               features=self.feature_keys.as_dict())
         self.post_message(FileValidated(path, report, cancel))
 
     @on(FileValidated)
@@ -833,7 +842,8 @@ class DataPane(Vertical):
         path, mask_prompt, max_seq_length = key
         with mlx_streams_released():
             counts = count_tokens(path, tokenizer, mask_prompt,
-                                  progress=self._progress("stats"), cancel=cancel)
+                                  progress=self._progress("stats"), cancel=cancel,
+                                  keys=self.feature_keys)
         stats = token_stats(counts, max_seq_length)
         self.post_message(TokensCounted(key, counts, stats, cancel))
 
@@ -917,3 +927,5 @@ class DataPane(Vertical):
             self.notify(warning, severity="warning", timeout=10)
         self._add_files(list(result.files))
         self.open_file(result.files[0])
+        # The new rows are what to look at next; the form keeps its values for another run.
+        self.query_one(RowList).focus()

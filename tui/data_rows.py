@@ -34,7 +34,8 @@ DETAIL_BYTES = 8 << 20
 FORMAT_PROBE_LINES = 100
 
 SHORT_FORMATS = {F.COMPLETIONS: "completions", F.CHAT: "chat", F.TEXT: "text",
-                 F.ALPACA: "alpaca", F.SHAREGPT: "sharegpt", F.CONVERSATIONS: "convs"}
+                 F.ALPACA: "alpaca", F.SHAREGPT: "sharegpt", F.CONVERSATIONS: "convs",
+                 F.PREFERENCE: "pref", F.KTO: "kto"}
 
 Issues = tuple  # ((is_error, message), ...)
 
@@ -102,21 +103,24 @@ def _decode(raw: bytes) -> str:
 class LineRows:
     """A JSON Lines or plain text file, one row per line, through a background LineIndex."""
 
-    def __init__(self, path: Path, container: str, index: LineIndex):
+    def __init__(self, path: Path, container: str, index: LineIndex,
+                 keys: F.FeatureKeys = F.DEFAULT_KEYS):
         self.path = path
         self.container = container
         self.index = index
+        self.keys = keys                   # the project's feature keys
         self.file_format: Optional[str] = None
         self._fd = os.open(path, os.O_RDONLY)
 
     @classmethod
-    def open(cls, path: Path, container: str, first_rows: int, wait: float) -> "LineRows":
+    def open(cls, path: Path, container: str, first_rows: int, wait: float,
+             keys: F.FeatureKeys = F.DEFAULT_KEYS) -> "LineRows":
         """Start indexing and wait, at most ``wait`` seconds, for the first screenful of rows
         (or the whole of a small file), which the index has within a millisecond: the scan
         goes on in the background."""
         index = LineIndex(path).start()
         index.wait_for(first_rows, timeout=wait)
-        rows = cls(path, container, index)
+        rows = cls(path, container, index, keys)
         if container != TXT:
             rows.file_format = rows._probe_format()
         return rows
@@ -124,7 +128,7 @@ class LineRows:
     def _probe_format(self) -> Optional[str]:
         for raw in self.index.read_lines(0, min(FORMAT_PROBE_LINES, self.index.known_lines)):
             if len(raw) <= LIST_PARSE_BYTES and raw.strip():
-                fmt = check_row(raw).format
+                fmt = check_row(raw, keys=self.keys).format
                 if fmt is not None:
                     return fmt
         return None
@@ -187,7 +191,7 @@ class LineRows:
         if size > len(raw):
             note = f"a {size / (1 << 20):.1f} MB row: open it to check it"
             return RowSummary(line, "", ((False, note),), one_line(_decode(raw)))
-        check = check_row(raw, self.file_format)
+        check = check_row(raw, self.file_format, self.keys)
         if check.record is None and check.format is None:
             shown = one_line(_decode(raw))
             return RowSummary(line, "", check.issues, shown)
@@ -203,7 +207,7 @@ class LineRows:
             note = (f"a {size / (1 << 20):.0f} MB row: only its first "
                     f"{DETAIL_BYTES >> 20} MB are shown, and it is not parsed here")
             return RowDetail(line, _decode(raw), None, None, ((False, note),), size, len(raw))
-        check = check_row(raw, self.file_format)
+        check = check_row(raw, self.file_format, self.keys)
         record = check.record if check.format is not None else None
         return RowDetail(line, _decode(raw), record, check.format, check.issues, size, len(raw))
 
@@ -222,18 +226,19 @@ class ArrayRows:
     done = complete = True
     fraction = 1.0
 
-    def __init__(self, path: Path, items: Sequence[tuple]):
+    def __init__(self, path: Path, items: Sequence[tuple], keys: F.FeatureKeys = F.DEFAULT_KEYS):
         self.path = path
+        self.keys = keys
         # Problems with the encoding are reported first by the reader: put them in line order.
         self.items = sorted(items, key=lambda item: item[0])
         self.lines = [line for line, _ in self.items]
-        self.file_format = next((F.record_format(item) for _, item in self.items
+        self.file_format = next((F.record_format(item, keys) for _, item in self.items
                                  if not isinstance(item, SourceProblem)
-                                 and F.record_format(item) is not None), None)
+                                 and F.record_format(item, keys) is not None), None)
 
     @classmethod
-    def open(cls, path: Path) -> "ArrayRows":
-        return cls(path, list(iter_json_array(path)))
+    def open(cls, path: Path, keys: F.FeatureKeys = F.DEFAULT_KEYS) -> "ArrayRows":
+        return cls(path, list(iter_json_array(path)), keys)
 
     @property
     def known(self) -> int:
@@ -276,7 +281,8 @@ class ArrayRows:
 
     def _check(self, item):
         # The same rules and messages as a JSONL row: an element is checked as its own line.
-        return check_row(json.dumps(item, ensure_ascii=False).encode(), self.file_format)
+        return check_row(json.dumps(item, ensure_ascii=False).encode(), self.file_format,
+                         self.keys)
 
     def cancel(self) -> None:
         pass

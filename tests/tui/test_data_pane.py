@@ -309,3 +309,69 @@ async def test_in_the_app_the_digits_of_a_line_number_do_not_switch_panes(tmp_pa
         assert "train.jsonl:32 ·" in panel(app, "raw").shown_text
         await pilot.press("3")  # and afterwards digits choose panes again
         assert app.query_one(TabbedContent).active == "training"
+
+
+async def test_after_opening_a_file_the_row_list_has_the_focus(tmp_path, tiny_model):
+    project = write_project(tmp_path / "project", tiny_model)
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(chat(f"other question {i}") + "\n" for i in range(1, 40)))
+    app = PaneHarness(lambda: DataPane(project))
+    async with app.run_test(size=(120, 36)) as pilot:
+        pane, rows = await open_pane(pilot)
+        await pilot.press("o", *str(other), "enter")
+        await wait_until(pilot, lambda: pane.path == other and pane.row is not None,
+                         what="the other file's rows")
+        await pilot.pause()
+        assert app.focused is rows
+        await pilot.press("down", "down")  # the list's own keys work at once
+        assert rows.cursor == 2
+        assert "other question 3" in panel(app, "raw").shown_text
+        # From the convert form too: a conversion opens its train.jsonl in the list.
+        await pilot.press("c")
+        form = pane.query_one(ConvertForm)
+        form.query_one("#convert-out").value = str(tmp_path / "converted")
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: pane.path == tmp_path / "converted" / "train.jsonl"
+                         and pane.row is not None, what="the converted file")
+        await pilot.pause()
+        assert app.focused is rows
+
+
+async def test_the_replace_splits_box_starts_unticked_and_shows_it(tmp_path, tiny_model):
+    from textual.widgets import Checkbox
+
+    project = write_project(tmp_path / "project", tiny_model)
+    app = PaneHarness(lambda: DataPane(project))
+    async with app.run_test(size=(120, 36)) as pilot:
+        pane, _ = await open_pane(pilot)
+        await pilot.press("c")
+        form = pane.query_one(ConvertForm)
+        box = form.query_one("#convert-force", Checkbox)
+        assert box.value is False
+        assert form.request(project).force is False
+        # Textual's checkbox draws an X in the box either way; an unticked one here is empty.
+        assert "X" not in box.render().plain.split("replace")[0]
+        box.value = True
+        await pilot.pause()
+        assert "X" in box.render().plain.split("replace")[0]
+        assert form.request(project).force is True
+
+
+async def test_the_pane_reads_the_projects_feature_keys(tmp_path, tiny_model):
+    project = write_project(tmp_path / "project", tiny_model, prompt_feature="question",
+                            completion_feature="answer")
+    write_rows(project, [json.dumps({"question": f"q{i}?", "answer": f"a{i}"})
+                         for i in range(1, 9)])
+    write_rows(project, [json.dumps({"question": "q?", "answer": "a"})] * 4, "valid.jsonl")
+    app = PaneHarness(lambda: DataPane(project))
+    async with app.run_test(size=(120, 36)) as pilot:
+        pane, rows = await open_pane(pilot)
+        await wait_until(pilot, lambda: pane.report is not None, what="the check")
+        assert pane.report.ok, [str(p) for p in pane.report.problems]
+        assert "completions" in list_text(rows) and "q1?" in list_text(rows)
+        await pilot.press("t")
+        template = panel(app, "template")
+        await wait_until(pilot, lambda: "<|im_start|>" in template.shown_text, timeout=120,
+                         what="the rendered template")
+        assert "<|im_start|>user\nq1?<|im_end|>\n<|im_start|>assistant\na1" \
+            in template.shown_text
