@@ -249,13 +249,9 @@ def explain_exit(returncode: int, log_tail: str,
     """
     if returncode == 0:
         return None
-    from .events import Error, Resume, Start
     from .logparse import parse_text  # the parser reads tracebacks; crash.py explains lines
 
-    events = parse_text(log_tail or "")
-    starts = [i for i, e in enumerate(events) if isinstance(e, (Start, Resume))]
-    errors = [e for e in events[starts[-1] if starts else 0:] if isinstance(e, Error)]
-    last = errors[-1] if errors else None
+    last = _last_error(parse_text(log_tail or ""))
     signum = _signal_of(returncode)
     if last is not None and last.advice:
         failure = Failure(last.message, last.advice)
@@ -271,3 +267,49 @@ def explain_exit(returncode: int, log_tail: str,
         failure = Failure(f"exited with code {returncode}" + (f" after: {tail}" if tail else ""),
                           "the end of the log shows what it did last")
     return _for_run(failure, Path(run_dir)) if run_dir is not None else failure
+
+
+# -- a run directory -----------------------------------------------------------------------------
+
+# How much of the end of train.log is read for a cause nothing else recorded.
+LOG_TAIL_BYTES = 64 * 1024
+
+
+def _last_error(events: list):
+    """The last error event since the last start (a resume starts again: earlier ones are past)."""
+    from .events import Error, Resume, Start
+
+    last = None
+    for event in events:
+        if isinstance(event, (Start, Resume)):
+            last = None
+        elif isinstance(event, Error):
+            last = event
+    return last
+
+
+def run_failure(run) -> Optional[Failure]:
+    """Why the run in ``run`` (a RunDirectory) ended badly, from what its directory holds.
+
+    status.json's ``error`` first (the runner and its supervisor record the cause there), then
+    the last error event of metrics.jsonl, then the end of train.log (a run whose process died
+    before anything was recorded still printed its crash). None when none of them says.
+    """
+    from .events import read_events
+    from .logparse import parse_text
+
+    status = run.read_status()
+    if status.get("error"):
+        return recorded(str(status["error"]), status.get("advice"))
+    try:
+        error = _last_error(read_events(run.metrics_jsonl)) if run.metrics_jsonl.exists() else None
+    except OSError:
+        error = None
+    if error is None:
+        try:
+            with open(run.train_log, "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - LOG_TAIL_BYTES))
+                error = _last_error(parse_text(f.read()))
+        except OSError:
+            return None
+    return recorded(error.message, error.advice) if error is not None else None

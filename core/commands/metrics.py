@@ -61,8 +61,22 @@ def _metrics(args) -> int:
             printer.feed(events, arrival)
     except KeyboardInterrupt:
         pass  # leaving --follow: still print what we have
+    if printer.error is None and args.path != "-" and Path(args.path).is_dir():
+        printer.error = _run_failure(Path(args.path))
     printer.finish()
     return 0
+
+
+def _run_failure(run_dir: Path) -> Optional[str]:
+    """The cause of a run that ended badly without an error event (status.json, train.log)."""
+    from ..crash import run_failure
+    from ..rundir import RunDirectory
+
+    run = RunDirectory(run_dir)
+    if run.state() not in ("failed", "interrupted"):
+        return None
+    failure = run_failure(run)
+    return failure.one_line() if failure is not None else None
 
 
 # -- sources ---------------------------------------------------------------------------------
@@ -169,6 +183,13 @@ def _loss(x: Optional[float]) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
+def _explained(error) -> str:
+    """An error event in one line: its cause, then what to try."""
+    from ..crash import recorded
+
+    return recorded(error.message, error.advice).one_line()
+
+
 class _Printer:
     """Feeds the ETA estimator and prints JSON events or table rows as they come."""
 
@@ -211,8 +232,10 @@ class _Printer:
         return None if result is None else result[0]
 
     def _remember(self, event) -> None:
-        from ..events import End, Error, Test, Train, Val
+        from ..events import End, Error, Resume, Start, Test, Train, Val
 
+        if isinstance(event, (Start, Resume)):
+            self.error = None  # a new attempt: an earlier crash is not how this one ends
         if isinstance(event, Train):
             self.last_train = event
         elif isinstance(event, Val):
@@ -221,7 +244,7 @@ class _Printer:
         elif isinstance(event, Test):
             self.test = event
         elif isinstance(event, Error):
-            self.error = event.message
+            self.error = _explained(event)
         elif isinstance(event, End):
             self.end = event.state
 
@@ -258,7 +281,7 @@ class _Printer:
             lines.append(f"{'':>6}  start: {event.total_iters:,} iterations"
                          if event.total_iters else f"{'':>6}  start")
         elif isinstance(event, Error):
-            lines.append(f"{'':>6}  error: {event.message}")
+            lines.append(f"{'':>6}  error: {_explained(event)}")
         elif isinstance(event, End):
             lines.append(f"{'':>6}  run {event.state}")
 

@@ -36,13 +36,29 @@ def _loss(x) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
+# A run in one of these states may have died of something worth naming.
+_ENDED_BADLY = ("failed", "interrupted")
+
+
+def _failure(s):
+    """Why the run failed (core.crash.run_failure), for the runs that did."""
+    from ..crash import run_failure
+    from ..rundir import RunDirectory
+
+    return run_failure(RunDirectory(s.path)) if s.state in _ENDED_BADLY else None
+
+
 def _runs(args) -> int:
     from ..runs import list_runs
 
     summaries = list_runs(args.root)
     if args.json:
         for s in summaries:
-            print(json.dumps(s.to_json()))
+            record = s.to_json()
+            failure = _failure(s)
+            if failure is not None:
+                record["error"], record["advice"] = failure.cause, failure.advice or None
+            print(json.dumps(record))
         return 0
     if not summaries:
         print(f"no runs under {args.root}")
@@ -53,8 +69,9 @@ def _runs(args) -> int:
         progress = f"{s.iteration}/{s.total_iters}" if s.total_iters else str(s.iteration)
         print(f"{s.name[:32]:<32} {s.state:<12} {progress:>13} {_loss(s.last_loss):>7} "
               f"{_loss(s.best_val_loss):>9} {format_duration(s.eta_s):>8}")
-        if s.error:
-            print(f"  error: {s.error}")
+        failure = _failure(s)
+        if failure is not None:
+            print(f"  {failure.one_line()}")
     return 0
 
 

@@ -5,16 +5,21 @@ Python traceback after writing to a full device (/dev/full gives the real ENOSPC
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tunedeck.core.crash import (
-    OOM_ADVICE, PYTHON_ADVICE, Failure, explain_exit, explain_line, recorded,
+    OOM_ADVICE, PYTHON_ADVICE, Failure, explain_exit, explain_line, recorded, run_failure,
 )
+from tunedeck.core.events import End, Error, EventWriter, Resume, Start
+from tunedeck.core.rundir import RunDirectory
 
 METAL_OOM = ("libc++abi: terminating due to uncaught exception of type std::runtime_error: [METAL] "
              "Command buffer execution failed: Insufficient Memory "
@@ -175,3 +180,70 @@ def test_a_recorded_error_gets_the_advice_its_words_call_for():
     assert recorded("KeyError: 'messages'") == Failure("KeyError: 'messages'", "")
     assert recorded("disk full — free space", None) == Failure("disk full — free space", "")
     assert recorded("x", "do y").one_line() == "x — do y"
+
+
+# -- what `tunedeck runs` shows of a run that failed -----------------------------------------------
+
+LOGS = Path(__file__).resolve().parent.parent / "fixtures" / "logs"
+
+
+def run_dir(root: Path, name: str, state: str, **status) -> RunDirectory:
+    run = RunDirectory(root / name)
+    run.path.mkdir(parents=True)
+    run.update_status(state=state, created_at=len(list(root.iterdir())), total_iters=30, **status)
+    return run
+
+
+def runs_lines(tunedeck, root: Path) -> list[str]:
+    code, out, err = tunedeck("runs", "--root", root)
+    assert code == 0, err
+    return out.splitlines()
+
+
+def test_runs_shows_failed_and_the_cause_with_what_to_try(tunedeck, tmp_path):
+    # As the runner records an exception: "Type: message", no advice of its own.
+    run_dir(tmp_path, "metal", "failed",
+            error="RuntimeError: [METAL] Command buffer execution failed: Insufficient Memory "
+                  "(00000008:kIOGPUCommandBufferCallbackErrorOutOfMemory)")
+    lines = runs_lines(tunedeck, tmp_path)
+    assert lines[1].split()[:2] == ["metal", "failed"]
+    assert lines[2].strip() == f"out of memory (Metal: Insufficient Memory) — {OOM_ADVICE}"
+
+
+def test_runs_reads_the_cause_from_the_error_event_when_status_has_none(tunedeck, tmp_path):
+    run = run_dir(tmp_path, "killed", "failed")
+    with EventWriter(run.metrics_jsonl) as events:
+        events.append(Start(total_iters=30))
+        events.append(Error(message="killed by SIGKILL, most likely by the system's "
+                                    "out-of-memory killer", advice=OOM_ADVICE))
+        events.append(End(state="failed"))
+    lines = runs_lines(tunedeck, tmp_path)
+    assert lines[1].split()[:2] == ["killed", "failed"]
+    assert lines[2].strip() == ("killed by SIGKILL, most likely by the system's out-of-memory "
+                                f"killer — {OOM_ADVICE}")
+
+
+def test_an_interrupted_run_shows_the_crash_its_log_ends_with(tunedeck, tmp_path):
+    # Nobody recorded the end (status still "running", no process holds the lock), but train.log
+    # ends in the Metal abort, as tests/fixtures/logs/metal_oom.log does.
+    run = run_dir(tmp_path, "oom", "running", pid=999_999)
+    shutil.copy(LOGS / "metal_oom.log", run.train_log)
+    lines = runs_lines(tunedeck, tmp_path)
+    assert lines[1].split()[:2] == ["oom", "interrupted"]
+    assert lines[2].strip() == f"out of memory (Metal: Insufficient Memory) — {OOM_ADVICE}"
+    code, out, _ = tunedeck("runs", "--root", tmp_path, "--json")
+    record = json.loads(out)
+    assert (record["state"], record["error"], record["advice"]) == (
+        "interrupted", "out of memory (Metal: Insufficient Memory)", OOM_ADVICE)
+
+
+def test_an_error_before_a_resume_is_not_the_cause(tunedeck, tmp_path):
+    run = run_dir(tmp_path, "resumed", "finished")
+    with EventWriter(run.metrics_jsonl) as events:
+        events.append(Start(total_iters=30))
+        events.append(Error(message="out of memory (Metal: Insufficient Memory)", advice=OOM_ADVICE))
+        events.append(Resume(iter=10, source="adapters/0000010_adapters.safetensors"))
+        events.append(Start(total_iters=30))
+        events.append(End(state="finished"))
+    assert len(runs_lines(tunedeck, tmp_path)) == 2  # the header and the run, no cause
+    assert run_failure(run) is None

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import TINY_LEARNING_RATE, TINY_LORA
 from tunedeck.core.cli import main
-from tunedeck.core.events import End, EventWriter, Save, Start, Train, Val
+from tunedeck.core.events import End, Error, EventWriter, Resume, Save, Start, Train, Val
 from tunedeck.core.logparse import parse_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,6 +55,29 @@ def test_table_of_a_crashed_run_says_why(capsys):
     assert "error: KeyError: 'messages'" in out
     assert out.splitlines()[-1] == ("iteration 5/30 · last loss 4.876 · best val 6.043 "
                                     "(iteration 1) · failed: KeyError: 'messages'")
+
+
+OOM = "out of memory (Metal: Insufficient Memory)"
+OOM_ADVICE = "smaller batch_size or max_seq_length, grad_checkpoint, fewer num_layers"
+
+
+def test_a_log_ending_in_the_metal_out_of_memory_abort_has_an_error_event_naming_it():
+    # The console script, as a user runs it on a log whose run died on a Mac's Metal abort.
+    tunedeck_bin = Path(sys.executable).parent / "tunedeck"
+    done = subprocess.run([str(tunedeck_bin), "metrics", str(LOGS / "metal_oom.log"), "--json"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    printed = json_lines(done.stdout)
+    assert printed[-1] == {"kind": "error", "message": OOM, "advice": OOM_ADVICE}
+    assert [p["iter"] for p in printed if p["kind"] == "train"] == [5, 10, 15, 20]
+
+
+def test_table_of_an_out_of_memory_run_says_what_to_try(capsys):
+    code, out, _ = run(capsys, LOGS / "metal_oom.log")
+    assert code == 0
+    assert f"error: {OOM} — {OOM_ADVICE}" in out
+    assert out.splitlines()[-1] == ("iteration 20/30 · last loss 2.859 · best val 2.868 "
+                                    f"(iteration 20) · failed: {OOM} — {OOM_ADVICE}")
 
 
 def test_json_is_the_event_vocabulary_with_eta(capsys):
@@ -115,6 +138,28 @@ def test_a_metrics_jsonl_given_by_path(tmp_path, capsys):
     assert [p["kind"] for p in json_lines(out)] == ["start", "val", "train", "train", "train"]
 
 
+def test_a_failed_run_directory_says_why_from_its_status(tmp_path, capsys):
+    # The runner records an exception as "Type: message"; the advice comes from what it names.
+    run_dir = make_run(tmp_path, RUNNER_EVENTS, state="failed")
+    status = json.loads((run_dir / "status.json").read_text())
+    status["error"] = ("RuntimeError: [METAL] Command buffer execution failed: Insufficient "
+                       "Memory (00000008:kIOGPUCommandBufferCallbackErrorOutOfMemory)")
+    (run_dir / "status.json").write_text(json.dumps(status))
+    code, out, _ = run(capsys, run_dir)
+    assert code == 0
+    assert out.splitlines()[-1].endswith(f"· failed: {OOM} — {OOM_ADVICE}")
+
+
+def test_a_crash_before_a_resume_is_not_how_the_run_ended(tmp_path, capsys):
+    events = [Start(total_iters=30), Train(iter=10, loss=2.0),
+              Error(message=OOM, advice=OOM_ADVICE), End(state="failed"),
+              Resume(iter=10, source="adapters/0000010_adapters.safetensors"),
+              Start(total_iters=30), Train(iter=30, loss=1.5), End(state="finished")]
+    code, out, _ = run(capsys, make_run(tmp_path, events, state="finished"))
+    assert f"error: {OOM} — {OOM_ADVICE}" in out  # in its place in the history
+    assert "failed" not in out.splitlines()[-1]
+
+
 def test_missing_path_is_one_line_and_exit_2(tmp_path, capsys):
     code, out, err = run(capsys, tmp_path / "nope")
     assert code == 2 and out == ""
@@ -153,11 +198,26 @@ def follow_in_thread(monkeypatch, *argv):
     return out, thread, result
 
 
-def test_follow_run_directory_until_end_event(tmp_path, monkeypatch):
-    from tunedeck.core.rundir import RunDirectory
+class LockHeldElsewhere:
+    """The run's lock held by another process, as a live trainer holds it (a process does not
+    see its own POSIX locks, so the test cannot hold it itself). ``release()`` is its death."""
 
+    def __init__(self, run_dir):
+        code = ("import sys; from tunedeck.core.rundir import RunDirectory; "
+                "assert RunDirectory(sys.argv[1]).acquire_lock() is not None; "
+                "print('locked', flush=True); sys.stdin.read()")
+        self.child = subprocess.Popen([sys.executable, "-c", code, str(run_dir)],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.child.stdout.readline() == "locked\n"
+
+    def release(self):
+        self.child.stdin.close()
+        self.child.wait(timeout=30)
+
+
+def test_follow_run_directory_until_end_event(tmp_path, monkeypatch):
     run_dir = make_run(tmp_path, RUNNER_EVENTS[:3])
-    lock = RunDirectory(run_dir).acquire_lock()  # a live trainer holds it
+    lock = LockHeldElsewhere(run_dir)  # a live trainer holds it
     try:
         out, thread, result = follow_in_thread(monkeypatch, str(run_dir), "--follow", "--json")
         out.wait_for('"iter":10')
@@ -169,22 +229,20 @@ def test_follow_run_directory_until_end_event(tmp_path, monkeypatch):
         thread.join(20)
         assert not thread.is_alive() and result["code"] == 0
     finally:
-        os.close(lock)
+        lock.release()
     kinds = [p["kind"] for p in json_lines(out.text)]
     assert kinds == ["start", "val", "train", "train", "save", "end"]
 
 
 def test_follow_stops_when_status_says_the_run_is_over(tmp_path, monkeypatch):
-    from tunedeck.core.rundir import RunDirectory
-
     run_dir = make_run(tmp_path, RUNNER_EVENTS[:3])
-    lock = RunDirectory(run_dir).acquire_lock()
+    lock = LockHeldElsewhere(run_dir)
     out, thread, result = follow_in_thread(monkeypatch, str(run_dir), "--follow")
     out.wait_for("2.900")  # the row of iteration 10
     with EventWriter(run_dir / "metrics.jsonl") as writer:
         writer.append(RUNNER_EVENTS[3])
     # The trainer dies without writing an end event: its lock goes, "running" is stale.
-    os.close(lock)
+    lock.release()
     thread.join(20)
     assert not thread.is_alive() and result["code"] == 0
     assert "    20       2.800" in out.text  # lines written before it ended are still read
