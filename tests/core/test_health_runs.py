@@ -47,17 +47,27 @@ def test_a_learning_rate_of_one_diverges_and_is_named_within_two_reports(tmp_pat
     assert {h.issue for h in found} == {"diverging"}
 
 
+def write_chat_data(out: Path, splits: dict) -> Path:
+    """``splits``: split name → (question, answer) pairs, written as mlx-lm chat rows."""
+    out.mkdir()
+    for name, pairs in splits.items():
+        with open(out / f"{name}.jsonl", "w") as f:
+            for question, answer in pairs:
+                f.write(json.dumps({"messages": [{"role": "user", "content": question},
+                                                 {"role": "assistant", "content": answer}]}) + "\n")
+    return out
+
+
 def _tiny_train_set(out: Path) -> Path:
     """Four examples with random answers to memorise, and a valid split of other random ones."""
     rng = random.Random(3)
-    out.mkdir()
-    for name, n in (("train", 4), ("valid", 8)):
-        with open(out / f"{name}.jsonl", "w") as f:
-            for _ in range(n):
-                answer = " ".join(rng.choice(_WORDS) for _ in range(12))
-                f.write(json.dumps({"messages": [{"role": "user", "content": rng.choice(QUESTIONS)},
-                                                 {"role": "assistant", "content": answer}]}) + "\n")
-    return out
+
+    def rows(n):
+        for _ in range(n):
+            answer = " ".join(rng.choice(_WORDS) for _ in range(12))
+            yield rng.choice(QUESTIONS), answer
+
+    return write_chat_data(out, {"train": list(rows(4)), "valid": list(rows(8))})
 
 
 def test_a_tiny_train_set_trained_too_long_overfits_and_is_named_once_val_rises(tmp_path, tiny_model):

@@ -1,0 +1,309 @@
+"""Answer checks: what a checkpoint actually answers to a few fixed prompts, and what is wrong.
+
+A run's probe set lives in ``RUN/probes.json`` (the user may edit it): the first prompts of the
+valid split plus a few general prompts with the words a right answer contains (``expect``). The
+base model's greedy answers are recorded there once; a general prompt whose base answer does not
+contain any of its ``expect`` words is kept but not judged (the base never knew it). Each check
+answers every probe greedily (temperature 0, so the same weights always give the same answer) and
+returns ``Health`` findings for the checkpoint's iteration:
+
+``degenerate``
+    An answer that is empty, that is only special tokens (``<|endoftext|>`` over and over), or
+    whose repetition ratio is above ``repetition_threshold``: the share of its word 3-grams that
+    repeat an earlier one (0 for an answer without a repeated 3-gram, near 1 for a loop), judged
+    on answers of at least 8 words. warn when some answers are degenerate, bad when all are.
+``forgetting``
+    A general prompt the base answered correctly whose answer now contains none of its key
+    content: the ``expect`` words, or for a prompt without them, the words of four letters or
+    more in the base answer that are not in the prompt. The evidence puts the two answers side by
+    side. warn for one prompt, bad for more than half of them.
+
+Checks run in the training process between steps (``check_model`` with the weights being
+trained, as saved in the checkpoint just written: no second model in memory) or in any process on
+a saved checkpoint (``check_checkpoint``, which loads base + checkpoint through core.chat). Both
+report what they cost in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import List, Optional, Union
+
+from .errors import BadInput
+from .events import Health
+
+PROBES_FILE = "probes.json"
+DEGENERATE, FORGETTING = "degenerate", "forgetting"
+
+# Prompts a small instruct model answers correctly, with the words a correct answer contains.
+GENERAL_PROMPTS = [
+    {"prompt": "What is the capital of France?", "expect": ["Paris"]},
+    {"prompt": "How many days are there in a week?", "expect": ["seven", "7"]},
+    {"prompt": "What colour is the sky on a clear day?", "expect": ["blue"]},
+]
+VALID_PROMPTS = 3
+MIN_WORDS_FOR_REPETITION = 8
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass
+class ProbeSettings:
+    max_tokens: int = 48
+    repetition_threshold: float = 0.5
+
+
+@dataclass
+class Probe:
+    prompt: str
+    kind: str                          # "valid" or "general"
+    expect: List[str] = field(default_factory=list)
+    base_answer: Optional[str] = None
+    messages: Optional[List[dict]] = None  # a valid-split conversation up to the answer
+
+    def conversation(self) -> List[dict]:
+        return self.messages or [{"role": "user", "content": self.prompt}]
+
+    def key_content(self) -> List[str]:
+        if self.expect:
+            return list(self.expect)
+        prompt_words = {w.lower() for w in _WORD.findall(self.prompt)}
+        return sorted({w for w in _WORD.findall(self.base_answer or "")
+                       if len(w) >= 4 and w.lower() not in prompt_words}, key=str.lower)
+
+    def base_knows(self) -> bool:
+        """The base answer holds the key content (always true for a prompt without ``expect``)."""
+        return self.base_answer is not None and (not self.expect or _mentions(self.base_answer, self.expect))
+
+
+@dataclass
+class Answer:
+    probe: Probe
+    text: str
+    tokens: List[int]
+    special_only: bool
+
+    def words(self) -> List[str]:
+        return _WORD.findall(self.text)
+
+
+@dataclass
+class CheckResult:
+    iteration: Optional[int]
+    answers: List[Answer]
+    findings: List[Health]
+    seconds: float
+
+
+def _mentions(text: str, words: List[str]) -> bool:
+    lowered = text.lower()
+    return any(re.search(rf"(?<!\w){re.escape(w.lower())}(?!\w)", lowered) for w in words)
+
+
+def repetition_ratio(words: List[str], n: int = 3) -> float:
+    """The share of the word n-grams of ``words`` that repeat an earlier one."""
+    grams = [tuple(w.lower() for w in words[i:i + n]) for i in range(len(words) - n + 1)]
+    if not grams:
+        return 0.0
+    return 1.0 - len(set(grams)) / len(grams)
+
+
+# -- the probe set -------------------------------------------------------------------------------
+
+def valid_probes(data_dir: Path, count: int = VALID_PROMPTS) -> List[Probe]:
+    """The first ``count`` prompts of ``data_dir/valid.jsonl`` (chat or prompt/completion rows)."""
+    from .data.formats import CHAT, COMPLETIONS, record_format
+
+    path = Path(data_dir) / "valid.jsonl"
+    probes: List[Probe] = []
+    if not path.is_file():
+        return probes
+    with open(path, encoding="utf-8-sig") as f:
+        for line in f:
+            if len(probes) >= count:
+                break
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            fmt = record_format(record)
+            if fmt == CHAT:
+                turns = record["messages"]
+                cut = max((i for i, m in enumerate(turns) if m.get("role") == "assistant"), default=len(turns))
+                before = turns[:cut]
+                users = [m for m in before if m.get("role") == "user"]
+                if users:
+                    probes.append(Probe(prompt=str(users[-1].get("content", "")), kind="valid",
+                                        messages=before))
+            elif fmt == COMPLETIONS and isinstance(record.get("prompt"), str):
+                probes.append(Probe(prompt=record["prompt"], kind="valid"))
+    return probes
+
+
+def default_probes(data_dir: Optional[Path]) -> List[Probe]:
+    probes = valid_probes(data_dir) if data_dir else []
+    return probes + [Probe(prompt=p["prompt"], kind="general", expect=list(p["expect"]))
+                     for p in GENERAL_PROMPTS]
+
+
+def load_probes(path: Path) -> List[Probe]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return [Probe(**entry) for entry in data["probes"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BadInput(f"{path}: not a probe set ({exc})") from None
+
+
+def save_probes(path: Path, probes: List[Probe]) -> None:
+    from dataclasses import asdict
+
+    from .rundir import write_atomic
+
+    entries = [{k: v for k, v in asdict(p).items() if v not in (None, [])} for p in probes]
+    write_atomic(Path(path), json.dumps({"probes": entries}, indent=1, ensure_ascii=False) + "\n")
+
+
+# -- answering -----------------------------------------------------------------------------------
+
+def _special_ids(tokenizer) -> set:
+    ids = set(getattr(tokenizer, "all_special_ids", None) or ())
+    return ids | set(getattr(tokenizer, "eos_token_ids", None) or ())
+
+
+def answer(model, tokenizer, probe: Probe, settings: ProbeSettings) -> Answer:
+    """The greedy answer of ``model`` to ``probe``, with its token ids."""
+    from mlx_lm import stream_generate
+    from mlx_lm.sample_utils import make_sampler
+
+    from .chat import ChatModel
+
+    # The prompt is built exactly as the Chat pane builds it (chat template or plain text).
+    prompt = ChatModel.prompt_tokens(SimpleNamespace(tokenizer=tokenizer), probe.conversation())
+    tokens: List[int] = []
+    pieces: List[str] = []
+    for response in stream_generate(model, tokenizer, prompt, max_tokens=settings.max_tokens,
+                                    sampler=make_sampler(temp=0.0)):
+        pieces.append(response.text)
+        if response.finish_reason != "stop":  # the token of a "stop" response is the end token
+            tokens.append(int(response.token))
+    special = _special_ids(tokenizer)
+    text = "".join(pieces)
+    only_special = bool(tokens) and all(t in special for t in tokens)
+    return Answer(probe=probe, text=text, tokens=tokens, special_only=only_special)
+
+
+def record_base_answers(model, tokenizer, probes: List[Probe], settings: ProbeSettings) -> bool:
+    """Fill in the base answers that are missing; True when any was added."""
+    added = False
+    for probe in probes:
+        if probe.base_answer is None:
+            probe.base_answer = answer(model, tokenizer, probe, settings).text
+            added = True
+    return added
+
+
+# -- judging -------------------------------------------------------------------------------------
+
+def _show(text: str, limit: int = 80) -> str:
+    shown = json.dumps(text, ensure_ascii=False)
+    return shown if len(shown) <= limit else shown[:limit - 1] + "…\""
+
+
+def degenerate_reason(a: Answer, settings: ProbeSettings) -> Optional[str]:
+    if not a.tokens or not a.text.strip():
+        return "an empty answer"
+    if a.special_only:
+        return f"only special tokens ({len(a.tokens)})"
+    words = a.words()
+    if len(words) >= MIN_WORDS_FOR_REPETITION:
+        ratio = repetition_ratio(words)
+        if ratio > settings.repetition_threshold:
+            return f"repetition ratio {ratio:.2f}"
+    return None
+
+
+def judge(answers: List[Answer], iteration: Optional[int], settings: ProbeSettings) -> List[Health]:
+    findings: List[Health] = []
+    bad = [(a, degenerate_reason(a, settings)) for a in answers]
+    bad = [(a, why) for a, why in bad if why]
+    if bad:
+        a, why = bad[0]
+        findings.append(Health(
+            iter=iteration, issue=DEGENERATE, severity="bad" if len(bad) == len(answers) else "warn",
+            evidence=(f"{len(bad)} of {len(answers)} answers degenerate: {_show(a.probe.prompt, 50)} → "
+                      f"{_show(a.text)} ({why})"),
+            advice=("do not use this checkpoint; an earlier one may answer well. If later ones do "
+                    "the same: check the data for repeated patterns and its diversity, stop "
+                    "earlier, lower the learning rate; when chatting, a higher temperature or "
+                    "top_p < 1 hides repetition but does not cure it")))
+    general = [a for a in answers if a.probe.kind == "general" and a.probe.base_knows()]
+    forgot = [a for a in general if a.probe.key_content() and not _mentions(a.text, a.probe.key_content())]
+    if forgot:
+        a = forgot[0]
+        findings.append(Health(
+            iter=iteration, issue=FORGETTING,
+            severity="bad" if len(forgot) * 2 > len(general) else "warn",
+            evidence=(f"{len(forgot)} of {len(general)} general prompts forgotten: "
+                      f"{_show(a.probe.prompt, 50)} base: {_show(a.probe.base_answer or '')} | now: "
+                      f"{_show(a.text)} (no {' / '.join(a.probe.key_content()[:3])})"),
+            advice=("mix general data into the training set, train fewer iterations or with a "
+                    "lower learning rate, or use an earlier checkpoint")))
+    return findings
+
+
+# -- the two ways to run a check -----------------------------------------------------------------
+
+def check_model(model, tokenizer, probes: List[Probe], iteration: Optional[int],
+                settings: Optional[ProbeSettings] = None) -> CheckResult:
+    """Answer and judge every probe with ``model`` as it is now (e.g. in the training process,
+    right after a checkpoint). Dropout is switched off for the answers and restored after."""
+    settings = settings or ProbeSettings()
+    start = time.perf_counter()
+    was_training = getattr(model, "training", False)
+    model.eval()
+    try:
+        answers = [answer(model, tokenizer, p, settings) for p in probes]
+    finally:
+        if was_training:
+            model.train()
+    return CheckResult(iteration, answers, judge(answers, iteration, settings),
+                       time.perf_counter() - start)
+
+
+def ensure_probe_set(run_dir: Path, model_dir: Path, data_dir: Optional[Path],
+                     settings: Optional[ProbeSettings] = None, chat=None) -> List[Probe]:
+    """The run's probe set, created from the data and the base model's answers the first time
+    (``chat``: a ``ChatModel`` of the base, to reuse one already loaded)."""
+    settings = settings or ProbeSettings()
+    path = Path(run_dir) / PROBES_FILE
+    probes = load_probes(path) if path.exists() else default_probes(data_dir)
+    if any(p.base_answer is None for p in probes):
+        from .chat import ChatModel
+
+        base = chat or ChatModel(Path(model_dir))
+        base.set_adapter(None)
+        record_base_answers(base.model, base.tokenizer, probes, settings)
+        save_probes(path, probes)
+    return probes
+
+
+def check_checkpoint(run_dir: Path, checkpoint: Union[str, Path], model_dir: Path,
+                     data_dir: Optional[Path] = None,
+                     settings: Optional[ProbeSettings] = None) -> CheckResult:
+    """Load base + ``checkpoint`` (a numbered file or an adapter directory) and check it."""
+    from .adapters import checkpoint_iteration, resolve_adapter
+    from .chat import ChatModel
+
+    settings = settings or ProbeSettings()
+    start = time.perf_counter()
+    ref = resolve_adapter(checkpoint)
+    chat = ChatModel(Path(model_dir))
+    probes = ensure_probe_set(run_dir, model_dir, data_dir, settings, chat=chat)
+    chat.set_adapter(ref)
+    result = check_model(chat.model, chat.tokenizer, probes, checkpoint_iteration(ref.weights), settings)
+    result.seconds = time.perf_counter() - start
+    return result
