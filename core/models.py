@@ -1,4 +1,5 @@
-"""Which model a config or a command means: a local MLX model directory, or the built-in demo.
+"""Which model a config or a command means: a local MLX model directory, the built-in demo, or
+a Hugging Face id already in the local Hugging Face cache.
 
 Models are never fetched from the Hugging Face Hub: tunedeck users are often offline, and a
 silent multi-gigabyte download in the middle of a run start is worse than a clear error.
@@ -20,8 +21,9 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z0-9]")
 
 
 def resolve_model(spec: str, progress: Optional[Progress] = None) -> Path:
-    """The model directory ``spec`` names: ``"demo"`` (built on first use) or a local directory
-    holding ``config.json``. Raises BadInput with one line for anything else."""
+    """The model directory ``spec`` names: ``"demo"`` (built on first use), a local directory
+    holding ``config.json``, or a Hub id whose snapshot is in the Hugging Face cache. Raises
+    BadInput with one line for anything else."""
     if spec == DEMO_SPEC:
         from .demo_model import ensure_demo_model
 
@@ -32,9 +34,58 @@ def resolve_model(spec: str, progress: Optional[Progress] = None) -> Path:
     if path.is_dir():
         raise BadInput(f"{spec}: not a model directory (no config.json in it)")
     if _looks_like_hub_id(spec):
-        raise BadInput(f"{spec}: no such local directory, and Hugging Face Hub ids are not "
-                       "downloaded; give a local MLX model directory or 'demo'")
+        snapshot = hub_snapshot(spec, "model")
+        if snapshot is not None and _is_model_dir(snapshot):
+            return snapshot
+        raise BadInput(f"{spec}: not a local directory and not in the Hugging Face cache "
+                       f"({_hf_hub_cache()}); Hub models are not downloaded by tunedeck: fetch it "
+                       f"once with `hf download {spec}`, or give a local MLX model directory or 'demo'")
     raise BadInput(f"{spec}: model not found (give a local MLX model directory or 'demo')")
+
+
+def model_location(spec: str) -> Optional[Path]:
+    """Where ``spec``'s model is now, without building or fetching anything (None: nowhere yet).
+
+    For what only reads a model (an estimate, a command to copy): cheap enough for a form."""
+    if spec == DEMO_SPEC:
+        from .demo_model import demo_model_dir, is_demo_model_built
+
+        return demo_model_dir() if is_demo_model_built() else None
+    path = Path(spec).expanduser()
+    if _is_model_dir(path):
+        return path.resolve()
+    if _looks_like_hub_id(spec):
+        snapshot = hub_snapshot(spec, "model")
+        return snapshot if snapshot is not None and _is_model_dir(snapshot) else None
+    return None
+
+
+def default_model() -> str:
+    """The model a new project starts with: one on this machine. The demo model when it is
+    built, else the first local model found, else the demo model (built offline on first use
+    when its package is installed)."""
+    from .demo_model import demo_model_dir
+
+    found = find_local_models()
+    if not found or found[0] == demo_model_dir():
+        return DEMO_SPEC
+    return str(found[0])
+
+
+def hub_snapshot(repo_id: str, repo_type: str = "model") -> Optional[Path]:
+    """The cached snapshot of a Hub repository (``repo_type`` "model" or "dataset"): the one
+    ``refs/main`` names, else the newest; None when it was never downloaded."""
+    if not _looks_like_hub_id(repo_id):
+        return None
+    repo = _hf_hub_cache() / f"{repo_type}s--{repo_id.replace('/', '--')}"
+    try:
+        revision = (repo / "refs" / "main").read_text().strip()
+    except OSError:
+        revision = ""
+    if revision and (repo / "snapshots" / revision).is_dir():
+        return repo / "snapshots" / revision
+    snapshots = [d for d in (repo / "snapshots").glob("*") if d.is_dir()]
+    return max(snapshots, key=lambda d: d.stat().st_mtime) if snapshots else None
 
 
 def _looks_like_hub_id(spec: str) -> bool:

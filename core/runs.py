@@ -4,6 +4,7 @@ in a process of its own session, so nothing here (nor the UI) has to stay alive 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -66,9 +67,10 @@ def stop_run(run: RunDirectory, save: bool = False, after_checkpoint: bool = Fal
     if not run.exists():
         raise BadInput(f"{run.path}: not a run directory")
     state = run.state()
-    if state not in ("starting", "running"):
+    # A resumed run holds the lock a moment before its status says so.
+    if state not in ("starting", "running") and not run.is_locked():
         raise BadInput(f"{run.path}: not running (state: {state})")
-    pid = int(run.read_status()["pid"])
+    pid = _training_pid(run)
     sig = signal.SIGUSR1 if after_checkpoint else signal.SIGUSR2 if save else signal.SIGTERM
     try:
         os.kill(pid, sig)
@@ -83,6 +85,26 @@ def stop_run(run: RunDirectory, save: bool = False, after_checkpoint: bool = Fal
         time.sleep(0.1)
     raise WorkFailed(f"{run.path}: still stopping after {timeout:.0f} s (it stops between steps; "
                      f"`kill -9 {pid}` ends it at once, losing work since the last checkpoint)")
+
+
+def _training_pid(run: RunDirectory, wait: float = 10.0) -> int:
+    """The pid of the process training in ``run``: the one that wrote the lock file (the
+    runner writes it the moment it takes the lock, before its first status write), else the
+    status's. Waits a moment for a runner that is between taking the lock and writing its pid."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            written = run.lock_file.read_text().strip()
+        except OSError:
+            written = ""
+        if written.isdigit():
+            return int(written)
+        pid = run.read_status().get("pid")
+        if pid and not run.is_locked():
+            return int(pid)  # no lock held: the status's pid is the last word there is
+        if time.monotonic() >= deadline:
+            raise WorkFailed(f"{run.path}: the training process has not said its pid yet; try again")
+        time.sleep(0.05)
 
 
 @dataclass
@@ -123,30 +145,82 @@ def list_runs(root: Path) -> list[RunSummary]:
     return [summarize(r) for r in find_runs(root)]
 
 
-def _check_data(data_dir: Path) -> None:
-    """Refuse a dataset mlx-lm would trip over mid-run, before any process starts."""
+def _check_data(config):
+    """The config with its data where the runner will find it, or a refusal of a dataset mlx-lm
+    would trip over mid-run, before any process starts."""
+    if config.hf_dataset:
+        _check_hf_datasets(config.hf_dataset)
+        return config
+    data_dir = Path(config.data)
+    if not data_dir.is_dir():
+        data_dir = _cached_hub_dataset(config.data)
+    _check_data_dir(data_dir, config)
+    return dataclasses.replace(config, data=str(data_dir))
+
+
+def _check_data_dir(data_dir: Path, config) -> None:
+    from .data.feature_keys import features_of
     from .data.validate import validate_file
 
-    if not data_dir.is_dir():
-        raise BadInput(f"{data_dir}: data directory not found")
     if not (data_dir / "train.jsonl").exists():
         raise BadInput(f"{data_dir}: no train.jsonl (mlx-lm reads train.jsonl, valid.jsonl, test.jsonl)")
+    # The columns mlx-lm is told to read: a question/answer file with prompt_feature=question
+    # and completion_feature=answer is as valid as a prompt/completion one.
+    features = features_of(config)
     problems = []
     for split in ("train", "valid", "test"):
         path = data_dir / f"{split}.jsonl"
         if path.exists():
-            problems += [str(p) for p in validate_file(path).problems if p.error]
+            problems += [str(p) for p in validate_file(path, features=features).problems if p.error]
     if problems:
         more = f" (and {len(problems) - 1} more; see `tunedeck data check {data_dir}`)" if len(problems) > 1 else ""
         raise BadInput(f"{problems[0]}{more}")
+
+
+def _cached_hub_dataset(data: str) -> Path:
+    """A Hub dataset id as mlx-lm reads it (train.jsonl & co.) from its snapshot in the local
+    Hugging Face cache: runs never download (the runner works with HF_HUB_OFFLINE)."""
+    from .models import hub_snapshot
+
+    snapshot = hub_snapshot(data, "dataset")
+    if snapshot is not None and (snapshot / "train.jsonl").is_file():
+        return snapshot
+    if snapshot is None and "/" in data and not data.startswith((".", "/", "~")):
+        raise BadInput(f"{data}: not a local directory and not in the Hugging Face cache; tunedeck "
+                       f"does not download datasets: fetch it once with `hf download --repo-type "
+                       f"dataset {data}`, or give a directory with train.jsonl")
+    if snapshot is not None:
+        raise BadInput(f"{data}: its copy in the Hugging Face cache has no train.jsonl; for "
+                       "datasets in other layouts use hf_dataset")
+    raise BadInput(f"{data}: data directory not found")
+
+
+def _check_hf_datasets(entries: list) -> None:
+    """hf_dataset is read by the ``datasets`` package: it must be installed, and each path a
+    local dataset or one the Hugging Face cache holds (no download happens during a run)."""
+    import importlib.util
+
+    from .models import hub_snapshot
+
+    if importlib.util.find_spec("datasets") is None:
+        raise BadInput("hf_dataset: needs the datasets package, which is not installed "
+                       "(pip install datasets)")
+    for i, entry in enumerate(entries):
+        path = str(entry["path"])
+        if Path(path).expanduser().exists() or hub_snapshot(path, "dataset") is not None:
+            continue
+        raise BadInput(f"hf_dataset[{i}].path: {path}: not a local dataset and not in the Hugging "
+                       f"Face cache; fetch it once with `hf download --repo-type dataset {path}`")
 
 
 def start_run(config, run_dir: Optional[Path] = None, root: Path = Path("runs"),
               source_text: Optional[str] = None) -> tuple[RunDirectory, subprocess.Popen]:
     """Check everything, write the run directory, and start training detached.
 
-    ``config`` is a TrainConfig whose paths are already resolved; ``source_text`` is the user's
-    own TOML, kept verbatim in run.toml when given.
+    ``config`` is a TrainConfig whose paths are already resolved; it is not changed (it may be
+    the one a form shows and saves): the run's own copy gets the model's directory and the
+    run's adapter path. ``source_text`` is the user's own TOML, kept verbatim in run.toml when
+    given.
     """
     from .models import resolve_model
 
@@ -156,14 +230,15 @@ def start_run(config, run_dir: Optional[Path] = None, root: Path = Path("runs"),
     run = RunDirectory(run_dir or default_run_dir(config.run_name, root))
     check_run_dir_free(run)
     model_dir = resolve_model(str(config.model))
-    _check_data(Path(config.data))
-    config.model = str(model_dir)
-    config.adapter_path = str(run.adapters)
+    run_config = dataclasses.replace(_check_data(config), model=str(model_dir),
+                                     adapter_path=str(run.adapters))
+    total_iters = run_config.total_iters()
     run.path.mkdir(parents=True, exist_ok=True)
-    write_atomic(run.run_toml, source_text if source_text is not None else config.to_toml())
-    write_atomic(run.mlx_yaml, config.to_mlx_yaml())
-    write_atomic(run.command_txt, config.to_command(str(run.mlx_yaml)).text + "\n")
-    run.update_status(state="starting", created_at=time.time(), total_iters=config.total_iters(),
-                      name=config.run_name, model=str(model_dir))
+    write_atomic(run.run_toml, source_text if source_text is not None else run_config.to_toml())
+    write_atomic(run.mlx_yaml, run_config.to_mlx_yaml())
+    write_atomic(run.command_txt,
+                 run_config.to_command(str(run.mlx_yaml), total_iters=total_iters).text + "\n")
+    run.update_status(state="starting", created_at=time.time(), total_iters=total_iters,
+                      name=run_config.run_name, model=str(model_dir))
     proc = spawn_runner(run)
     return run, proc

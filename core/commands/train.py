@@ -56,9 +56,8 @@ def load_config_file(path: Path):
 
     if not path.is_file():
         raise BadInput(f"{path}: config file not found")
-    config = TrainConfig.load(path)
-    config.resolve_paths(path.resolve().parent)
-    return config
+    # Paths in a config file are relative to the file, not to the shell's directory.
+    return TrainConfig.load(path).resolve_paths(path.resolve().parent)
 
 
 def _train(args) -> int:

@@ -61,3 +61,43 @@ def test_local_models_come_from_the_home_and_the_hugging_face_cache(isolated_hom
     # The demo model is listed only once it is built; a half-built one never is.
     assert all(DEMO_MODEL_NAME not in str(p) for p in found)
     assert all(resolve_model(str(p)) == p.resolve() for p in found)
+
+
+def _cached_model(hub, repo: str, revision: str = "abc123"):
+    folder = hub / f"models--{repo.replace('/', '--')}"
+    snapshot = folder / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text(revision)
+    return snapshot
+
+
+def test_a_hub_id_in_the_hugging_face_cache_is_its_snapshot(tmp_path, monkeypatch):
+    from tunedeck.core.models import model_location
+
+    monkeypatch.chdir(tmp_path)
+    hub = tmp_path / "hf" / "hub"
+    snapshot = _cached_model(hub, "org/gemma")
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    assert resolve_model("org/gemma") == snapshot
+    assert model_location("org/gemma") == snapshot
+    message = _refusal("org/not-cached")
+    assert "not in the Hugging Face cache" in message and "hf download org/not-cached" in message
+    assert model_location("org/not-cached") is None
+
+
+def test_a_new_project_starts_with_a_model_on_this_machine(isolated_home, tmp_path, monkeypatch):
+    from tunedeck.core.models import default_model
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert default_model() == "demo"  # nothing else here: the demo model, built offline on first use
+    snapshot = _cached_model(tmp_path / "hub", "org/gemma")
+    assert default_model() == str(snapshot)
+    demo = isolated_home / "models" / DEMO_MODEL_NAME
+    demo.mkdir(parents=True)
+    from tunedeck.core.demo_model import BUILD_VERSION, MARKER_NAME
+
+    (demo / "config.json").write_text("{}")
+    (demo / MARKER_NAME).write_text('{"build_version": %s}' % __import__("json").dumps(BUILD_VERSION))
+    assert default_model() == "demo"  # built: it comes first
