@@ -15,6 +15,7 @@ examples:
   tunedeck chat --model runs/demo-1/export-200-mlx --prompt Hi --temp 0
   tunedeck export runs/demo-1 --checkpoint best --to gguf
   tunedeck export runs/demo-1 --to ollama --name my-model --create
+  tunedeck export demo --to gguf --out smollm2-gguf          a model as it is, no adapter
 
 Progress by stage goes to stderr. Every export is checked against base + adapter (greedy answers
 to prompts from the test split, token by token); the result is shown and kept in DIR/verify.json.
@@ -29,9 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "export", help="fuse a checkpoint into a model (MLX, GGUF, Ollama), verified",
         description="Fuse one checkpoint of RUN into its base model with mlx-lm's own fuse code and "
                     "write it as an MLX model directory, a GGUF file (llama family) or a GGUF plus an "
-                    "Ollama Modelfile. DIR must not exist unless --force.",
+                    "Ollama Modelfile. A MODEL (a directory, or 'demo') is converted as it is. "
+                    "DIR must not exist unless --force.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("run", type=Path, metavar="RUN|MODEL")
     p.add_argument("--checkpoint", metavar="ITER|best|final",
                    help="which checkpoint (default: the latest numbered one)")
     p.add_argument("--to", choices=("mlx", "gguf", "ollama"), default="mlx", help="format (default mlx)")

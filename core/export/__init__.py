@@ -29,7 +29,7 @@ _SCRATCH = ".exporting-"
 
 @dataclass
 class ExportRequest:
-    run: Path
+    run: Path                            # a run directory, or a model (a directory or "demo")
     to: str = "mlx"
     checkpoint: Optional[str] = None     # ITER, "best", "final", or None for the latest
     out: Optional[Path] = None
@@ -67,10 +67,10 @@ class ExportResult:
 
 @dataclass
 class _Plan:
-    run: RunDirectory
+    run: Optional[RunDirectory]         # None: a model exported as it is, with no adapter
     args: dict
     base_dir: Path
-    adapter: AdapterRef
+    adapter: Optional[AdapterRef]
     label: str
     out: Path
     name: str
@@ -94,19 +94,28 @@ def plan_export(request: ExportRequest) -> _Plan:
     if request.prompts < 1:
         raise BadInput(f"--verify-prompts: must be at least 1 (got {request.prompts})")
     run = RunDirectory(request.run)
-    if not run.exists():
-        raise BadInput(f"{request.run}: not a run directory")
-    adapter, checkpoint = pick_adapter(run, request.checkpoint)
-    label = str(checkpoint.iteration) if checkpoint else "final"
-    args = read_mlx_args(run, None)
-    base_dir = resolve_model(str(args["model"]))
-    out = Path(request.out) if request.out else run.path / f"export-{label}-{request.to}"
+    if run.exists():
+        adapter, checkpoint = pick_adapter(run, request.checkpoint)
+        label = str(checkpoint.iteration) if checkpoint else "final"
+        args = read_mlx_args(run, None)
+        base_dir = resolve_model(str(args["model"]))
+        home, default_name = run.path, f"{run.name}-{label}"
+    else:
+        # A model of its own (the demo, or an earlier export): converted, with nothing to fuse.
+        if request.checkpoint is not None:
+            raise BadInput(f"{request.run}: not a run directory, so it has no --checkpoint")
+        if str(request.run) != "demo" and not (Path(request.run) / "config.json").is_file():
+            raise BadInput(f"{request.run}: neither a run directory nor a model directory")
+        base_dir = resolve_model(str(request.run))
+        run, adapter, checkpoint, args, label = None, None, None, {}, "model"
+        home, default_name = Path.cwd(), base_dir.name
+    out = Path(request.out) if request.out else home / f"export-{label}-{request.to}"
     out = out.absolute()
     if out.exists() and not request.force:
         raise BadInput(f"{out}: already exists (choose another --out, or --force to replace it)")
     if not out.parent.is_dir():
         raise BadInput(f"{out.parent}: no such directory")
-    name = request.name or f"{run.name}-{label}"
+    name = request.name or default_name
     if request.to in ("gguf", "ollama"):
         from .gguf_file import check_gguf_support
 
@@ -150,7 +159,8 @@ def _export_into(scratch: Path, plan: _Plan, request: ExportRequest, say: Progre
         say(f"{name}: {message}", None)
         return time.perf_counter()
 
-    started = stage("fuse", f"{plan.adapter.label} into {plan.base_dir.name}")
+    started = stage("fuse", f"{plan.adapter.label} into {plan.base_dir.name}" if plan.adapter
+                    else f"{plan.base_dir.name} (no adapter)")
     fused = fuse_checkpoint(plan.base_dir, plan.adapter, dequantize)
     seconds["fuse"] = time.perf_counter() - started
     if dequantize and base_is_quantized(plan.base_dir):
@@ -178,7 +188,8 @@ def _export_into(scratch: Path, plan: _Plan, request: ExportRequest, say: Progre
         started = stage("verify", "fused against base + adapter")
         verification = _verify(scratch, plan, request, fused, gguf_path, say)
         seconds["verify"] = time.perf_counter() - started
-    return ExportResult(plan.out, request.to, plan.adapter.label, plan.name, verification, seconds)
+    return ExportResult(plan.out, request.to, plan.adapter.label if plan.adapter else "no adapter",
+                        plan.name, verification, seconds)
 
 
 def _verify(scratch: Path, plan: _Plan, request: ExportRequest, fused, gguf_path: Path,
@@ -186,7 +197,7 @@ def _verify(scratch: Path, plan: _Plan, request: ExportRequest, fused, gguf_path
     from ..chat import ChatModel
     from .verify import compare_answers, greedy_answer, verification_prompts
 
-    prompts = verification_prompts(Path(plan.args["data"]), plan.args, request.prompts)
+    prompts = verification_prompts(plan.args.get("data"), plan.args, request.prompts)
     reference = ChatModel(plan.base_dir, plan.adapter)
     expected = [greedy_answer(reference.model, reference.tokenizer, p) for p in prompts]
     if request.to == "mlx":
@@ -218,6 +229,9 @@ def _is_quantized(model_dir: Path) -> bool:
 
 
 def _model_card(plan: _Plan, request: ExportRequest) -> str:
+    if plan.adapter is None:
+        return (f"# {plan.name}\n\n`{plan.base_dir}` converted by tunedeck to {request.to}, no adapter.\n\n"
+                f"`{VERIFY_FILE}` holds the check that this export answers like the model.\n")
     lora = plan.adapter.config()
     keys = ("fine_tune_type", "num_layers", "lora_parameters", "learning_rate", "iters",
             "batch_size", "max_seq_length", "mask_prompt", "seed")

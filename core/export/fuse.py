@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from ..adapters import AdapterRef, apply_adapter
 
@@ -31,13 +32,14 @@ def base_is_quantized(model_dir: Path) -> bool:
     return bool(config.get("quantization") or config.get("quantization_config"))
 
 
-def fuse_checkpoint(base_dir: Path, adapter: AdapterRef, dequantize: bool) -> FusedModel:
+def fuse_checkpoint(base_dir: Path, adapter: Optional[AdapterRef], dequantize: bool) -> FusedModel:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from mlx.utils import tree_unflatten
     from mlx_lm.utils import load
 
     model, tokenizer, config = load(str(base_dir), return_config=True)
-    apply_adapter(model, adapter)
+    if adapter is not None:
+        apply_adapter(model, adapter)
     fused = [(name, module.fuse(dequantize=dequantize))
              for name, module in model.named_modules() if hasattr(module, "fuse")]
     if fused:

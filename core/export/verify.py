@@ -47,9 +47,9 @@ class AnswerCheck:
         return asdict(self)
 
 
-def verification_prompts(data_dir: Path, args: dict, count: int) -> list[list[dict]]:
-    """The first ``count`` prompts of the test split, else the valid split."""
-    for split in ("test", "valid"):
+def verification_prompts(data_dir: Optional[str], args: dict, count: int) -> list[list[dict]]:
+    """The first ``count`` prompts of the test split, else the valid split (else one question)."""
+    for split in ("test", "valid") if data_dir else ():
         path = Path(data_dir) / f"{split}.jsonl"
         if not path.exists():
             continue

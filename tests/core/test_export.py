@@ -223,3 +223,41 @@ def test_ollama_export_is_a_gguf_and_a_modelfile_with_the_run_settings(tunedeck,
     assert ("temperature", "0.3") in instructions["PARAMETER"]
     assert ("num_ctx", "2048") in instructions["PARAMETER"]  # the run's max_seq_length
     assert json.loads((out / "verify.json").read_text())["vocabulary"]["equal"]
+
+
+def test_llama_cpp_loads_the_gguf_and_answers_like_tunedeck_chat(tunedeck, tiny_model, trained_run, tmp_path):
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (tunedeck[llama])")
+    out = tmp_path / "gguf"
+    code, stdout, err = tunedeck("export", trained_run, "--checkpoint", "20", "--to", "gguf", "--out", out,
+                                 "--name", "t")
+    assert code == 0, stdout + err
+    assert json.loads((out / "verify.json").read_text())["llama_cpp"]["equal"]
+
+    expected = answer(tunedeck, "--model", tiny_model, "--adapter",
+                      trained_run / "adapters" / "0000020_adapters.safetensors").rstrip("\n")
+    llm = llama_cpp.Llama(model_path=str(out / "t.gguf"), verbose=False)
+    reply = llm.create_chat_completion([{"role": "user", "content": "who are you"}], temperature=0.0,
+                                       top_k=1, max_tokens=16)
+    llm.close()
+    assert reply["choices"][0]["message"]["content"] == expected
+
+
+@pytest.mark.demo
+def test_demo_model_to_gguf_answers_the_capital_question_like_tunedeck_chat(tunedeck, demo_model, tmp_path):
+    out = tmp_path / "demo-gguf"
+    code, stdout, err = tunedeck("export", "demo", "--to", "gguf", "--out", out, "--name", "smollm2",
+                                 "--verify-prompts", "1")
+    assert code == 0, stdout + err
+    verify = json.loads((out / "verify.json").read_text())
+    assert verify["tensors"]["equal"] and verify["vocabulary"]["equal"]
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (tunedeck[llama])")
+    assert verify["llama_cpp"]["equal"]
+    code, expected, err = tunedeck("chat", "--model", "demo", "--prompt", "What is the capital of France?",
+                                   "--temp", "0", "--max-tokens", "32")
+    assert code == 0, err
+    llm = llama_cpp.Llama(model_path=str(out / "smollm2.gguf"), verbose=False)
+    reply = llm.create_chat_completion([{"role": "user", "content": "What is the capital of France?"}],
+                                       temperature=0.0, top_k=1, max_tokens=32)
+    llm.close()
+    assert reply["choices"][0]["message"]["content"].strip() == expected.strip()
+    assert "Paris" in expected
