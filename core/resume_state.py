@@ -10,12 +10,11 @@ atomically, so its presence means the whole checkpoint is complete and loadable.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
-from .rundir import write_atomic
+from .rundir import atomic_path, write_atomic
 
 
 def adapter_file(adapters: Path, iteration: int) -> Path:
@@ -61,11 +60,9 @@ def save_optimizer(optimizer, adapters: Path, iteration: int) -> None:
     import mlx.core as mx
     from mlx.utils import tree_flatten
 
-    final = optimizer_file(adapters, iteration)
-    # mx.save_safetensors insists on the extension, so the temporary name keeps it.
-    tmp = final.with_name(f".{final.stem}.{os.getpid()}.tmp.safetensors")
-    mx.save_safetensors(str(tmp), dict(tree_flatten(optimizer.state)))
-    os.replace(tmp, final)
+    # fsynced and renamed before resume.json is written: the record never points at a torn file.
+    with atomic_path(optimizer_file(adapters, iteration), ".safetensors") as tmp:
+        mx.save_safetensors(str(tmp), dict(tree_flatten(optimizer.state)))
 
 
 def restore_optimizer(optimizer, adapters: Path, iteration: int) -> None:

@@ -9,16 +9,27 @@ tunedeck adds, around that loop and without touching its maths:
   the data order is a deterministic function of the seed and is replayed up to the checkpoint;
   iteration numbers continue globally, so checkpoint names never repeat;
 * graceful stops (SIGTERM now, SIGUSR1 after the next checkpoint, SIGUSR2 save-then-stop) and
-  early stopping on validation loss.
+  early stopping on validation loss;
+* reporting to wandb / swanlab through mlx-lm's own reporting callbacks, next to tunedeck's recorder;
+* a supervisor: the process that holds the run's lock forks the trainer and waits for it, so a
+  trainer that dies without a word (the kernel's out-of-memory killer, a segfault, a Metal abort)
+  still ends as ``failed`` with its cause in status.json and metrics.jsonl.
+
+With gradient accumulation the partly accumulated gradient lives inside mlx-lm's loop and cannot be
+saved, so resumable checkpoints fall on accumulation boundaries: a ``save_every`` that lands inside
+an accumulation step still gets mlx-lm's weights file ("weights only"), and the resumable checkpoint
+is written at the next boundary; ``stop --save`` waits for that boundary too.
 """
 
 from __future__ import annotations
 
 import argparse
 import builtins
+import errno
 import inspect
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -30,7 +41,7 @@ from typing import Optional
 from .resume_state import (ResumeState, adapter_file, load_state, restore_optimizer,
                            save_optimizer)
 from . import events as ev
-from .rundir import RunDirectory
+from .rundir import RUNNING_STATES, RunDirectory, atomic_path
 
 STOP_NOW, STOP_AFTER_CHECKPOINT, SAVE_AND_STOP, EARLY_STOP = "now", "after-checkpoint", "save", "early"
 
@@ -44,6 +55,22 @@ def reseed(seed: int, iteration: int) -> None:
     import mlx.core as mx
 
     mx.random.seed((seed * 1_000_003 + iteration) % 2**32)
+
+
+def peak_memory_gb(mlx_peak_gb: float) -> Optional[float]:
+    """mlx-lm's peak memory on a GPU; on the CPU backend, where MLX counts only a few of its own
+    buffers (a run that uses gigabytes showed "peak 0.00 GB"), the process's own peak instead."""
+    import mlx.core as mx
+
+    if mx.default_device().type == mx.DeviceType.gpu:
+        return mlx_peak_gb
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss is in kilobytes on Linux and in bytes on macOS.
+    return peak / (1e9 if sys.platform == "darwin" else 1e6) or None
 
 
 class StopRequested(Exception):
@@ -189,7 +216,7 @@ class DeterministicBatches:
             # train() asks for batch i+1 only once step i (and its checkpoint) is complete.
             if done >= self.first_iteration:
                 self.on_step_done(done)
-                if self.should_stop():
+                if self.should_stop(iteration=done):
                     return
             batch, rng_state = self._draw(inner, rng_state)
             done += 1
@@ -222,6 +249,8 @@ class TrainingSession:
         self.trained_tokens = 0
         self.best_val = math.inf
         self.evals_since_best = 0
+        self.checkpoint_due = False  # mlx-lm saved mid-accumulation; write one at the boundary
+        self.peak_rss_gb = 0.0
 
     # -- signals ----------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -240,10 +269,13 @@ class TrainingSession:
         signal.signal(signal.SIGUSR2, request(SAVE_AND_STOP))
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal never stops a run
 
-    def should_stop(self, during_validation: bool = False) -> bool:
+    def should_stop(self, during_validation: bool = False, iteration: Optional[int] = None) -> bool:
         if during_validation:
             return self.stop_mode == STOP_NOW
-        return self.stop_mode in (STOP_NOW, SAVE_AND_STOP, EARLY_STOP)
+        if self.stop_mode == SAVE_AND_STOP:
+            # A save-then-stop waits for the accumulation boundary, where its checkpoint is written.
+            return iteration is None or self.on_boundary(iteration)
+        return self.stop_mode in (STOP_NOW, EARLY_STOP)
 
     # -- checkpoints -------------------------------------------------------------------------
     def save_resume_state(self, iteration: int) -> None:
@@ -267,20 +299,31 @@ class TrainingSession:
         from mlx_lm.cli_ui import rprint
 
         final = adapter_file(self.run.adapters, iteration)
-        tmp = final.with_name(f".{final.stem}.tmp.safetensors")
-        mx.save_safetensors(str(tmp), dict(tree_flatten(self.model.trainable_parameters())))
-        os.replace(tmp, final)
+        with atomic_path(final, ".safetensors") as tmp:
+            mx.save_safetensors(str(tmp), dict(tree_flatten(self.model.trainable_parameters())))
         rprint(f"  save  {final.name}")
         self.save_resume_state(iteration)
 
+    def on_boundary(self, iteration: int) -> bool:
+        """After this step no gradient is waiting to be applied: a checkpoint here resumes exactly."""
+        return iteration % self.args["grad_accumulation_steps"] == 0
+
     def on_step_done(self, iteration: int) -> None:
         saved_by_mlx = iteration % self.args["save_every"] == 0
+        if saved_by_mlx and not self.on_boundary(iteration):
+            # mlx-lm wrote the weights mid-accumulation: weights only; resumable at the boundary.
+            self.events.append(ev.Save(iter=iteration, file=adapter_file(self.run.adapters, iteration).name))
+            self.checkpoint_due = True
+            return
         if saved_by_mlx:
             self.save_resume_state(iteration)
-        if self.stop_mode == STOP_AFTER_CHECKPOINT and saved_by_mlx:
-            self.stop_mode = STOP_NOW
-        elif self.stop_mode == SAVE_AND_STOP and not saved_by_mlx:
+        elif self.on_boundary(iteration) and (self.checkpoint_due or self.stop_mode == SAVE_AND_STOP):
             self.save_checkpoint_now(iteration)
+        else:
+            return
+        self.checkpoint_due = False
+        if self.stop_mode == STOP_AFTER_CHECKPOINT:
+            self.stop_mode = STOP_NOW
 
     # -- training callback (mlx-lm calls these) ------------------------------------------------
     def callback(self):
@@ -295,7 +338,7 @@ class TrainingSession:
                     iter=info["iteration"], loss=info["train_loss"],
                     lr=float(info["learning_rate"]), it_per_sec=info["iterations_per_second"],
                     tokens_per_sec=info["tokens_per_second"], trained_tokens=session.trained_tokens,
-                    peak_mem_gb=info["peak_memory"]))
+                    peak_mem_gb=peak_memory_gb(info["peak_memory"])))
                 session.run.update_status(iter=info["iteration"])
 
             def on_val_loss_report(self, info):
@@ -305,7 +348,33 @@ class TrainingSession:
                 session.events.append(ev.Val(iter=iteration, loss=loss, seconds=info["val_time"]))
                 session.note_validation(iteration, loss)
 
-        return Recorder()
+        recorder = Recorder()
+        reporter = self.reporting_callback()
+        if reporter is None:
+            return recorder
+
+        class Both(TrainingCallback):
+            """tunedeck's recorder first (the run's own record), then wandb / swanlab."""
+
+            def on_train_loss_report(self, info):
+                recorder.on_train_loss_report(info)
+                reporter.on_train_loss_report(info)
+
+            def on_val_loss_report(self, info):
+                recorder.on_val_loss_report(info)
+                reporter.on_val_loss_report(info)
+
+        return Both()
+
+    def reporting_callback(self):
+        """mlx-lm's own wandb / swanlab callbacks for ``report_to``, set up as mlx_lm.lora does."""
+        report_to = self.args.get("report_to")
+        if not report_to:
+            return None
+        from mlx_lm.tuner.callbacks import get_reporting_callbacks
+
+        return get_reporting_callbacks(report_to, project_name=self.args.get("project_name"),
+                                       log_dir=str(self.run.adapters), config=dict(self.args))
 
     def note_validation(self, iteration: int, loss: float) -> None:
         if self.patience is None:
@@ -395,7 +464,8 @@ class TrainingSession:
             grad_accumulation_steps=args["grad_accumulation_steps"],
             clear_cache_threshold=args.get("clear_cache_threshold") or 0,
         )
-        batches = DeterministicBatches(args["seed"], first_iteration, self.on_step_done, self.should_stop)
+        batches = self.batches = DeterministicBatches(args["seed"], first_iteration, self.on_step_done,
+                                                      self.should_stop)
         try:
             with global_iterations(first_iteration):
                 train(model=self.model, optimizer=self.optimizer,
@@ -410,9 +480,14 @@ class TrainingSession:
             self.completed = batches.last_yielded - 1
             self.save_final_weights()
         last = self.completed
-        if last > (self.last_checkpoint or 0) and last % args["save_every"] == 0:
+        if last <= (self.last_checkpoint or 0):
+            return
+        if not self.on_boundary(last):
+            if last % args["save_every"] == 0:  # mlx-lm's last save, mid-accumulation
+                self.events.append(ev.Save(iter=last, file=adapter_file(self.run.adapters, last).name))
+        elif last % args["save_every"] == 0:
             self.save_resume_state(last)
-        elif last == args["iters"] and last != self.last_checkpoint:
+        elif last == args["iters"] or self.checkpoint_due:
             # A numbered checkpoint at the end too, so the run can be extended exactly.
             self.save_checkpoint_now(last)
 
@@ -444,23 +519,86 @@ class TrainingSession:
                     iter=resume.iteration, source=str(adapter_file(self.run.adapters, resume.iteration))))
             self.events.append(ev.Start(total_iters=self.args["iters"]))
             self.run.update_status(total_iters=self.args["iters"])
+            self.warn_if_disk_too_small(first)
             self.train(first)
-            if self.stop_mode is None and self.args.get("test"):
+            finished = self.finished()
+            if finished and self.args.get("test"):
                 self.test()
         except Exception as exc:
-            traceback.print_exc()
-            message = f"{type(exc).__name__}: {exc}"
-            self.events.append(ev.Error(message=message))
-            self.events.append(ev.End(state="failed"))
-            self.run.update_status(state="failed", error=message, ended_at=time.time())
-            return 1
-        state = "stopped" if self.stop_mode in (STOP_NOW, SAVE_AND_STOP, STOP_AFTER_CHECKPOINT) else "finished"
+            return self.fail_disk_full() if disk_full(exc) else self.fail(exc)
+        state = "finished" if finished else "stopped"
         extra = {"reason": "early_stopping"} if self.stop_mode == EARLY_STOP else {}
         self.events.append(ev.End(state=state))
         self.run.update_status(state=state, ended_at=time.time(), iter=self.completed, **extra)
         print(f"[tunedeck] run {state} at iteration {self.completed}"
               + (f"; last checkpoint {self.last_checkpoint}" if self.last_checkpoint else ""), flush=True)
         return 0
+
+    def finished(self) -> bool:
+        """Did the run end by itself? All its iterations, or early stopping, whatever was asked.
+
+        A stop after the next checkpoint that came too late (no checkpoint before the last
+        iteration) is a run that finished, not one that was stopped.
+        """
+        return self.completed >= self.args["iters"] or self.stop_mode in (None, EARLY_STOP)
+
+    def fail(self, exc: BaseException) -> int:
+        traceback.print_exc()
+        message = f"{type(exc).__name__}: {exc}"
+        self.events.append(ev.Error(message=message))
+        self.events.append(ev.End(state="failed"))
+        self.run.update_status(state="failed", error=message, ended_at=time.time())
+        return 1
+
+    def fail_disk_full(self) -> int:
+        """A full disk: one line that says where, how much is left and what still resumes.
+
+        The torn files of the checkpoint being written go first (tunedeck's own temporary files
+        are already gone, see atomic_path): that also frees the room the record of the failure needs.
+        """
+        from .resume_state import load_state
+
+        in_progress = getattr(getattr(self, "batches", None), "last_yielded", None)
+        if in_progress and load_state(self.run.adapters, in_progress) is None:
+            for torn in self.run.adapters.glob(f"{in_progress:07d}_*"):
+                torn.unlink(missing_ok=True)
+        usage = shutil.disk_usage(self.run.path)
+        resume = (f"the last complete checkpoint is {self.last_checkpoint}: free some space, then "
+                  f"`tunedeck resume {self.run.path}`" if self.last_checkpoint else
+                  "no checkpoint was complete yet: free some space and start again")
+        message = (f"disk full: {mount_point(self.run.path)} has {human_bytes(usage.free)} left "
+                   f"while writing to {self.run.path}")
+        print(f"[tunedeck] error: {message}; {resume}", flush=True)
+        for record in (lambda: self.events.append(ev.Error(message=message, advice=resume)),
+                       lambda: self.events.append(ev.End(state="failed")),
+                       lambda: self.run.update_status(state="failed", error=f"{message}; {resume}",
+                                                      ended_at=time.time())):
+            try:
+                record()
+            except OSError:
+                pass  # not even a line fits: status.json still tells "interrupted"
+        return 1
+
+    def warn_if_disk_too_small(self, first: int) -> None:
+        """Before training: will the checkpoints still to come fit on the disk?"""
+        from mlx.utils import tree_flatten
+
+        weights = sum(v.nbytes for _, v in tree_flatten(self.model.trainable_parameters()))
+        # Adam and AdamW keep two moments per weight; the others one or none.
+        moments = 2 if self.args["optimizer"].lower() in ("adam", "adamw") else 1
+        per_checkpoint = weights * (1 + moments)
+        save_every, total = self.args["save_every"], self.args["iters"]
+        count = len(range(first + (-first) % save_every, total + 1, save_every)) + 1  # + the final
+        need = per_checkpoint * count + weights  # adapters.safetensors, rewritten at each save
+        free = shutil.disk_usage(self.run.path).free
+        if need <= free:
+            return
+        evidence = (f"{mount_point(self.run.path)} has {human_bytes(free)} free; {count} checkpoints "
+                    f"of about {human_bytes(per_checkpoint)} each need {human_bytes(need)}")
+        advice = "free some space, or raise save_every so fewer checkpoints are kept"
+        print(f"[tunedeck] warning: {evidence}; {advice}", flush=True)
+        self.events.append(ev.Health(iter=first, issue="low_disk", severity="warn",
+                                     evidence=evidence, advice=advice))
 
     def save_final_weights(self) -> None:
         """What train() does after its loop, for a stop that came in the middle of a validation."""
@@ -469,6 +607,80 @@ class TrainingSession:
 
         mx.save_safetensors(str(self.run.adapters / "adapters.safetensors"),
                             dict(tree_flatten(self.model.trainable_parameters())))
+
+
+def disk_full(exc: BaseException) -> bool:
+    """A write that failed for want of space: Python's ENOSPC, or MLX's own writer, which says
+    only "[write] Unable to write N bytes to file." (a RuntimeError)."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    return isinstance(exc, RuntimeError) and "Unable to write" in str(exc)
+
+
+def mount_point(path: Path) -> Path:
+    """The mount point of the filesystem ``path`` is on: the disk a user recognises."""
+    path = Path(path).resolve()
+    device = path.stat().st_dev
+    while path.parent != path and path.parent.stat().st_dev == device:
+        path = path.parent
+    return path
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def supervise(run: RunDirectory, trainer_pid: int) -> int:
+    """Wait for the trainer; if it died without recording how, record it as failed, with the cause.
+
+    Stop signals sent to this process are passed on, so the pid `tunedeck train` prints stops the
+    run as the trainer's own does. This process imports no MLX: it costs a few MB.
+    """
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, lambda signum, frame: _forward(trainer_pid, signum))
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _, status = os.waitpid(trainer_pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0 and run.read_status().get("state") in RUNNING_STATES:
+        record_failure(run, code)
+    return code if code >= 0 else 128 - code
+
+
+def _forward(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def record_failure(run: RunDirectory, returncode: int) -> None:
+    """The trainer is gone without a word of its own: explain it from its exit and its last lines."""
+    from .crash import explain_exit
+
+    try:
+        with open(run.train_log, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
+            tail = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        tail = ""
+    failure = explain_exit(returncode, tail, run_dir=run.path)
+    if failure is None:
+        message, advice = f"the training process exited with code {returncode}", None
+    else:
+        message, advice = failure.cause, failure.advice
+    print(f"[tunedeck] error: {message}" + (f" — {advice}" if advice else ""), flush=True)
+    events = ev.EventWriter(run.metrics_jsonl)
+    try:
+        events.append(ev.Error(message=message, advice=advice))
+        events.append(ev.End(state="failed"))
+    finally:
+        events.close()
+    run.update_status(state="failed", error=message + (f" — {advice}" if advice else ""),
+                      ended_at=time.time(), exit_code=returncode)
 
 
 def main(argv=None) -> int:
@@ -484,7 +696,15 @@ def main(argv=None) -> int:
         print(f"tunedeck: error: {run.path}: another process is training in this run directory",
               file=sys.stderr)
         return 2
-    return TrainingSession(run, args.resume_from, args.iters).execute()
+    run.update_status(supervisor_pid=os.getpid())
+    sys.stdout.flush()
+    trainer = os.fork()
+    if trainer == 0:
+        # The trainer. The lock stays with the supervisor (a POSIX lock is not inherited), which
+        # outlives it, so "locked" means "this run is not over yet" until its end is on record.
+        os.close(lock)
+        return TrainingSession(run, args.resume_from, args.iters).execute()
+    return supervise(run, trainer)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ def spawn_runner(run: RunDirectory, *runner_args: str) -> subprocess.Popen:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         status = run.read_status()
-        if status.get("pid") == proc.pid and status.get("started_at") != before:
+        # The runner's supervisor (proc) forks the trainer, which records its start.
+        if status.get("supervisor_pid") == proc.pid and status.get("started_at") != before:
             return proc
         if proc.poll() is not None:
             tail = run.train_log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
