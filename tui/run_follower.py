@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from tunedeck.core.checkpoints import Checkpoint, checkpoint_index
+from tunedeck.core.crash import Failure, run_failure
 from tunedeck.core.events import Event, Val
 from tunedeck.core.rundir import RunDirectory
 
@@ -40,6 +41,7 @@ class RunUpdate:
     status: Optional[dict] = None        # set when status.json changed
     state: Optional[str] = None          # set when the state a user sees changed
     checkpoints: Optional[list[Checkpoint]] = None  # set when the index may have changed
+    failure: Optional[Failure] = None    # why the run ended badly, when its state says it did
     arrived_at: float = 0.0
     backlog: bool = False                # the history found on attaching, not live news
 
@@ -161,4 +163,7 @@ class RunFollower:
     def _read_state(self, update: RunUpdate) -> None:
         state = self.run.state()
         if state != self._state:
+            if state in ("failed", "interrupted"):
+                # Read here, off the UI thread: the cause may be at the end of train.log.
+                update.failure = run_failure(self.run)
             self._state = update.state = state

@@ -82,8 +82,21 @@ class Figures(Widget):
             if lines and cell_len(lines[-1] + self.SEPARATOR + part) <= width:
                 lines[-1] += self.SEPARATOR + part
             else:
-                lines.append(part)
+                lines.extend(self._wrapped(part, width))
         return lines or [""]
+
+    @staticmethod
+    def _wrapped(part: str, width: int) -> list[str]:
+        """A figure wider than the line (an error with what to try) wraps between its words."""
+        if width <= 0 or cell_len(part) <= width:
+            return [part]
+        lines = [""]
+        for word in part.split(" "):
+            if lines[-1] and cell_len(lines[-1] + " " + word) > width:
+                lines.append(word)
+            else:
+                lines[-1] = f"{lines[-1]} {word}" if lines[-1] else word
+        return lines
 
     def get_content_height(self, container, viewport, width: int) -> int:
         return len(self._lines(width))

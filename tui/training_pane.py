@@ -10,6 +10,9 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Static
 
+from tunedeck.core.crash import Failure, recorded
+from tunedeck.core.events import Error, Resume, Start
+
 from .loss_plot import SMOOTHING_STEPS, LearningRatePlot, LossPlot
 from .messages import OverlayRequested, RunSwitchRequested, StopRequested
 from .run_follower import RunUpdate
@@ -37,6 +40,7 @@ class TrainingPane(Vertical):
         self.status: dict = {}
         self.state = "no run"
         self.note = ""
+        self.failure: Optional[Failure] = None  # why the run (or log) ended badly, if it did
         self._key: Optional[Content] = None
 
     def compose(self) -> ComposeResult:
@@ -63,6 +67,7 @@ class TrainingPane(Vertical):
         """Start over on another run (or log); its history arrives with the next updates."""
         self.history = RunHistory()
         self.name_shown, self.state, self.status, self.note = name, state, {}, ""
+        self.failure = None
         self.query_one(RunLog).clear()
         plot = self.query_one(LossPlot)
         plot.show(self.history.train, self.history.val, None)
@@ -73,6 +78,7 @@ class TrainingPane(Vertical):
     def add_update(self, update: RunUpdate, live: bool, now: float) -> None:
         """``live`` is False for the backlog read on attaching: its arrival times mean nothing."""
         if update.events:
+            self._note_failures(update.events)
             self.history.add(update.events, update.arrived_at if live else None)
             self.query_one(LossPlot).show(self.history.train, self.history.val, self.history.best_val())
             self.query_one(LearningRatePlot).show(self.history.lr)
@@ -81,11 +87,21 @@ class TrainingPane(Vertical):
             self.query_one(RunLog).add_output(update.log_lines)
         if update.status is not None:
             self.status = update.status
+        if update.failure is not None:
+            self.failure = update.failure
         if update.state is not None:
             self.state = update.state
             if update.state not in ("starting", "running"):
                 self.note = ""
         self.refresh_status(now)
+
+    def _note_failures(self, events) -> None:
+        """The last error since the last start, with what to try (a resume starts again)."""
+        for event in events:
+            if isinstance(event, Error):
+                self.failure = recorded(event.message, event.advice)
+            elif isinstance(event, (Start, Resume)):
+                self.failure = None
 
     def show_overlay(self, series: Optional[Series], label: str) -> None:
         self.query_one(LossPlot).show_overlay(series, label)
@@ -123,8 +139,8 @@ class TrainingPane(Vertical):
         last = h.last_train
         running = self.state == "running"
         state = "stalled" if running and h.is_stalled(now) else self.state
-        if state in ("following", "ended") and h.error:
-            state = "failed"  # a followed log has no status file: its traceback says it
+        if state in ("following", "ended") and self.failure is not None:
+            state = "failed"  # a followed log has no status file: its crash says it
         started = status.get("started_at")
         ended = status.get("ended_at")
         elapsed = None
@@ -137,8 +153,17 @@ class TrainingPane(Vertical):
             loss=last.loss if last else None, tokens_per_sec=last.tokens_per_sec if last else None,
             peak_mem_gb=last.peak_mem_gb if last else None, elapsed_s=elapsed,
             eta_s=estimate[0] if estimate else None, finish_at=estimate[1] if estimate else None,
-            error=(h.error or status.get("error")) if state == "failed" else None,
+            error=self._failure_line(state),
             note=self.note), now)
+
+    def _failure_line(self, state: str) -> Optional[str]:
+        """What the run died of and what to try, for a run that failed or was cut short."""
+        if state not in ("failed", "interrupted"):
+            return None
+        if self.failure is not None:
+            return self.failure.one_line()
+        error = self.status.get("error")
+        return recorded(str(error), self.status.get("advice")).one_line() if error else None
 
     # -- keys ----------------------------------------------------------------------------------
     def action_stop(self) -> None:

@@ -5,7 +5,7 @@ import shutil
 from pathlib import Path
 
 from tunedeck.core.checkpoints import delete_checkpoint
-from tunedeck.core.events import End, Error, Start, Train, Val
+from tunedeck.core.events import End, Error, Resume, Start, Train, Val
 from tunedeck.core.logparse import parse_file
 from tunedeck.tui.messages import OverlayRequested, RunSwitchRequested, StopRequested
 from tunedeck.core.rundir import RunDirectory
@@ -87,18 +87,79 @@ async def test_a_run_that_goes_silent_is_shown_as_stalled():
         assert status_text(app).startswith("stalled")
 
 
-async def test_a_failed_run_shows_its_error():
+OOM_LINE = ("out of memory (Metal: Insufficient Memory) — smaller batch_size or max_seq_length, "
+            "grad_checkpoint, fewer num_layers")
+
+
+async def test_a_failed_run_shows_its_cause_and_what_to_try():
     app = PaneHarness(lambda: TrainingPane(), clock=lambda: NOW)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(size=(200, 30)) as pilot:
         pane = app.query_one(TrainingPane)
         pane.follow("run", "running")
+        # As the runner records an exception: its words, no advice of its own.
         events = [Start(total_iters=50), Val(iter=1, loss=4.0), train(10),
-                  Error(message="RuntimeError: [metal] out of memory"), End(state="failed")]
+                  Error(message="RuntimeError: [METAL] Command buffer execution failed: "
+                                "Insufficient Memory (00000008:kIOGPUCommandBufferCallbackErrorOutOfMemory)"),
+                  End(state="failed")]
         pane.add_update(RunUpdate(events=events, state="failed", arrived_at=NOW), live=True, now=NOW)
         await pilot.pause()
         text = status_text(app)
         assert text.startswith("failed")
-        assert "error: RuntimeError: [metal] out of memory" in text
+        assert f"error: {OOM_LINE}" in text
+
+
+async def test_a_followed_log_that_died_of_a_metal_abort_is_failed_with_the_cause():
+    app = PaneHarness(lambda: TrainingPane(), clock=lambda: NOW)
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = app.query_one(TrainingPane)
+        log = LOGS / "metal_oom.log"
+        pane.follow(log.name, "following")
+        pane.add_update(RunUpdate(events=parse_file(log), arrived_at=NOW, backlog=True,
+                                  state="following"), live=False, now=NOW)
+        await pilot.pause()
+        text = status_text(app)
+        assert text.startswith("failed")
+        assert "iter 20/30" in text and f"error: {OOM_LINE}" in text
+        # Wider than the pane: it wraps between its words, and all of it is on the screen.
+        figures = app.query_one(Figures)
+        shown = [figures.render_line(y).text.strip() for y in range(figures.size.height)]
+        assert " ".join(shown[1:]) == f"error: {OOM_LINE}"
+
+
+async def test_an_interrupted_run_shows_the_crash_its_log_ends_with(tmp_path):
+    # status.json still says running and nothing holds the lock: the follower reads the cause
+    # from the end of train.log, which ends with the Metal abort.
+    run = RunDirectory(tmp_path / "run")
+    run.path.mkdir()
+    run.update_status(state="running", total_iters=30, started_at=NOW - 60)
+    shutil.copy(LOGS / "metal_oom.log", run.train_log)
+    update = RunFollower(run).poll()
+    assert update.state == "interrupted"
+    app = PaneHarness(lambda: TrainingPane(), clock=lambda: NOW)
+    async with app.run_test(size=(200, 30)) as pilot:
+        pane = app.query_one(TrainingPane)
+        pane.follow("run", "interrupted")
+        pane.add_update(update, live=False, now=NOW)
+        await pilot.pause()
+        text = status_text(app)
+        assert text.startswith("interrupted")
+        assert f"error: {OOM_LINE}" in text
+
+
+async def test_a_crash_before_a_resume_is_forgotten():
+    app = PaneHarness(lambda: TrainingPane(), clock=lambda: NOW)
+    async with app.run_test(size=(200, 30)) as pilot:
+        pane = app.query_one(TrainingPane)
+        pane.follow("run", "running")
+        events = [Start(total_iters=50), train(10), Error(message="Segmentation fault: 11"),
+                  End(state="failed"), Resume(iter=10, source="adapters/0000010_adapters.safetensors"),
+                  Start(total_iters=50), train(20)]
+        pane.add_update(RunUpdate(events=events, state="running", arrived_at=NOW), live=True, now=NOW)
+        await pilot.pause()
+        assert "error" not in status_text(app)
+        pane.add_update(RunUpdate(state="interrupted", arrived_at=NOW), live=True, now=NOW)
+        await pilot.pause()
+        assert status_text(app).startswith("interrupted") and "error" not in status_text(app)
 
 
 async def test_keys_ask_the_app_to_stop_switch_and_overlay():
