@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "tunedeck.core.commands.eval",
     "tunedeck.core.commands.web",
     "tunedeck.core.commands.export",
+    "tunedeck.core.commands.serve",
 )
 
 DESCRIPTION = """\

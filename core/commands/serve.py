@@ -1,0 +1,64 @@
+"""``tunedeck serve``: a checkpoint (or a model) behind mlx-lm's OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXAMPLES = """\
+examples:
+  tunedeck serve runs/demo-1                            the latest checkpoint on 127.0.0.1:8080
+  tunedeck serve runs/demo-1 --checkpoint best --port 8181
+  tunedeck serve runs/demo-1/export-200-mlx             an exported model
+  tunedeck serve demo --host 0.0.0.0                    reachable from other machines (no authentication!)
+
+Clients send the model name "default_model". Ctrl-C stops the server."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..serve import DEFAULT_PORT
+
+    p = subparsers.add_parser(
+        "serve", help="serve a checkpoint with an OpenAI-compatible API (mlx_lm.server)",
+        description="Run mlx-lm's OpenAI-compatible server with RUN's checkpoint as its adapter (or a "
+                    "MODEL as it is), wait until it answers, and print the base URL, the model name "
+                    "and a curl example. It binds 127.0.0.1 and accepts web pages from the loopback "
+                    "only, unless --host says otherwise.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target", type=Path, metavar="RUN|MODEL")
+    p.add_argument("--checkpoint", metavar="ITER|best|final",
+                   help="which checkpoint of RUN (default: the latest numbered one)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--host", metavar="ADDR",
+                   help="address to bind (default 127.0.0.1); any other is reachable without authentication")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from ..errors import BadInput, WorkFailed
+    from ..serve import NO_AUTH_WARNING, ModelServer, is_loopback, serve_target
+
+    if not 0 < args.port < 65536:
+        raise BadInput(f"--port: must be 1..65535 (got {args.port})")
+    host = args.host or "127.0.0.1"
+    target = serve_target(args.target, args.checkpoint)
+    server = ModelServer(target, host=host, port=args.port, allow_remote=args.host is not None)
+    if not is_loopback(host):
+        print(NO_AUTH_WARNING.format(host=host, port=args.port), file=sys.stderr, flush=True)
+    print(f"starting mlx_lm.server for {target.label}…", file=sys.stderr, flush=True)
+    try:
+        server.start()
+        print(f"serving {target.label}", flush=True)
+        print(f"  base URL  {server.base_url}")
+        print(f"  model     {server.model_name}")
+        print(f"  try       {server.curl_example()}")
+        print("Ctrl-C stops it.", flush=True)
+        code = server.wait()
+        raise WorkFailed(f"the model server exited (code {code}): {server.log_tail()}")
+    except KeyboardInterrupt:
+        server.stop()
+        print("server stopped", file=sys.stderr, flush=True)
+        return 0
+    finally:
+        server.stop()
