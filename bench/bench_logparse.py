@@ -4,7 +4,8 @@
 
 Generates long synthetic logs in memory, line for line what mlx_lm.lora prints (the escape codes
 of 0.32's rich console, ≤0.31's ``Iter N:`` lines with their tqdm validation bars, the
-``[WARNING]`` lines long sequences cause), then parses them as ``parse_file`` does: bytes in
+``[WARNING]`` lines long sequences cause; the same behind ``docker logs -t`` timestamps), then
+parses them as ``parse_file`` does: bytes in
 1 MiB chunks through ``LogParser``. Prints a markdown table; the figure is the best of
 ``--repeat`` runs, in wall-clock time and in CPU time (on a busy machine the second is the
 parser's own cost). "lines" are the \\r- or \\n-separated pieces a terminal would show.
@@ -134,8 +135,16 @@ def log_v032_terminal(total, rng, redraws=5):
     return "".join(parts)
 
 
+def log_v031_timestamped(total, rng):
+    """≤0.31 output through ``docker logs -t``: every line after a timestamp and one space."""
+    lines = log_v031(total, rng).splitlines()
+    return "".join(f"2024-05-01T10:{i // 60 % 60:02d}:{i % 60:02d}.{i:09d}Z {line}\n"
+                   for i, line in enumerate(lines))
+
+
 FORMATS = {
     "≤0.31 `Iter N:` (piped)": log_v031,
+    "≤0.31, `docker logs -t` timestamps": log_v031_timestamped,
     "0.32 table (piped)": log_v032_piped,
     "0.32 terminal recording (\\r redraws)": log_v032_terminal,
 }

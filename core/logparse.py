@@ -216,7 +216,8 @@ class LogParser:
         for raw in block.splitlines():
             if not raw:
                 continue
-            if raw[0] in prefix_first:
+            c0 = raw[0]
+            if c0 in prefix_first and (c0 != "[" or raw[1:2].isdigit() or " (pid " in raw):
                 m = prefix(raw)
                 if m.end():
                     raw = raw[m.end():]
@@ -352,6 +353,9 @@ class LogParser:
                 path = line[len("Loading fine-tuned weights from "):].strip()
                 out.append(Resume(_checkpoint_iter(path), path))
                 return True
+        elif c == "[":
+            if line.startswith("[WARNING]"):
+                return True  # mlx-lm's own warnings (long sequences): frequent, never a crash
         elif c == "│" or c == "|":
             if "batch · iters" in line:
                 m = _HEADER_ITERS.search(line)

@@ -247,3 +247,16 @@ def test_an_error_before_a_resume_is_not_the_cause(tunedeck, tmp_path):
         events.append(End(state="finished"))
     assert len(runs_lines(tunedeck, tmp_path)) == 2  # the header and the run, no cause
     assert run_failure(run) is None
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full for a real ENOSPC")
+def test_a_run_that_died_of_a_full_disk_says_how_to_resume_it(tunedeck, tmp_path):
+    run = run_dir(tmp_path, "full", "running", pid=999_999)
+    child = _die("f = open('/dev/full', 'w')\nf.write('x' * 100000)\nf.flush()\n")
+    run.train_log.write_text("Starting training..., iters: 30\nIter 10: Val loss 2.000, Val took "
+                             "1.000s\n" + child.stdout)
+    lines = runs_lines(tunedeck, tmp_path)
+    assert lines[1].split()[:2] == ["full", "interrupted"]
+    assert lines[2].strip() == (
+        "disk full (No space left on device) — free space on the disk that holds the run, then "
+        f"resume from the last complete checkpoint with `tunedeck resume {run.path}`")
