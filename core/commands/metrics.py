@@ -25,7 +25,7 @@ READ_BYTES = 1 << 16
 
 EPILOG = """\
 Without --json: a table (iteration, train loss, val loss, tok/s, ETA) with saves, test results
-and errors in between, then a summary line. With --json: the events, one JSON object per line
+and errors in between (a crash in one line: its cause, then what to try), then a summary line. With --json: the events, one JSON object per line
 (train events carry "eta_s" once an ETA is known).
 
 --follow keeps reading as the run goes on. It ends when the run ends (an end event, or the run

@@ -14,7 +14,8 @@ from ..eta import format_duration
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "runs", help="list runs: state, progress, last loss, best val loss, ETA",
-        description="List the runs under ROOT (default ./runs), oldest first.")
+        description="List the runs under ROOT (default ./runs), oldest first. A run that failed "
+                    "or was cut short gets a line under it: what it died of, and what to try.")
     p.add_argument("--root", type=Path, default=Path("runs"), help="where runs live (default ./runs)")
     p.add_argument("--json", action="store_true", help="one JSON object per run and line")
     p.set_defaults(handler=_runs)
