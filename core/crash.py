@@ -13,7 +13,8 @@ process killed by a signal (``zsh: killed``, ``Segmentation fault: 11``, ``Bus e
 exit codes (a negative code, or 128 + N from a shell, is signal N: SIGKILL is most often the
 system's out-of-memory killer).
 
-Standard library only: the parser imports this, and headless commands must start fast.
+Nothing heavy is imported (the standard library, and core's events and parser when a whole log
+is read): the parser imports this, and headless commands must start fast.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class Failure:
 
 
 OOM_ADVICE = "smaller batch_size or max_seq_length, grad_checkpoint, fewer num_layers"
-# Without the run at hand the command names its argument; explain_exit(run_dir=) fills it in.
+# Without the run at hand the command names its argument; given the run, explain_exit(run_dir=)
+# and run_failure put it in.
 RESUME = "resume from the last complete checkpoint with `tunedeck resume RUN`"
 DISK_ADVICE = f"free space on the disk that holds the run, then {RESUME}"
 NATIVE_ADVICE = f"a fault in MLX or a library it loads: update mlx and mlx-lm, then {RESUME}"
@@ -93,6 +95,8 @@ def _hint(line: str) -> bool:
         if word in line:
             return True
     return False
+
+
 _METAL = re.compile(r"\[METAL\]\s*(.*)").search
 _METAL_CODE = re.compile(r"\s*\(?\b[0-9a-fA-F]{8}:kIOGPU\w*\)?")
 _MALLOC_TOO_BIG = re.compile(
@@ -116,7 +120,8 @@ _SIGNAL_NAMES = {
     "illegal instruction": signal.SIGILL, "illegal hardware instruction": signal.SIGILL,
     "terminated": signal.SIGTERM,
 }
-_WORDS = r"(segmentation fault|bus error|killed|abort trap|aborted|abort|illegal (?:hardware )?instruction|terminated)"
+_WORDS = (r"(segmentation fault|bus error|killed|abort trap|aborted|abort"
+          r"|illegal (?:hardware )?instruction|terminated)")
 _SHELL_REPORT = re.compile(
     r"(?:[\w./-]*sh: (?:line \d+: )?(?:\d+ )?|\[\d+\]\s*[+-]?\s*(?:\d+\s+)?)" + _WORDS + r"\b",
     re.IGNORECASE).match
