@@ -91,7 +91,8 @@ _TIMESTAMP = (r"(?:\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\
               r"|(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?"
               r"|\d\d:\d\d:\d\d(?:\.\d+)?)")
 _PREFIX = re.compile(rf"(?:\[?{_TIMESTAMP}\]?(?: |$))?(?:\[[^\[\]]* \(pid \d+\)\](?: |$))?").match
-# Only lines starting with one of these can have a prefix: the test costs nothing on the rest.
+# Only lines starting with one of these can have a prefix (with "[": before a digit or with a
+# pid label, not mlx-lm's "[WARNING]"), so the test costs nothing on the rest.
 _PREFIX_FIRST = frozenset("0123456789[JFMASOND")
 # A traceback's exception line once Markdown removed the indentation of its frames:
 # ``ValueError: ...``, ``huggingface_hub.errors.HFValidationError: ...``, ``KeyboardInterrupt``.
