@@ -36,18 +36,35 @@ class MemoryEstimate:
         return self.weights_gb + self.trainable_gb + self.activations_gb
 
 
-def estimate_memory(config) -> Optional[MemoryEstimate]:
-    """None when the model is not a local directory with a config.json."""
-    model = Path(str(config.model)).expanduser()
+@dataclass(frozen=True)
+class ModelShape:
+    """What the estimate needs from a model directory, read once per model (in a worker)."""
+
+    hidden: int
+    blocks: int
+    weights_bytes: int
+
+
+def read_model_shape(model_dir: Optional[Path]) -> Optional[ModelShape]:
+    """None when ``model_dir`` is not a model directory with a usable config.json."""
+    if model_dir is None:
+        return None
     try:
-        shape = json.loads((model / "config.json").read_text())
-    except (OSError, ValueError):
+        shape = json.loads((model_dir / "config.json").read_text())
+        hidden = int(shape.get("hidden_size") or shape.get("d_model") or 0)
+        blocks = int(shape.get("num_hidden_layers") or shape.get("n_layers") or 0)
+        weights = sum(p.stat().st_size for p in model_dir.glob("*.safetensors"))
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
-    hidden = int(shape.get("hidden_size") or shape.get("d_model") or 0)
-    blocks = int(shape.get("num_hidden_layers") or shape.get("n_layers") or 0)
-    if not hidden or not blocks:
+    return ModelShape(hidden, blocks, weights) if hidden and blocks else None
+
+
+def estimate_memory(config, shape: Optional[ModelShape]) -> Optional[MemoryEstimate]:
+    """The estimate for ``config`` on a model of ``shape``; no file is read (a form calls it
+    on every keystroke)."""
+    if shape is None:
         return None
-    weights = sum(p.stat().st_size for p in model.glob("*.safetensors"))
+    hidden, blocks, weights = shape.hidden, shape.blocks, shape.weights_bytes
     trained = blocks if config.num_layers == -1 else min(config.num_layers, blocks)
     if config.fine_tune_type == "full":
         params = weights / 2 * trained / blocks  # bf16 weights of the trained blocks
@@ -66,7 +83,8 @@ class MeasuredSpeed:
 
 
 def measured_speed(runs_root: Optional[Path], model: str, batch_size: int) -> Optional[MeasuredSpeed]:
-    """Seconds per iteration of the latest run of the same model, scaled to ``batch_size``."""
+    """Seconds per iteration of the latest run of the same model (its directory, as runs record
+    it), scaled to ``batch_size``."""
     if runs_root is None:
         return None
     for run in reversed(find_runs(runs_root)):

@@ -1,16 +1,21 @@
 """The Hyperparameters form: values from the project, inline problems, epochs↔iters, the
 command, loading and saving configs, and Start."""
 
+import dataclasses
+import threading
 from pathlib import Path
 
 from textual.widgets import Input, Label
 
 from tunedeck.core.config import TrainConfig
-from tunedeck.tui.dialogs import Ask
+from tunedeck.tui.dialogs import Ask, Confirm
 from tunedeck.tui.hyperparameters_pane import ConfigField, HyperparametersPane
 from tunedeck.tui.messages import StartRequested
 
+from tests.core.test_config_save import changed_lines
+
 from .harness import PaneHarness, wait_until
+from .projects import COMMENTED_CONFIG, write_commented_project
 
 
 def field(app, name: str) -> ConfigField:
@@ -98,7 +103,7 @@ async def test_start_sends_the_resolved_config_up(project):
         assert config.iters == 40
 
 
-async def test_copy_save_and_load(project, tmp_path):
+async def test_copy_save_and_load(project, tmp_path, tiny_model):
     app = PaneHarness(lambda: HyperparametersPane(project))
     async with app.run_test(size=(120, 40)) as pilot:
         await opened(pilot, app)
@@ -111,7 +116,11 @@ async def test_copy_save_and_load(project, tmp_path):
         assert isinstance(app.screen, Ask)
         app.screen.query_one(Input).value = str(saved)
         await pilot.press("enter")
-        assert TrainConfig.from_toml(saved).iters == 77
+        # The whole file: the project's values as typed (data stays "data"), iters changed,
+        # nothing resolved or run-specific added.
+        project_config = TrainConfig.from_toml(project / "tunedeck.toml")
+        assert TrainConfig.from_toml(saved) == dataclasses.replace(project_config, iters=77)
+        assert 'data = "data"' in saved.read_text() and "adapter_path" not in saved.read_text()
 
         yaml_file = tmp_path / "lora.yaml"
         yaml_file.write_text("model: some/model\ndata: data\niters: 321\nbatch_size: 2\n"
@@ -137,3 +146,133 @@ async def test_a_time_estimate_once_a_run_of_the_same_model_was_measured(finishe
         estimates = app.query_one("#estimates")
         await wait_until(pilot, lambda: "time ≈" in str(estimates.render()), what="a time estimate")
         assert "measured in tiny-" in str(estimates.render())
+
+
+async def save_as_offered(pilot, app) -> None:
+    await pilot.press("ctrl+s")
+    assert isinstance(app.screen, Ask)
+    await pilot.press("enter")  # the offered path: the file the form came from
+    await pilot.pause()
+
+
+async def test_saving_one_change_changes_one_line_of_the_users_file(tmp_path, tiny_model):
+    project = write_commented_project(tmp_path / "p", tiny_model)
+    app = PaneHarness(lambda: HyperparametersPane(project))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await opened(pilot, app)
+        await type_into(pilot, app, "iters", "35")
+        await save_as_offered(pilot, app)
+        assert not isinstance(app.screen, Confirm)  # its own file, unchanged on disk: no question
+        assert changed_lines(COMMENTED_CONFIG, (project / "tunedeck.toml").read_text()) == [
+            "-iters = 20", "+iters = 35"]
+        # Saving again without changes leaves the file as it is.
+        await save_as_offered(pilot, app)
+        assert changed_lines(COMMENTED_CONFIG, (project / "tunedeck.toml").read_text()) == [
+            "-iters = 20", "+iters = 35"]
+
+
+async def test_starting_a_run_leaves_the_forms_config_as_typed(tmp_path, tiny_model):
+    """The issue's report: after a run, ctrl+s wrote absolute paths and the run's adapter_path."""
+    from tunedeck.core.runs import start_run
+
+    project = write_commented_project(tmp_path / "p", tiny_model)
+    app = PaneHarness(lambda: HyperparametersPane(project))
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await opened(pilot, app)
+        await pilot.press("ctrl+r")
+        config = app.of_type(StartRequested)[0].config
+        assert config.model == str(project / "models" / "tiny")  # the run gets resolved paths
+        # Started from a thread, as the App's worker does, while the form stays open.
+        started = []
+        worker = threading.Thread(target=lambda: started.append(
+            start_run(config, root=project / "runs")))
+        worker.start()
+        await wait_until(pilot, lambda: not worker.is_alive(), timeout=120, what="the run to start")
+        run, process = started[0]
+        assert config.model == str(project / "models" / "tiny")  # start_run changed nothing
+        assert config.adapter_path == str(project / "adapters")
+        assert pane.config == TrainConfig.from_toml_text(COMMENTED_CONFIG)
+        await save_as_offered(pilot, app)
+        assert (project / "tunedeck.toml").read_text() == COMMENTED_CONFIG
+        process.wait(timeout=300)
+        assert "adapter_path" not in (project / "tunedeck.toml").read_text()
+        assert TrainConfig.from_toml(run.run_toml).adapter_path == str(run.adapters)
+
+
+async def test_a_file_changed_on_disk_is_saved_over_only_when_the_user_agrees(tmp_path, tiny_model):
+    project = write_commented_project(tmp_path / "p", tiny_model)
+    app = PaneHarness(lambda: HyperparametersPane(project))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await opened(pilot, app)
+        await type_into(pilot, app, "iters", "35")
+        edited = COMMENTED_CONFIG.replace("save_every = 10", "save_every = 5  # from my editor")
+        (project / "tunedeck.toml").write_text(edited)
+        await save_as_offered(pilot, app)
+        assert isinstance(app.screen, Confirm) and "changed on disk" in app.screen.question
+        await pilot.press("escape")
+        await pilot.pause()
+        assert (project / "tunedeck.toml").read_text() == edited
+        await save_as_offered(pilot, app)
+        assert isinstance(app.screen, Confirm)
+        await pilot.click("#confirm")
+        await pilot.pause()
+        # The form's values, in the file as it is now: the editor's comment stays.
+        assert changed_lines(edited, (project / "tunedeck.toml").read_text()) == [
+            "-iters = 20", "+iters = 35",
+            "-save_every = 5  # from my editor", "+save_every = 10  # from my editor"]
+
+
+async def test_a_toml_that_does_not_parse_is_not_replaced_by_defaults(tmp_path, tiny_model):
+    project = write_commented_project(tmp_path / "p", tiny_model)
+    broken = COMMENTED_CONFIG.replace("iters = 20", "iters = = 20")
+    (project / "tunedeck.toml").write_text(broken)
+    app = PaneHarness(lambda: HyperparametersPane(project))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await opened(pilot, app)
+        assert "invalid TOML" in str(app.query_one("#field-help").render())
+        assert field(app, "model").editor.value == "" and field(app, "iters").editor.is_disabled
+        await pilot.press("ctrl+s")
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert not isinstance(app.screen, Ask) and not app.of_type(StartRequested)
+        refusals = [n.message for n in app._notifications if n.title == "nothing loaded"]
+        assert len(refusals) == 2 and "invalid TOML" in refusals[0]  # the keys came, and said why
+        assert (project / "tunedeck.toml").read_text() == broken
+        # Fixed in an editor and opened again: the form fills and saves as usual.
+        (project / "tunedeck.toml").write_text(COMMENTED_CONFIG)
+        await pilot.press("ctrl+o")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert field(app, "iters").editor.value == "20" and not field(app, "iters").editor.is_disabled
+        await type_into(pilot, app, "iters", "21")
+        await save_as_offered(pilot, app)
+        assert changed_lines(COMMENTED_CONFIG, (project / "tunedeck.toml").read_text()) == [
+            "-iters = 20", "+iters = 21"]
+
+
+async def test_the_copied_command_names_the_models_directory_and_runs_as_it_is(tmp_path, tiny_model):
+    project = write_commented_project(tmp_path / "p", tiny_model)
+    app = PaneHarness(lambda: HyperparametersPane(project))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await opened(pilot, app)
+        command = app.query_one("#command")
+        await wait_until(pilot, lambda: str(tiny_model) in str(command.render()), what="the command")
+        await pilot.press("ctrl+y")
+        assert f"--model {tiny_model}" in app.copied[0]
+        assert f"--data {project / 'data'}" in app.copied[0]
+        assert field(app, "model").editor.value == "models/tiny"  # the form keeps it as typed
+
+
+async def test_epochs_use_the_rows_counted_once_not_a_read_per_keystroke(project):
+    app = PaneHarness(lambda: HyperparametersPane(project))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await opened(pilot, app)
+        await type_into(pilot, app, "epochs", "2")
+        assert "--iters 20" in str(app.query_one("#command").render())  # 40 rows, batch 4
+        # More rows on disk now: the form goes on with the count it made (a read of a big
+        # train.jsonl per keystroke is what froze it); the run counts again when it starts.
+        train = project / "data" / "train.jsonl"
+        train.write_text(train.read_text() * 2)
+        await type_into(pilot, app, "epochs", "3")
+        assert "--iters 30" in str(app.query_one("#command").render())
+        assert note(app, "epochs") == "= 30 iterations"
