@@ -77,6 +77,7 @@ class TunedeckApp(ModelSessions, App):
         self.first_pane = "training" if watch is not None or runs else "hyperparameters"
         self._later: list = []  # (pane, build) still to build after the first frame
         self._building: dict[str, asyncio.Event] = {}  # set once that pane is built
+        self._quit_when_built = False  # ctrl+q came while a pane was half built
 
     # -- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -113,7 +114,7 @@ class TunedeckApp(ModelSessions, App):
     async def _build_later_panes(self) -> None:
         """Build the next pane out of sight, then the one after it once a frame has been drawn:
         each takes a tenth of a second or more, and the footer or a key must not wait for all."""
-        if self._later:
+        if self._later and not self._quit_when_built:
             await self._built(self._later[0][0])
             self.call_after_refresh(self._build_later_panes)
 
@@ -135,6 +136,8 @@ class TunedeckApp(ModelSessions, App):
                 return  # the app is closing already
             finally:
                 done.set()
+                if self._quit_when_built:
+                    self.exit()
             if self.query_one(TabbedContent).active == name:
                 self.action_show_pane(name)  # chosen while it was being built: focus it now
 
@@ -171,6 +174,19 @@ class TunedeckApp(ModelSessions, App):
             self._follow_log(target)
 
     # -- keys and commands -------------------------------------------------------------------
+    async def action_quit(self) -> None:
+        """Quit, but never in the middle of building a pane.
+
+        Once exit is asked for, Textual mounts nothing more, so a pane half built would have
+        widgets without their children, whose own on_mount then fails (a traceback on the way
+        out). The pane in flight finishes (tenths of a second), no other is started, then the
+        App exits; this handler returns at once, so the App keeps handling its messages.
+        """
+        if any(not done.is_set() for done in self._building.values()):
+            self._quit_when_built = True
+            return
+        self.exit()
+
     def action_show_pane(self, pane: str) -> None:
         self.query_one(TabbedContent).active = pane
         for widget in self.query(f"#{pane}-pane"):  # absent for a moment after the first frame

@@ -170,12 +170,20 @@ async def test_stop_after_the_next_checkpoint(tmp_path, tiny_model):
     app = TunedeckApp(project=project)
     async with app.run_test(size=(160, 48)) as pilot:
         await train_to_checkpoint_20(pilot, app)
+        run = find_runs(project / "runs")[0]
+        before = {int(p.name[:7]) for p in run.adapters.glob("*_resume.json")}
         await pilot.press("n")
         assert "stopping after the next checkpoint" in figures(app)
         await wait_until(pilot, lambda: state(app) == "stopped", timeout=60, what="the stop")
         await wait_until(pilot, lambda: app.query_one(TrainingPane).history.iteration == max(checkpoints(app)),
                          what="the last report to match the last checkpoint")
-        assert max(checkpoints(app)) % 20 == 0
+        status = run.read_status()
+        new = sorted({int(p.name[:7]) for p in run.adapters.glob("*_resume.json")} - before)
+        # It stopped right at the first checkpoint after the key: one new checkpoint (two when one
+        # was being written as the key came), the last step trained is that checkpoint's, and the
+        # planned 2000 iterations were not run out.
+        assert 1 <= len(new) <= 2 and new[0] == max(before) + 20
+        assert status["iter"] == status["last_checkpoint"] == new[-1] == max(checkpoints(app)) < 2000
 
 
 async def test_watch_a_run_directory(finished_project):
