@@ -470,13 +470,24 @@ class ChatPane(Vertical):
         sides = [self._chosen("#chat-adapter")]
         if self.compare:
             sides.append(self._chosen("#chat-compare-with"))
-        path = save_transcript((self.project or Path.cwd()) / "chats", {
-            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "model": model,
-            "sides": [side.label for side in sides],
-            "system": self.query_one("#chat-system", Input).value.strip() or None,
-            "settings": vars(self.settings),
-            "turns": self.record,
-        })
+        directory = (self.project or Path.cwd()) / "chats"
+        try:
+            path = save_transcript(directory, {
+                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "model": model,
+                "sides": [side.label for side in sides],
+                "system": self.query_one("#chat-system", Input).value.strip() or None,
+                "settings": vars(self.settings),
+                "turns": self.record,
+            })
+        except OSError as exc:  # a full disk, a read-only project: say so, keep the chat
+            self._status(f"transcript not saved: {directory}: {exc.strerror or exc}", failed=True)
+            return
+        if self.app.is_web:
+            # In a browser tab the file is on the server: the browser downloads a copy too.
+            self.app.deliver_text(path, save_filename=path.name, mime_type="application/json",
+                                  encoding="utf-8")
+            self._status(f"transcript saved to {path} and sent to the browser")
+        else:
+            self._status(f"transcript saved to {path}")
         self.notify(f"transcript saved to {path}")
-        self._status(f"transcript saved to {path}")
