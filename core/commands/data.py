@@ -106,7 +106,10 @@ def _source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system", metavar="TEXT", help="a system message before every prompt")
     p.add_argument("--max-tokens", type=int, default=512, metavar="N",
                    help="tokens per answer at most (default 512)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="sampling seed (default 0 for a local model; an endpoint gets none "
+                        "unless given, because mlx_lm.server answers seeded requests one at a "
+                        "time instead of batching them)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -503,6 +506,12 @@ def _open_source(args):
                        progress=print_progress)
 
 
+def _seed(args):
+    if args.seed is None and not args.endpoint:
+        return 0   # a local model's answers repeat from run to run unless asked otherwise
+    return args.seed
+
+
 def _generate_questions(args) -> int:
     from ..data.generate import generate_questions
     from ..errors import WorkFailed
@@ -511,8 +520,8 @@ def _generate_questions(args) -> int:
     source = _open_source(args)
     try:
         result = generate_questions(source, args.topic, args.count, args.out, system=args.system,
-                                    max_tokens=args.max_tokens, temp=args.temp, seed=args.seed,
-                                    progress=print_progress)
+                                    max_tokens=args.max_tokens, temp=args.temp,
+                                    seed=_seed(args), progress=print_progress)
     finally:
         source.close()
     have = result.already + result.written
@@ -540,8 +549,8 @@ def _generate_answers(args) -> int:
     source = _open_source(args)
     try:
         result = generate_answers(source, args.prompts, out, system=args.system,
-                                  max_tokens=args.max_tokens, temp=args.temp, seed=args.seed,
-                                  split=split, drop_flagged=args.drop_flagged,
+                                  max_tokens=args.max_tokens, temp=args.temp,
+                                  seed=_seed(args), split=split, drop_flagged=args.drop_flagged,
                                   progress=print_progress)
     finally:
         source.close()
