@@ -15,7 +15,9 @@ STARTUP_TIMEOUT_S = 30.0
 
 
 def _runner_env() -> dict:
-    env = dict(os.environ)
+    from .blas import fast_blas_env
+
+    env = fast_blas_env(dict(os.environ))  # the machine's OpenBLAS or MKL, not MLX's reference BLAS
     env["PYTHONUNBUFFERED"] = "1"  # mlx-lm's plain prints are block-buffered on a pipe otherwise
     env["HF_HUB_OFFLINE"] = "1"    # a run never waits on a network it does not have
     env.pop("FORCE_COLOR", None)   # it would switch mlx-lm to TTY redraws in the log

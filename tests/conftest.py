@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -38,12 +39,34 @@ def persona_data(tmp_path) -> Path:
     return write_persona_dataset(tmp_path / "data")
 
 
+@pytest.fixture(scope="session")
+def blas_check(tmp_path_factory) -> Path:
+    """The BLAS check's verdict (core.blas), made once per session instead of in every test's
+    fresh home: it runs a matmul in a child, seconds per home on this CPU."""
+    from tunedeck.core.blas import CACHE_NAME, fast_blas_env
+
+    home = tmp_path_factory.mktemp("blas-home")
+    previous = os.environ.get("TUNEDECK_HOME")
+    os.environ["TUNEDECK_HOME"] = str(home)
+    try:
+        fast_blas_env(dict(os.environ))
+    finally:
+        if previous is None:
+            os.environ.pop("TUNEDECK_HOME", None)
+        else:
+            os.environ["TUNEDECK_HOME"] = previous
+    return home / CACHE_NAME
+
+
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path, monkeypatch, request) -> Path:
+def isolated_home(tmp_path, monkeypatch, request, blas_check) -> Path:
     """Every test gets its own TUNEDECK_HOME, except demo tests, which share the cached one."""
     home = DEMO_HOME if request.node.get_closest_marker("demo") else tmp_path / "home"
     monkeypatch.setenv("TUNEDECK_HOME", str(home))
     monkeypatch.delenv("FORCE_COLOR", raising=False)
+    if blas_check.exists() and not (home / blas_check.name).exists():
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copy(blas_check, home / blas_check.name)
     return home
 
 
