@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.tui.harness import wait_until
 from tests.tui.projects import write_project
 
 TITLES = ("Data", "Hyperparameters", "Training", "Checkpoints", "Chat")
@@ -56,18 +57,16 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+class _EventLoop:
+    """What wait_until asks of a Pilot: a pause that lets the app run. Here the app is another
+    process and the event loop runs the tabs' connections (the server drops a silent one)."""
+
+    pause = staticmethod(asyncio.sleep)
+
+
 async def eventually(condition, what: str, timeout: float = DEADLINE_S):
-    """Wait for a condition another process makes true, letting the event loop (and with it
-    the tabs' connections) run meanwhile; checked once more after the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        past = time.monotonic() >= deadline
-        value = condition()
-        if value:
-            return value
-        if past:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
+    """Wait for a condition another process makes true."""
+    return await wait_until(_EventLoop, condition, timeout=timeout, what=what)
 
 
 @dataclass
