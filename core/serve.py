@@ -87,14 +87,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def _check_port(host: str, port: int) -> None:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as s:
+def _bind_problem(host: str, port: int) -> Optional[str]:
+    """Why ``host:port`` cannot be listened on, or None when it can."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         try:
             s.bind((host, port))
         except OSError as exc:
-            raise BadInput(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror}); "
-                           "choose another port") from None
+            return exc.strerror or str(exc)
+    return None
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    return _bind_problem(host, port) is None
+
+
+def _check_port(host: str, port: int) -> None:
+    problem = _bind_problem(host, port)
+    if problem:
+        raise BadInput(f"--port {port}: cannot listen on {host}:{port} ({problem}); choose another port")
 
 
 def loopback_origins(port: int) -> list[str]:
@@ -157,11 +167,13 @@ class ModelServer:
         self._log = log
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         # A session of its own: Ctrl-C in the terminal reaches tunedeck, which stops the child.
-        self.process = subprocess.Popen(self.command(), stdin=subprocess.PIPE, stdout=log, stderr=log,
-                                        env=env, start_new_session=True)
+        process = self.process = subprocess.Popen(self.command(), stdin=subprocess.PIPE, stdout=log,
+                                                  stderr=log, env=env, start_new_session=True)
         try:
             while not self._healthy():
-                if self.process.poll() is not None:
+                if self.process is not process:  # stop() was called from another thread
+                    raise WorkFailed("the model server was stopped before it was ready")
+                if process.poll() is not None:
                     raise WorkFailed(f"the model server exited before it was ready: {self.log_tail()}")
                 if cancelled():
                     raise WorkFailed("the model server start was cancelled")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Optional
 
 from rich.text import Text
@@ -14,9 +15,12 @@ from tunedeck.core.checkpoints import Checkpoint
 
 from .chat_messages import EvaluationRequested
 from .dialogs import AskIterations, Confirm
+from .export_dialog import ExportDialog
 from .messages import ChatRequested, DeleteRequested, ResumeRequested, WarmStartRequested
+from .serving import ServingToggled
 
 COLUMNS = ("iter", "val loss", "train loss", "size", "age", "resume", "best")
+AGE_REFRESH_S = 5.0
 
 
 def size_text(size: int) -> str:
@@ -40,17 +44,25 @@ def loss_text(loss: Optional[float]) -> str:
 
 
 class CheckpointBrowser(DataTable):
-    """One row per numbered checkpoint, the newest last, the best one marked."""
+    """One row per numbered checkpoint, the newest last, the best one marked.
+
+    The cursor starts on the best checkpoint (the one a user most likely wants to chat with,
+    evaluate or export), and then stays on whatever the user selected.
+    """
 
     def __init__(self, **kwargs):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.checkpoints: list[Checkpoint] = []
+        self._chosen = False  # the user moved the cursor: keep it where they put it
+        self._moving = False
 
     def on_mount(self) -> None:
-        self.add_columns(*COLUMNS)
+        for column in COLUMNS:
+            self.add_column(column, key=column)
 
     def show(self, checkpoints: list[Checkpoint], now: float) -> None:
-        selected = self.selected()
+        selected = self.selected() if self._chosen else None
+        self._moving = True  # clearing and refilling moves the cursor too: not the user's doing
         self.checkpoints = checkpoints
         self.clear()
         for c in checkpoints:
@@ -63,10 +75,25 @@ class CheckpointBrowser(DataTable):
                 Text("exact" if c.resumable else "weights only"),
                 Text("★ best" if c.best else ""),
                 key=str(c.iteration))
-        keep = selected.iteration if selected else None
         rows = [c.iteration for c in checkpoints]
+        best = next((c.iteration for c in checkpoints if c.best), None)
+        keep = selected.iteration if selected else best
         if rows:
             self.move_cursor(row=rows.index(keep) if keep in rows else len(rows) - 1)
+        self._moving = False
+
+    def forget_choice(self) -> None:
+        self._chosen = False
+
+    def refresh_ages(self, now: float) -> None:
+        """Each row's age from its own file's time, as of ``now``."""
+        for c in self.checkpoints:
+            self.update_cell(str(c.iteration), "age", Text(age_text(now - c.saved_at)))
+
+    def watch_cursor_coordinate(self, old, new) -> None:
+        super().watch_cursor_coordinate(old, new)
+        if not self._moving and old != new:
+            self._chosen = True
 
     def selected(self) -> Optional[Checkpoint]:
         if not self.checkpoints or self.cursor_row < 0 or self.cursor_row >= len(self.checkpoints):
@@ -83,19 +110,35 @@ class CheckpointsPane(Vertical):
         Binding("c", "chat", "Chat", id="chat-checkpoint"),
         Binding("v", "evaluate", "Evaluate", id="evaluate-checkpoint"),
         Binding("d", "delete", "Delete", id="delete-checkpoint"),
+        Binding("x", "export", "Export", id="export-checkpoint"),
+        Binding("s", "serve", "Serve", id="serve-checkpoint"),
     ]
+
+    _run_name: Optional[str] = None
 
     def compose(self) -> ComposeResult:
         yield Label("no run", id="checkpoints-of")
         yield CheckpointBrowser(id="checkpoint-table")
         yield Label("", id="checkpoints-hint")
+        yield Label("", id="checkpoints-serving")
 
     def focus_main(self) -> None:
         self.query_one(CheckpointBrowser).focus()
 
+    def on_mount(self) -> None:
+        # Ages move on while the pane is open; each row's comes from its own file's time.
+        self.set_interval(AGE_REFRESH_S, self._refresh_ages)
+
+    def _refresh_ages(self) -> None:
+        self.query_one(CheckpointBrowser).refresh_ages(getattr(self.app, "clock", time.time)())
+
     def show(self, run_name: str, checkpoints: list[Checkpoint], now: float) -> None:
+        browser = self.query_one(CheckpointBrowser)
+        if run_name != self._run_name:
+            browser.forget_choice()
+            self._run_name = run_name
         self.query_one("#checkpoints-of", Label).update(Text(f"checkpoints of {run_name}"))
-        self.query_one(CheckpointBrowser).show(checkpoints, now)
+        browser.show(checkpoints, now)
         hint = "" if checkpoints else "no checkpoint yet: one is saved every save_every iterations"
         self.query_one("#checkpoints-hint", Label).update(hint)
 
@@ -140,6 +183,25 @@ class CheckpointsPane(Vertical):
     def action_evaluate(self) -> None:
         if (c := self._selected()) is not None:
             self.post_message(EvaluationRequested(c))
+
+    def action_export(self) -> None:
+        if (c := self._selected()) is not None:
+            self.app.push_screen(ExportDialog(c, self._run_name or c.path.parent.parent.name))
+
+    def action_serve(self) -> None:
+        """Start serving the selected checkpoint, or stop the server (the App owns it)."""
+        if (c := self._selected()) is not None:
+            self.post_message(ServingToggled(c))
+
+    def show_serving(self, url: Optional[str], label: str, error: Optional[str] = None) -> None:
+        """What the App's server is doing, under the table."""
+        if error:
+            text = f"serving failed: {error}"
+        elif url:
+            text = f"serving {label} at {url} (model default_model) · s stops it"
+        else:
+            text = ""
+        self.query_one("#checkpoints-serving", Label).update(Text(text))
 
     def action_delete(self) -> None:
         c = self._selected()

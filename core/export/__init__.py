@@ -81,6 +81,22 @@ def _quiet(message: str, fraction: Optional[float] = None) -> None:
     pass
 
 
+def export_command(run: Path, to: str, out: Path, checkpoint: Optional[str] = None,
+                   name: Optional[str] = None, dequantize: bool = False) -> list[str]:
+    """``tunedeck export … --json`` as a child process: stages on its stderr, the report on stdout."""
+    import sys
+
+    command = [sys.executable, "-c", "import sys; from tunedeck.core.cli import main; sys.exit(main())",
+               "export", str(run), "--to", to, "--out", str(out), "--json"]
+    if checkpoint is not None:
+        command += ["--checkpoint", checkpoint]
+    if name:
+        command += ["--name", name]
+    if dequantize:
+        command.append("--dequantize")
+    return command
+
+
 def plan_export(request: ExportRequest) -> _Plan:
     """Everything that can be refused is refused here, before any model is loaded."""
     from ..checkpoints import pick_adapter
