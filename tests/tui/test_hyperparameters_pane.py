@@ -5,7 +5,8 @@ import dataclasses
 import threading
 from pathlib import Path
 
-from textual.widgets import Input, Label
+import pytest
+from textual.widgets import Input, Label, TabbedContent
 
 from tunedeck.core.config import TrainConfig
 from tunedeck.tui.dialogs import Ask, Confirm
@@ -276,3 +277,57 @@ async def test_epochs_use_the_rows_counted_once_not_a_read_per_keystroke(project
         await type_into(pilot, app, "epochs", "3")
         assert "--iters 30" in str(app.query_one("#command").render())
         assert note(app, "epochs") == "= 30 iterations"
+
+
+@pytest.mark.demo
+async def test_the_demo_project_under_git_keeps_its_file_through_a_save_and_a_run(tmp_path, demo_model):
+    """The issue's walk-through on the real demo project, in the whole app."""
+    import subprocess
+
+    from tunedeck.core.demo_project import create_demo_project
+    from tunedeck.core.rundir import RunDirectory
+    from tunedeck.core.runs import stop_run
+    from tunedeck.tui.app import TunedeckApp
+
+    project = create_demo_project(tmp_path / "demo")
+    git = lambda *args: subprocess.run(["git", "-C", str(project), *args], check=True,
+                                       capture_output=True, text=True).stdout
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "demo", "--allow-empty")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "demo project")
+    original = (project / "tunedeck.toml").read_text()
+
+    app = TunedeckApp(project=project)
+    async with app.run_test(size=(160, 48)) as pilot:
+        pane = await wait_until(pilot, lambda: app.query_one(HyperparametersPane), what="the form")
+        await wait_until(pilot, lambda: pane.complete, what="the whole form")
+        await type_into(pilot, app, "iters", "25")
+        await save_as_offered(pilot, app)
+        diff = [line for line in git("diff", "-U0").splitlines()
+                if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+        assert diff == ["-iters = 20", "+iters = 25"]
+        saved = (project / "tunedeck.toml").read_text()
+
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: app.query_one(TabbedContent).active == "training",
+                         timeout=120, what="the run to start")
+        runs = [p for p in (project / "runs").iterdir() if p.is_dir()]
+        try:
+            app.action_show_pane("hyperparameters")
+            await pilot.pause()
+            await save_as_offered(pilot, app)
+            assert not isinstance(app.screen, Confirm)
+            assert (project / "tunedeck.toml").read_text() == saved
+            assert pane.config == TrainConfig.from_toml_text(saved)  # model still "demo"
+            run_config = TrainConfig.from_toml(RunDirectory(runs[0]).run_toml)
+            assert run_config.model == str(demo_model) and run_config.adapter_path.startswith(str(runs[0]))
+        finally:
+            for run in runs:
+                if RunDirectory(run).state() in ("starting", "running"):
+                    stop_run(RunDirectory(run))
+        # Quit once the app has shown the end: an update arriving while it quits is a known
+        # fault of the app (tui/app.py _run_updated, reported).
+        await wait_until(pilot, lambda: "stopped" in str(app.query_one("#state").render()),
+                         timeout=60, what="the stopped run on screen")
+    assert original != saved
