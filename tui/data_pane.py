@@ -10,6 +10,7 @@ post messages; validation, counting and conversion can be cancelled.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
@@ -35,9 +36,10 @@ from tunedeck.core.data.sources import DATA_SUFFIXES, JSON_ARRAY, TXT, sniff_con
 from tunedeck.core.data.tokens import (DEFAULT_MAX_SEQ_LENGTH, count_tokens, load_tokenizer,
                                        render_row, token_stats)
 from tunedeck.core.data.validate import SPLIT_NAMES, validate_file
-from tunedeck.core.errors import BadInput
+from tunedeck.core.errors import BadInput, WorkFailed
 
 from .data_convert import ConversionRequest, ConvertForm
+from .data_generate import GenerateForm, GenerationRequest
 from .data_list import RowList
 from .data_report import TokenStatsView, ValidationReport
 from .data_rows import ArrayRows, LineRows, one_line
@@ -52,10 +54,12 @@ FIRST_ROWS_WAIT_S = 0.1   # past this (a slow disk), the list fills in as the in
 INDEX_POLL_S = 0.1
 BACKGROUND_NICE = 10
 VIEWS = (("raw", "r", "Raw"), ("template", "t", "Template"), ("tokens", "k", "Tokens"),
-         ("problems", "p", "Problems"), ("stats", "s", "Stats"), ("convert", "c", "Convert"))
+         ("problems", "p", "Problems"), ("stats", "s", "Stats"), ("convert", "c", "Convert"),
+         ("generate", "n", "Generate"))
 ROW_VIEWS = ("raw", "template", "tokens")
 TOKENIZER_VIEWS = ("template", "tokens", "stats")
-SITUATIONAL_ACTIONS = ("toggle_mask_prompt", "cancel", "convert")  # see check_action
+SITUATIONAL_ACTIONS = ("toggle_mask_prompt", "cancel", "convert", "generate")  # check_action
+FORMS = ("convert", "generate")
 
 
 def background_priority() -> None:
@@ -155,6 +159,24 @@ class DataConverted(Message):
         self.problems = problems
 
 
+class GenerationWritten(Message):
+    """Rows were appended to ``paths``."""
+
+    def __init__(self, paths: list):
+        super().__init__()
+        self.paths = paths
+
+
+class GenerationFinished(Message):
+    def __init__(self, request: GenerationRequest, cancel: threading.Event, result=None,
+                 error: Optional[str] = None):
+        super().__init__()
+        self.request = request
+        self.cancel = cancel
+        self.result = result
+        self.error = error
+
+
 class LineReached(Message):
     def __init__(self, path: Path, line: int, found: bool):
         super().__init__()
@@ -206,7 +228,7 @@ class DataPane(Vertical):
     DataPane #data-rows { height: 1fr; min-height: 3; }
     DataPane #data-views-bar { width: 1fr; height: 1; padding: 0 1; background: $panel; }
     DataPane #data-views { height: 1fr; min-height: 6; }
-    DataPane.-convert #data-views { height: 2fr; }
+    DataPane.-form #data-views { height: 2fr; }
     """
     # Actions first, views after: at 80 columns the Footer shows the first few, and the view
     # keys are also on the bar above the views.
@@ -217,12 +239,14 @@ class DataPane(Vertical):
         Binding("m", "toggle_mask_prompt", "Mask prompt", id="data-toggle-mask-prompt"),
         Binding("x", "cancel", "Cancel", id="data-cancel"),
         Binding("ctrl+r", "convert", "Run conversion", id="data-run-conversion"),
+        Binding("ctrl+r", "generate", "Generate", id="data-run-generation"),
         Binding("r", "view('raw')", "Raw", id="data-view-raw"),
         Binding("t", "view('template')", "Template", id="data-view-template"),
         Binding("k", "view('tokens')", "Tokens", id="data-view-tokens"),
         Binding("p", "view('problems')", "Problems", id="data-view-problems"),
         Binding("s", "view('stats')", "Stats", id="data-view-stats"),
         Binding("c", "view('convert')", "Convert", id="data-view-convert"),
+        Binding("n", "view('generate')", "Generate", id="data-view-generate"),
     ]
 
     def __init__(self, project: Optional[Path], **kwargs):
@@ -262,6 +286,7 @@ class DataPane(Vertical):
         self._cancels: dict[str, threading.Event] = {}
         self._ticker: Optional[Timer] = None
         self._shown_actions: tuple = ()
+        self.flags: dict[Path, list] = {}   # quality flags of generated answers, by file
 
     # -- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -282,6 +307,9 @@ class DataPane(Vertical):
             yield TokenStatsView(id="data-stats")
             yield ConvertForm(inputs=files[:1], out_dir=self._default_out_dir(files[:1]),
                               id="data-convert")
+            yield GenerateForm(model=self.model, prompts=None,
+                               out=self.project / "generated" if self.project else None,
+                               id="data-generate")
 
     def on_mount(self) -> None:
         if self.config_problem:
@@ -511,7 +539,7 @@ class DataPane(Vertical):
     def action_view(self, view: str) -> None:
         self.view = view
         self.query_one(ContentSwitcher).current = f"data-{view}"
-        self.set_class(view == "convert", "-convert")
+        self.set_class(view in FORMS, "-form")
         self._show_views_bar()
         self._refresh_view()
         if view == "problems":
@@ -521,6 +549,8 @@ class DataPane(Vertical):
                 problems.highlighted = 0
         elif view == "convert":
             self.query_one(ConvertForm).focus_first()
+        elif view == "generate":
+            self.query_one(GenerateForm).focus_first()
         else:
             self.query_one(RowList).focus()
         self._update_bindings()
@@ -668,6 +698,8 @@ class DataPane(Vertical):
             self.query_one(TokenStatsView).task_line.progress(message.label, message.fraction)
         elif message.task == "convert" and self._task_running("convert"):
             self.query_one(ConvertForm).task_line.progress(message.label, message.fraction)
+        elif message.task == "generate" and self._task_running("generate"):
+            self.query_one(GenerateForm).task_line.progress(message.label, message.fraction)
         elif message.task == "tokenizer" and self._tokenizer_loading:
             text = Content.styled(one_line(message.label), MUTED)
             for view in ("template", "tokens"):
@@ -688,13 +720,14 @@ class DataPane(Vertical):
         if action == "cancel":
             return any(self._task_running(task) for task in list(self._cancels)) or (
                 self.rows is not None and not self.rows.done)
-        if action == "convert":
-            return self.view == "convert"
+        if action in FORMS:
+            return self.view == action
         return True
 
     def action_cancel(self) -> None:
         """Stop the work of the view shown; in the row views, the indexing of a big file."""
-        task = {"problems": "check", "stats": "stats", "convert": "convert"}.get(self.view)
+        task = {"problems": "check", "stats": "stats", "convert": "convert",
+                "generate": "generate"}.get(self.view)
         if task is not None:
             self._cancel(task)
         elif self.rows is not None and not self.rows.done:
@@ -709,7 +742,8 @@ class DataPane(Vertical):
         task = event.worker.group.removeprefix("data-")
         lines_for = {"check": self.query_one(ValidationReport).task_line,
                      "stats": self.query_one(TokenStatsView).task_line,
-                     "convert": self.query_one(ConvertForm).task_line}
+                     "convert": self.query_one(ConvertForm).task_line,
+                     "generate": self.query_one(GenerateForm).task_line}
         if task in lines_for:
             self._cancels.pop(task, None)
             lines_for[task].finish(error, "failed")
@@ -735,9 +769,19 @@ class DataPane(Vertical):
         if not self._task_done("check", message.cancel) or message.path != self.path:
             return
         self.report = message.report
-        self.query_one(ValidationReport).show(message.report)
+        self._show_report()
         self._file_summary()
         self._show_views_bar()
+
+    def _show_report(self) -> None:
+        """The open file's check, with the quality flags of answers generated into it."""
+        report = self.report
+        flags = self.flags.get(self.path, [])
+        if flags:
+            report = dataclasses.replace(report, warnings=report.warnings + len(flags),
+                                         problems=sorted(report.problems + flags,
+                                                         key=lambda p: p.line))
+        self.query_one(ValidationReport).show(report)
 
     @on(OptionList.OptionHighlighted, "#data-problem-list")
     def _problem_highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -929,3 +973,93 @@ class DataPane(Vertical):
         self.open_file(result.files[0])
         # The new rows are what to look at next; the form keeps its values for another run.
         self.query_one(RowList).focus()
+
+    # -- generation ---------------------------------------------------------------------------
+    @on(Button.Pressed, "#generate-run")
+    @on(Input.Submitted, "#data-generate Input")
+    def _generate_asked(self) -> None:
+        self.action_generate()
+
+    def action_generate(self) -> None:
+        """Start (or resume: what is written is kept and skipped) the form's generation."""
+        form = self.query_one(GenerateForm)
+        if self._task_running("generate"):
+            return
+        try:
+            request = form.request(self.project)
+        except BadInput as exc:
+            form.task_line.finish(str(exc), "failed")
+            return
+        where = request.endpoint or request.model
+        form.task_line.progress(f"generating {request.kind} with {where}…", None)
+        self._generate(request, self._new_cancel("generate"))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="data-generate")
+    def _generate(self, request: GenerationRequest, cancel: threading.Event) -> None:
+        from tunedeck.core.data.generate import (generate_answers, generate_questions,
+                                                 open_source)
+
+        progress = self._progress("generate")
+
+        def written(paths: list) -> None:
+            self.post_message(GenerationWritten(paths))
+
+        try:
+            with mlx_streams_released():
+                source = open_source(model=request.model, adapter=None,
+                                     endpoint=request.endpoint, progress=progress)
+                try:
+                    if request.kind == "questions":
+                        result = generate_questions(
+                            source, request.topic, request.count, request.out,
+                            max_tokens=request.max_tokens, temp=request.temp,
+                            seed=None if request.endpoint else 0, progress=progress,
+                            cancel=cancel, on_written=written)
+                    else:
+                        result = generate_answers(
+                            source, request.prompts, request.out,
+                            max_tokens=request.max_tokens, temp=request.temp,
+                            seed=None if request.endpoint else 0, split=request.split,
+                            progress=progress, cancel=cancel, on_written=written)
+                finally:
+                    source.close()
+        except (BadInput, WorkFailed) as exc:
+            self.post_message(GenerationFinished(request, cancel, error=str(exc)))
+        else:
+            self.post_message(GenerationFinished(request, cancel, result))
+
+    @on(GenerationWritten)
+    def _generation_written(self, message: GenerationWritten) -> None:
+        """New rows show as they are written: the file shown is read again."""
+        self._add_files(message.paths)
+        if self.path in message.paths:
+            self.open_file(self.path)
+        elif message.paths:
+            self.open_file(message.paths[0])
+
+    @on(GenerationFinished)
+    def _generation_finished(self, message: GenerationFinished) -> None:
+        if not self._task_done("generate", message.cancel):
+            return
+        form = self.query_one(GenerateForm)
+        if message.error:
+            form.task_line.finish(message.error, "failed")
+            return
+        result = message.result
+        stopped = " · stopped: generate again to resume" if result.cancelled else ""
+        if message.request.kind == "questions":
+            have = result.already + result.written
+            form.task_line.finish(f"{plural(have, 'question')} in {result.path.name} "
+                                  f"({result.written:,} new){stopped}",
+                                  "" if result.cancelled or have < result.wanted else "succeeded")
+            return
+        self.flags = {}
+        for problem in result.flags:
+            self.flags.setdefault(Path(problem.path), []).append(problem)
+        failed = f" · {plural(len(result.failed), 'prompt')} failed" if result.failed else ""
+        form.task_line.finish(
+            f"{plural(result.written, 'answer')} written, {result.already:,} from before · "
+            f"{plural(len(result.flags), 'flagged answer')} (p: Problems){failed}{stopped}",
+            "failed" if result.failed else ("" if result.cancelled else "succeeded"))
+        if self.report is not None and self.report.path == self.path:
+            self._show_report()

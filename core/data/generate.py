@@ -51,6 +51,10 @@ class Reply:
     error: Optional[str] = None
 
 
+class Stopped(Exception):
+    """Generation was asked to stop; the answers in flight are dropped."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Sources
 
@@ -70,7 +74,7 @@ class LocalModel:
                               progress=progress)
 
     def complete(self, conversations: Sequence[list], max_tokens: int, temp: float,
-                 seed: Optional[int]) -> List[Reply]:
+                 seed: Optional[int], cancel: Optional[threading.Event] = None) -> List[Reply]:
         import mlx.core as mx
         from mlx_lm.generate import BatchGenerator
         from mlx_lm.sample_utils import make_sampler
@@ -89,6 +93,8 @@ class LocalModel:
             tokens: Dict[int, list] = {uid: [] for uid in uids}
             finish: Dict[int, str] = {}
             while responses := gen.next_generated():
+                if cancel is not None and cancel.is_set():
+                    raise Stopped
                 for r in responses:
                     if r.finish_reason != "stop":
                         tokens[r.uid].append(r.token)
@@ -126,7 +132,8 @@ class Endpoint:
         self._pool = None
 
     def complete(self, conversations: Sequence[list], max_tokens: int, temp: float,
-                 seed: Optional[int]) -> List[Reply]:
+                 seed: Optional[int], cancel: Optional[threading.Event] = None) -> List[Reply]:
+        """(``cancel`` is looked at between batches: requests in flight are let finish.)"""
         from concurrent.futures import ThreadPoolExecutor
 
         if self._pool is None:
@@ -592,8 +599,12 @@ def generate_answers(source, prompts_path: Path, out: Path, *, system: Optional[
             result.cancelled = True
             break
         batch = todo[start:start + step]
-        replies = source.complete([list(p.messages) for p, _ in batch], max_tokens, temp,
-                                  None if seed is None else seed + start)
+        try:
+            replies = source.complete([list(p.messages) for p, _ in batch], max_tokens, temp,
+                                      None if seed is None else seed + start, cancel)
+        except Stopped:
+            result.cancelled = True
+            break
         rows, flags, kept = [], [], []
         pending: Dict[Path, int] = {}     # rows of this batch per file, for line numbers
         for (prompt, name), reply in zip(batch, replies):
@@ -716,8 +727,13 @@ def generate_questions(source, topic: str, count: int, out: Path, *,
             break
         n = min(QUESTIONS_PER_REQUEST, count - len(have))
         ask = head + [{"role": "user", "content": QUESTIONS_PROMPT.format(n=n, topic=topic)}]
-        replies = source.complete([ask] * source.batch_size, max_tokens, temp,
-                                  None if seed is None else seed + result.rounds * 1000)
+        try:
+            replies = source.complete([ask] * source.batch_size, max_tokens, temp,
+                                      None if seed is None else seed + result.rounds * 1000,
+                                      cancel)
+        except Stopped:
+            result.cancelled = True
+            break
         result.rounds += 1
         rounds_left -= 1
         new = []

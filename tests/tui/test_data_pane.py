@@ -375,3 +375,48 @@ async def test_the_pane_reads_the_projects_feature_keys(tmp_path, tiny_model):
                          what="the rendered template")
         assert "<|im_start|>user\nq1?<|im_end|>\n<|im_start|>assistant\na1" \
             in template.shown_text
+
+
+async def test_generate_answers_rows_appear_stop_resume_and_flags_in_problems(tmp_path,
+                                                                              tiny_model):
+    from tunedeck.tui.data_generate import GenerateForm
+
+    project = write_project(tmp_path / "project", tiny_model)
+    # Enough batches (8 prompts each) that the stop comes while most are still to do.
+    questions = [f"Question {i}: what follows {i}?" for i in range(1, 161)]
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(q + "\n" for q in questions))
+    out = tmp_path / "answers.jsonl"
+    app = PaneHarness(lambda: DataPane(project))
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane, rows = await open_pane(pilot)
+        await pilot.press("n")
+        form = pane.query_one(GenerateForm)
+        assert form.query_one("#generate-model").value == str(tiny_model)  # the project's
+        form.query_one("#generate-prompts").value = str(prompts)
+        form.query_one("#generate-out").value = str(out)
+        form.query_one("#generate-max-tokens").value = "3"
+        await pilot.press("ctrl+r")
+        # Rows show in the list as they are written; x stops after the batch in flight.
+        await wait_until(pilot, lambda: pane.path == out and rows.row_count > 0, timeout=120,
+                         what="the first generated rows in the list")
+        await pilot.press("x")
+        await wait_until(pilot, lambda: "stopped" in form.task_line.text, timeout=120,
+                         what="the stop")
+        written = out.read_text().splitlines()
+        assert 0 < len(written) < len(questions)
+        await pilot.press("ctrl+r")  # resumes
+        await wait_until(pilot, lambda: "answers written" in form.task_line.text
+                         and "stopped" not in form.task_line.text, timeout=180,
+                         what="the whole generation")
+        rows_written = [json.loads(line) for line in out.read_text().splitlines()]
+        assert sorted(r["messages"][0]["content"] for r in rows_written) == sorted(questions)
+        assert f"{len(written):,} from before" in form.task_line.text
+        await wait_until(pilot, lambda: rows.row_count == len(questions), what="every row")
+        # Three tokens cut every answer: the Problems view lists each, by line.
+        await pilot.press("p")
+        report = pane.query_one(ValidationReport)
+        await wait_until(pilot, lambda: len([p for p in report.problems
+                                             if "cut at max_tokens" in p.message]) == 160,
+                         what="the quality flags in the Problems view")
+        assert {p.line for p in report.problems if "cut" in p.message} == set(range(1, 161))

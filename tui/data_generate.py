@@ -1,0 +1,162 @@
+"""The Generate form of the Data pane: ``tunedeck data generate`` with its main options.
+
+Questions on a topic, or answers to a prompts file, from the project's model (in this process)
+or an OpenAI-compatible endpoint. Running it again after a stop resumes: what is written stays
+and only the rest is asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Button, Input, Label, Select
+
+from tunedeck.core.data.convert import parse_split
+from tunedeck.core.errors import BadInput
+
+from .data_views import TaskLine
+
+KINDS = (("answers to a prompts file", "answers"), ("questions on a topic", "questions"))
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    kind: str                     # "questions" or "answers"
+    out: Path
+    model: Optional[str]          # a local model, or the model's name at the endpoint
+    endpoint: Optional[str]
+    max_tokens: int
+    temp: float
+    topic: str = ""
+    count: int = 0
+    prompts: Optional[Path] = None
+    split: Optional[tuple] = None
+
+
+class GenerateForm(VerticalScroll):
+    DEFAULT_CSS = """
+    GenerateForm { height: 1fr; scrollbar-size-vertical: 1; }
+    GenerateForm .generate-field { height: 1; }
+    GenerateForm .generate-field > Label { width: 12; padding: 0 1; color: $text-muted; }
+    GenerateForm .generate-field > Input { width: 1fr; }
+    GenerateForm .generate-field > Select { width: 30; }
+    GenerateForm #generate-numbers > Label { width: auto; }
+    GenerateForm #generate-numbers > Input { width: 10; }
+    GenerateForm #generate-actions { height: 1; }
+    GenerateForm #generate-actions > Label { width: 1fr; padding: 0 1; color: $text-muted; }
+    GenerateForm #generate-actions > Button { min-width: 22; }
+    """
+
+    def __init__(self, model: Optional[str], prompts: Optional[Path], out: Optional[Path],
+                 **kwargs):
+        super().__init__(**kwargs)
+        self._model = model or ""
+        self._prompts = str(prompts) if prompts else ""
+        self._out = str(out) if out else ""
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="generate-field"):
+            yield Label("make")
+            yield Select(KINDS, value="answers", allow_blank=False, compact=True,
+                         id="generate-kind")
+        with Horizontal(classes="generate-field", id="generate-prompts-field"):
+            yield Label("prompts")
+            yield Input(self._prompts, placeholder=".txt (one a line) or .jsonl (prompt or "
+                        "messages)", compact=True, id="generate-prompts")
+        with Horizontal(classes="generate-field", id="generate-topic-field"):
+            yield Label("topic")
+            yield Input("", placeholder="what the questions are about", compact=True,
+                        id="generate-topic")
+        with Horizontal(classes="generate-field"):
+            yield Label("output")
+            yield Input(self._out, placeholder="a directory (train/valid/test.jsonl) or a "
+                        ".jsonl file", compact=True, id="generate-out")
+        with Horizontal(classes="generate-field"):
+            yield Label("model")
+            yield Input(self._model, placeholder="a local model, or its name at the endpoint",
+                        compact=True, id="generate-model")
+        with Horizontal(classes="generate-field"):
+            yield Label("endpoint")
+            yield Input("", placeholder="empty: the model runs here; or an OpenAI-compatible "
+                        "URL, e.g. http://127.0.0.1:11434/v1", compact=True,
+                        id="generate-endpoint")
+        with Horizontal(classes="generate-field", id="generate-numbers"):
+            yield Label("count")
+            yield Input("20", compact=True, id="generate-count")
+            yield Label("max tokens")
+            yield Input("512", compact=True, id="generate-max-tokens")
+            yield Label("temp")
+            yield Input("0", compact=True, id="generate-temp")
+            yield Label("split")
+            yield Input("80,10,10", compact=True, id="generate-split")
+        with Horizontal(id="generate-actions"):
+            yield Label("x stops; running it again resumes where it stopped")
+            yield Button("Generate (ctrl+r)", compact=True, variant="primary", id="generate-run")
+        yield TaskLine(id="generate-task")
+
+    def on_mount(self) -> None:
+        self._show_fields("answers")
+
+    @on(Select.Changed, "#generate-kind")
+    def _kind_changed(self, event: Select.Changed) -> None:
+        self._show_fields(str(event.value))
+        temp = self.query_one("#generate-temp", Input)
+        # Questions want variety; answers the model's best guess.
+        if temp.value in ("0", "0.8"):
+            temp.value = "0.8" if event.value == "questions" else "0"
+
+    def _show_fields(self, kind: str) -> None:
+        self.query_one("#generate-prompts-field").display = kind == "answers"
+        self.query_one("#generate-topic-field").display = kind == "questions"
+
+    @property
+    def task_line(self) -> TaskLine:
+        return self.query_one(TaskLine)
+
+    def focus_first(self) -> None:
+        self.query_one("#generate-kind", Select).focus()
+
+    def request(self, base: Optional[Path]) -> GenerationRequest:
+        """The form as a generation; BadInput naming the field when a value is wrong.
+        Relative paths are taken from ``base`` (the project directory)."""
+        def path(text: str) -> Path:
+            p = Path(text).expanduser()
+            return p if p.is_absolute() or base is None else base / p
+
+        def value(name: str) -> str:
+            return self.query_one(f"#generate-{name}", Input).value.strip()
+
+        def number(name: str, label: str, kind=int):
+            text = value(name)
+            try:
+                return kind(text)
+            except ValueError:
+                raise BadInput(f"{label}: {text!r} is not a number") from None
+
+        kind = str(self.query_one("#generate-kind", Select).value)
+        out = value("out")
+        if not out:
+            raise BadInput("output: name a file or directory to write to")
+        model, endpoint = value("model") or None, value("endpoint") or None
+        if not model and not endpoint:
+            raise BadInput("model: name a local model, or give an endpoint")
+        common = dict(kind=kind, out=path(out), model=model, endpoint=endpoint,
+                      max_tokens=number("max-tokens", "max tokens"),
+                      temp=number("temp", "temp", float))
+        if kind == "questions":
+            if not value("topic"):
+                raise BadInput("topic: say what the questions are about")
+            return GenerationRequest(topic=value("topic"), count=number("count", "count"),
+                                     **common)
+        if not value("prompts"):
+            raise BadInput("prompts: name the file of prompts to answer")
+        split = None
+        target = path(out)
+        if target.is_dir() or target.suffix.lower() not in (".jsonl", ".json"):
+            split = parse_split(value("split") or "80,10,10")
+        return GenerationRequest(prompts=path(value("prompts")), split=split, **common)
