@@ -911,14 +911,21 @@ class DataPane(Vertical):
     def _convert_asked(self) -> None:
         self.action_convert()
 
-    def action_convert(self) -> None:
-        form = self.query_one(ConvertForm)
-        if self._task_running("convert"):
-            return
+    def _request_of(self, form, task: str):
+        """The form's request; None when ``task`` runs already or the form is wrong (then its
+        task line says why)."""
+        if self._task_running(task):
+            return None
         try:
-            request = form.request(self.project)
+            return form.request(self.project)
         except BadInput as exc:
             form.task_line.finish(str(exc), "failed")
+            return None
+
+    def action_convert(self) -> None:
+        form = self.query_one(ConvertForm)
+        request = self._request_of(form, "convert")
+        if request is None:
             return
         form.show_problems([])
         form.task_line.progress("converting…", None)
@@ -983,12 +990,8 @@ class DataPane(Vertical):
     def action_generate(self) -> None:
         """Start (or resume: what is written is kept and skipped) the form's generation."""
         form = self.query_one(GenerateForm)
-        if self._task_running("generate"):
-            return
-        try:
-            request = form.request(self.project)
-        except BadInput as exc:
-            form.task_line.finish(str(exc), "failed")
+        request = self._request_of(form, "generate")
+        if request is None:
             return
         where = request.endpoint or request.model
         form.task_line.progress(f"generating {request.kind} with {where}…", None)
