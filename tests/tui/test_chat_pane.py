@@ -7,6 +7,7 @@ import json
 import shutil
 
 from textual.widgets import Input, Select, TabbedContent
+from textual.worker import WorkerState
 
 from tests.tinymodel import PERSONA_ANSWER
 from tunedeck.core.rundir import find_runs
@@ -197,6 +198,16 @@ async def test_clear_and_save_the_transcript(tmp_path, finished_project):
         await set_field(pilot, app, "max-tokens", "16")
         await set_field(pilot, app, "system", "be brief")
         await ask(pilot, app, "who are you")
+
+        # Where the transcript goes cannot be written (a file in the way): one line, no crash,
+        # and the conversation is still there to save once the way is clear.
+        (project / "chats").write_text("not a directory")
+        await pilot.press("ctrl+s")
+        failure = status(app)
+        assert failure.startswith(f"transcript not saved: {project / 'chats'}: ") and "\n" not in failure
+        assert app.query_one("#chat-status").has_class("-failed")
+        (project / "chats").unlink()
+
         await pilot.press("ctrl+s")
         saved = list((project / "chats").glob("chat-*.json"))
         assert len(saved) == 1 and str(saved[0]) in status(app)
@@ -232,15 +243,23 @@ async def test_a_checkpoint_is_evaluated_from_the_checkpoints_pane(tmp_path, fin
         assert not isinstance(app.screen, EvaluationScreen)
 
 
-async def test_closing_a_running_evaluation_stops_it(finished_project):
-    app = TunedeckApp(project=finished_project)
+async def test_closing_a_running_evaluation_stops_it(tmp_path, finished_project):
+    project = tmp_path / "project"
+    shutil.copytree(finished_project, project)
+    app = TunedeckApp(project=project)
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.press("4")
         await wait_until(pilot, lambda: app.query_one("#checkpoint-table").row_count == 4, what="checkpoints")
         await pilot.press("v")
         await wait_until(pilot, lambda: isinstance(app.screen, EvaluationScreen), what="the evaluation screen")
+        [evaluation] = [w for w in app.workers if w.group == "evaluate"]
+        assert evaluation.state == WorkerState.RUNNING
         await pilot.press("escape")
         assert not isinstance(app.screen, EvaluationScreen)
-        assert all(w.is_cancelled for w in app.workers if w.group == "evaluate")
+        # Stopped, not left to finish unseen: the worker ends, and no report is ever written
+        # (a finished evaluation writes eval-0000040-test.json into the run).
+        await wait_until(pilot, lambda: evaluation.is_finished, timeout=120, what="the evaluation to end")
+        assert evaluation.state == WorkerState.CANCELLED
+        assert not list((project / "runs").glob("*/eval-*.json"))
         await pilot.press("5")
         assert active(app) == "chat"
