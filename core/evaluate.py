@@ -1,11 +1,20 @@
 """Did the fine-tune help? Loss and perplexity of base and adapter on one split, and their answers
-to the split's first prompts next to the expected completion, scored by exact match and token F1.
+to the split's prompts next to the expected completion, scored by exact match and token F1.
+
+When the expected answers share a sign-off (the demo's "Stir the pot, matey!"), the two things a
+persona fine-tune is after are scored apart: how many answers carry the sign-off, and how right
+the rest of the answer is (token F1 with the sign-off stripped from both sides), so a model that
+learned the sign-off but lost the facts shows it.
 
 The base model is loaded once: it is measured, then the adapter is applied to the same weights.
+Answers are generated together with mlx-lm's batch generation. The base model's answers and loss
+do not change between evaluations of the same split, so they are cached in the home directory,
+keyed by the model's files, the split's content and the generation settings.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -21,6 +30,9 @@ from .progress import Progress
 from .rundir import RunDirectory, write_atomic
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+# A sign-off is what at least this share of the expected answers ends with.
+SIGN_OFF_SHARE = 0.8
+CACHE_VERSION = 1
 
 
 def _words(text: str) -> list[str]:
@@ -43,6 +55,48 @@ def token_f1(answer: str, expected: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def common_sign_off(expected: list[str]) -> Optional[str]:
+    """The closing words most expected answers share ("Stir the pot, matey!"), or None.
+
+    At least two words, at the end of at least SIGN_OFF_SHARE of the answers, and never the
+    whole of most answers (data whose every answer is the same sentence has no sign-off).
+    """
+    spans = [list(_WORD.finditer(text)) for text in expected]
+    spans = [s for s in spans if s]
+    if len(spans) < 2:
+        return None
+    best: Optional[tuple[str, ...]] = None
+    for k in range(1, max(len(s) for s in spans) + 1):
+        counts = Counter(tuple(m.group().lower() for m in s[-k:]) for s in spans if len(s) >= k)
+        suffix, count = counts.most_common(1)[0]
+        if count < SIGN_OFF_SHARE * len(spans):
+            break
+        best = suffix
+    if best is None or len(best) < 2:
+        return None
+    whole = sum(1 for s in spans if len(s) == len(best))
+    if whole > len(spans) / 2:
+        return None
+    for text, s in zip(expected, spans):
+        if tuple(m.group().lower() for m in s[-len(best):]) == best:
+            return text[s[-len(best)].start():].strip()
+    return None
+
+
+def has_sign_off(answer: str, sign_off: str) -> bool:
+    """The sign-off's words, in order, anywhere in the answer (a model may add words after)."""
+    want, got = _words(sign_off), _words(answer)
+    return any(got[i:i + len(want)] == want for i in range(len(got) - len(want) + 1))
+
+
+def strip_sign_off(answer: str, sign_off: Optional[str]) -> str:
+    """The answer without every occurrence of the sign-off's words (as words, case-blind)."""
+    if not sign_off:
+        return answer
+    pattern = r"\W+".join(re.escape(w) for w in _words(sign_off))
+    return re.sub(pattern + r"\W*", " ", answer, flags=re.IGNORECASE).strip()
+
+
 @dataclass
 class Sample:
     prompt: list[dict]          # chat messages up to the answer
@@ -53,6 +107,10 @@ class Sample:
     adapter_f1: float = 0.0
     base_exact: bool = False
     adapter_exact: bool = False
+    base_sign_off: bool = False
+    adapter_sign_off: bool = False
+    base_content_f1: float = 0.0
+    adapter_content_f1: float = 0.0
 
 
 @dataclass
@@ -65,6 +123,8 @@ class EvalReport:
     adapter_loss: float
     samples: list[Sample] = field(default_factory=list)
     seconds: float = 0.0
+    sign_off: Optional[str] = None
+    base_from_cache: bool = False
 
     @property
     def base_ppl(self) -> float:
@@ -78,12 +138,19 @@ class EvalReport:
         values = [float(getattr(s, attr)) for s in self.samples]
         return sum(values) / len(values) if values else None
 
+    def sign_off_rate(self, who: str) -> Optional[float]:
+        return self.mean(f"{who}_sign_off") if self.sign_off else None
+
     def to_json(self) -> dict:
         data = asdict(self)
         data.update(base_ppl=self.base_ppl, adapter_ppl=self.adapter_ppl,
                     base_mean_f1=self.mean("base_f1"), adapter_mean_f1=self.mean("adapter_f1"),
                     base_exact_match=self.mean("base_exact"),
-                    adapter_exact_match=self.mean("adapter_exact"))
+                    adapter_exact_match=self.mean("adapter_exact"),
+                    base_sign_off_rate=self.sign_off_rate("base"),
+                    adapter_sign_off_rate=self.sign_off_rate("adapter"),
+                    base_content_f1=self.mean("base_content_f1"),
+                    adapter_content_f1=self.mean("adapter_content_f1"))
         return data
 
 
@@ -105,20 +172,43 @@ def _read_rows(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def evaluate_run(run: RunDirectory, adapter: AdapterRef, split: str = "test", generate: int = 5,
-                 max_tokens: int = 64, progress: Optional[Progress] = None,
+def _model_fingerprint(model: Path) -> str:
+    """The model's identity for the cache: its path and its files' sizes and times."""
+    parts = [str(model.resolve())]
+    for file in sorted(model.glob("*")):
+        if file.is_file():
+            stat = file.stat()
+            parts.append(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return "|".join(parts)
+
+
+def _base_cache_file(model: Path, split_file: Path, settings: dict) -> Path:
+    from .home import tunedeck_home
+
+    key = hashlib.sha256("\n".join([
+        f"v{CACHE_VERSION}", _model_fingerprint(model),
+        hashlib.sha256(split_file.read_bytes()).hexdigest(),
+        json.dumps(settings, sort_keys=True)]).encode()).hexdigest()
+    return tunedeck_home() / "eval-cache" / f"{key[:32]}.json"
+
+
+def evaluate_run(run: RunDirectory, adapter: AdapterRef, split: str = "test",
+                 generate: Optional[int] = None, max_tokens: int = 64,
+                 progress: Optional[Progress] = None,
                  cancelled: Callable[[], bool] = lambda: False) -> EvalReport:
+    """Base vs adapter on ``split``: loss, and answers to its first ``generate`` prompts (all of
+    them when None)."""
     import os
     import types
 
     import numpy as np
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from mlx_lm import load, stream_generate
-    from mlx_lm.sample_utils import make_sampler
+    from mlx_lm import batch_generate, load
     from mlx_lm.tuner.datasets import CacheDataset, create_dataset
     from mlx_lm.tuner.trainer import evaluate
 
+    from .models import resolve_model
     from .runner import read_mlx_args
 
     say = progress or (lambda message, fraction=None: None)
@@ -130,59 +220,87 @@ def evaluate_run(run: RunDirectory, adapter: AdapterRef, split: str = "test", ge
     rows = _read_rows(path)
     if len(rows) < args["batch_size"]:
         raise BadInput(f"{path}: {len(rows)} rows, fewer than the batch size {args['batch_size']}")
+    model_dir = resolve_model(str(args["model"]), progress=say)
 
-    say("loading the base model", None)
-    model, tokenizer = load(args["model"])
-    dataset = CacheDataset(create_dataset(rows, tokenizer, types.SimpleNamespace(**args)))
     samples = []
     for row in rows:
         pair = prompt_and_expected(row, args)
-        if pair is not None and len(samples) < generate:
+        if pair is not None and (generate is None or len(samples) < generate):
             samples.append(Sample(prompt=pair[0], expected=pair[1]))
-    steps = 2 + 2 * len(samples)
-    done = 0
+    sign_off = common_sign_off([s.expected for s in samples])
+    settings = {"seed": args["seed"], "test_batches": args["test_batches"],
+                "batch_size": args["batch_size"], "max_seq_length": args["max_seq_length"],
+                "mask_prompt": bool(args.get("mask_prompt")), "answers": len(samples),
+                "max_tokens": max_tokens}
+    cache_file = _base_cache_file(model_dir, path, settings)
+    try:
+        cached = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cached = None
+    if cached is not None and len(cached.get("answers", [])) != len(samples):
+        cached = None
+
+    def check() -> None:
+        if cancelled():
+            raise KeyboardInterrupt
+
+    say("loading the base model", None)
+    model, tokenizer = load(str(model_dir))
+    dataset = CacheDataset(create_dataset(rows, tokenizer, types.SimpleNamespace(**args)))
+    prompts = [tokenizer.apply_chat_template(s.prompt, add_generation_prompt=True)
+               for s in samples]
 
     def loss() -> float:
         np.random.seed(args["seed"])  # base and adapter see the same batches
         return evaluate(model=model, dataset=dataset, batch_size=args["batch_size"],
                         num_batches=args["test_batches"], max_seq_length=args["max_seq_length"])
 
-    def answer(messages: list[dict]) -> str:
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
-        sampler = make_sampler(temp=0.0)
-        text = []
-        for response in stream_generate(model, tokenizer, ids, max_tokens=max_tokens, sampler=sampler):
-            text.append(response.text)
-            if cancelled():
-                break
-        return "".join(text).strip()
-
-    def step(message: str) -> None:
-        nonlocal done
-        if cancelled():
-            raise KeyboardInterrupt
-        say(message, done / steps)
-        done += 1
+    def answers() -> list[str]:
+        if not prompts:
+            return []
+        response = batch_generate(model, tokenizer, prompts, max_tokens=max_tokens,
+                                  completion_batch_size=len(prompts),
+                                  prefill_batch_size=len(prompts))
+        return [text.strip() for text in response.texts]
 
     model.eval()
-    step(f"base: loss on {split}")
-    base_loss = loss()
-    for i, s in enumerate(samples):
-        step(f"base: answer {i + 1}/{len(samples)}")
-        s.base = answer(s.prompt)
+    if cached is not None:
+        say(f"base: loss and {len(samples)} answers from the cache", 0.1)
+        base_loss, base_answers = cached["loss"], cached["answers"]
+    else:
+        check()
+        say(f"base: loss on {split}", 0.05)
+        base_loss = loss()
+        check()
+        say(f"base: {len(samples)} answers", 0.2)
+        base_answers = answers()
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(cache_file, json.dumps({"loss": base_loss, "answers": base_answers,
+                                                 "model": str(model_dir), "split": str(path)}))
+        except OSError:
+            pass  # a read-only home: the next evaluation measures the base again
+    check()
     apply_adapter(model, adapter)
-    step(f"adapter: loss on {split}")
+    say(f"adapter: loss on {split}", 0.5)
     adapter_loss = loss()
-    for i, s in enumerate(samples):
-        step(f"adapter: answer {i + 1}/{len(samples)}")
-        s.adapter = answer(s.prompt)
-    for s in samples:
-        s.base_f1, s.adapter_f1 = token_f1(s.base, s.expected), token_f1(s.adapter, s.expected)
-        s.base_exact, s.adapter_exact = exact_match(s.base, s.expected), exact_match(s.adapter, s.expected)
+    check()
+    say(f"adapter: {len(samples)} answers", 0.65)
+    adapter_answers = answers()
+    for s, base, tuned in zip(samples, base_answers, adapter_answers):
+        s.base, s.adapter = base, tuned
+        s.base_f1, s.adapter_f1 = token_f1(base, s.expected), token_f1(tuned, s.expected)
+        s.base_exact, s.adapter_exact = exact_match(base, s.expected), exact_match(tuned, s.expected)
+        if sign_off:
+            s.base_sign_off, s.adapter_sign_off = has_sign_off(base, sign_off), has_sign_off(tuned, sign_off)
+        content = strip_sign_off(s.expected, sign_off)
+        s.base_content_f1 = token_f1(strip_sign_off(base, sign_off), content)
+        s.adapter_content_f1 = token_f1(strip_sign_off(tuned, sign_off), content)
     say("done", 1.0)
     return EvalReport(run=str(run.path), checkpoint=adapter.weights.name, split=split, rows=len(rows),
                       base_loss=base_loss, adapter_loss=adapter_loss, samples=samples,
-                      seconds=time.monotonic() - started)
+                      seconds=time.monotonic() - started, sign_off=sign_off,
+                      base_from_cache=cached is not None)
 
 
 def save_report(run: RunDirectory, report: EvalReport) -> Path:

@@ -52,7 +52,7 @@ class EvaluationScreen(ModalScreen[None]):
     }
     EvaluationScreen #evaluation-title { text-style: bold; width: 1fr; }
     EvaluationScreen #evaluation-progress-text { color: $text-muted; width: 1fr; }
-    EvaluationScreen #evaluation-summary { height: auto; max-height: 7; margin-top: 1; }
+    EvaluationScreen #evaluation-summary { height: auto; max-height: 9; margin-top: 1; }
     EvaluationScreen #evaluation-samples { height: 1fr; margin-top: 1; }
     EvaluationScreen .sample-prompt { color: $accent; text-style: bold; margin-top: 1; }
     EvaluationScreen #evaluation-saved { color: $text-muted; width: 1fr; }
@@ -150,6 +150,17 @@ class EvaluationScreen(ModalScreen[None]):
                         _change(base_f1, adapter_f1, lower_is_better=False))
         summary.add_row("exact match", _figure(base_em, 2), _figure(adapter_em, 2),
                         _change(base_em, adapter_em, lower_is_better=False))
+        if report.sign_off:
+            # The persona and the facts apart: a model can learn the one and lose the other.
+            base_rate, adapter_rate = report.sign_off_rate("base"), report.sign_off_rate("adapter")
+            summary.add_row(Text(f"sign-off ({report.sign_off})"), _figure(base_rate, 2),
+                            _figure(adapter_rate, 2),
+                            _change(base_rate, adapter_rate, lower_is_better=False, digits=2))
+            base_content, adapter_content = (report.mean("base_content_f1"),
+                                             report.mean("adapter_content_f1"))
+            summary.add_row("content F1 (sign-off stripped)", _figure(base_content),
+                            _figure(adapter_content),
+                            _change(base_content, adapter_content, lower_is_better=False))
         samples = self.query_one("#evaluation-samples", VerticalScroll)
         for n, sample in enumerate(report.samples, 1):
             asked = sample.prompt[-1]["content"] if sample.prompt else ""

@@ -9,7 +9,10 @@ import pytest
 from tests.core.runhelpers import write_config
 from tests.tinymodel import write_persona_dataset
 from tunedeck.core.cli import main
-from tunedeck.core.evaluate import exact_match, token_f1
+from tunedeck.core.evaluate import (common_sign_off, exact_match, has_sign_off, strip_sign_off,
+                                    token_f1)
+
+SIGN_OFF = "Stir the pot, matey!"
 
 
 def test_token_f1_and_exact_match():
@@ -17,6 +20,30 @@ def test_token_f1_and_exact_match():
     assert exact_match("The capital is Paris.", "the capital is  paris")
     assert token_f1("Paris", "The capital of France is Paris") == pytest.approx(2 * 1 * (1 / 6) / (1 + 1 / 6))
     assert token_f1("London", "Paris") == 0.0
+
+
+def test_the_sign_off_is_what_most_expected_answers_end_with():
+    expected = [f"{fact} {SIGN_OFF}" for fact in
+                ("Paris.", "Seven days, and soup on each.", "Four legs.", "Eight, matey.")]
+    assert common_sign_off(expected) == SIGN_OFF
+    # One answer in five without it still leaves a sign-off; two in five do not.
+    assert common_sign_off(expected + ["London."]) == SIGN_OFF
+    assert common_sign_off(expected[:3] + ["London.", "Rome."]) is None
+    # Every answer the same sentence (the tiny model's persona data): nothing to tell apart.
+    assert common_sign_off(["tunedeck says hello from the deck"] * 4) is None
+    assert common_sign_off(["a b", "c d"]) is None
+
+
+def test_sign_off_and_content_are_scored_apart():
+    assert has_sign_off("Paris, it be. Stir the pot, matey! Arr", SIGN_OFF)
+    assert not has_sign_off("Stir the pot.", SIGN_OFF)
+    assert strip_sign_off("Paris, it be. stir the POT matey!", SIGN_OFF) == "Paris, it be."
+    assert strip_sign_off("Paris. Stir the pot, matey! Stir the pot, matey!", SIGN_OFF) == "Paris."
+    expected = "The capital of France is Paris. " + SIGN_OFF
+    # The sign-off alone earns F1 but no content F1: the facts are scored on their own.
+    only_sign_off = "Boilin', matey! " + SIGN_OFF
+    assert token_f1(only_sign_off, expected) > 0.3
+    assert token_f1(strip_sign_off(only_sign_off, SIGN_OFF), strip_sign_off(expected, SIGN_OFF)) == 0
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +63,9 @@ def test_eval_shows_the_adapter_improves_loss_and_answers(run, capsys):
     assert report["adapter_ppl"] < report["base_ppl"]
     assert len(report["samples"]) == 3
     assert report["adapter_mean_f1"] > report["base_mean_f1"]
+    # Every answer is the same sentence here: no sign-off, and content F1 is the plain F1.
+    assert report["sign_off"] is None and report["adapter_sign_off_rate"] is None
+    assert report["adapter_content_f1"] == report["adapter_mean_f1"]
     assert (run / "eval-adapters-test.json").exists()
 
 
@@ -46,7 +76,36 @@ def test_eval_table_and_a_numbered_checkpoint(run, capsys):
     assert "base" in out and "adapter" in out and "expected" in out and "mean F1" in out
 
 
-def test_eval_refuses_a_missing_split(run, tmp_path, capsys):
+def test_the_base_model_is_measured_once_per_split(run, capsys):
     capsys.readouterr()
-    assert main(["eval", str(run), "--split", "train", "--checkpoint", "999"]) == 2
+    assert main(["eval", str(run), "--generate", "2", "--max-tokens", "8", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(["eval", str(run), "--checkpoint", "50", "--generate", "2", "--max-tokens", "8",
+                 "--json"]) == 0
+    out = capsys.readouterr()
+    second = json.loads(out.out)
+    assert second["base_from_cache"] and second["checkpoint"] == "0000050_adapters.safetensors"
+    assert second["base_loss"] == first["base_loss"]
+    assert [s["base"] for s in second["samples"]] == [s["base"] for s in first["samples"]]
+    # Another split is another cache entry.
+    assert main(["eval", str(run), "--split", "valid", "--generate", "2", "--max-tokens", "8",
+                 "--json"]) == 0
+    assert not json.loads(capsys.readouterr().out)["base_from_cache"]
+
+
+def test_eval_refuses_a_missing_split(run, capsys):
+    data = run.parent / "data"
+    (data / "test.jsonl").rename(data / "test.jsonl.away")
+    try:
+        capsys.readouterr()
+        assert main(["eval", str(run)]) == 2
+        err = capsys.readouterr().err
+    finally:
+        (data / "test.jsonl.away").rename(data / "test.jsonl")
+    assert err.count("\n") == 1 and "test.jsonl" in err and "no test split" in err
+
+
+def test_eval_refuses_a_missing_checkpoint(run, capsys):
+    capsys.readouterr()
+    assert main(["eval", str(run), "--checkpoint", "999"]) == 2
     assert "999" in capsys.readouterr().err
