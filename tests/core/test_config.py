@@ -735,7 +735,7 @@ def test_import_is_cheap_and_reads_yaml_floats_without_mlx_lm():
     code = textwrap.dedent("""\
         import sys
         import tunedeck.core.config as config
-        heavy = {"yaml", "tomllib", "tomli_w", "mlx", "mlx_lm", "textual", "rich", "numpy"}
+        heavy = {"yaml", "tomllib", "tomli_w", "tomlkit", "mlx", "mlx_lm", "textual", "rich", "numpy"}
         print(sorted(heavy & set(sys.modules)))
         cfg = config.TrainConfig.from_mlx_yaml_text("learning_rate: 1e-5\\nlora_parameters: {scale: 2E1}\\n")
         print(type(cfg.learning_rate).__name__, cfg.lora_parameters.scale, "mlx_lm" in sys.modules)

@@ -331,3 +331,21 @@ async def test_the_demo_project_under_git_keeps_its_file_through_a_save_and_a_ru
         await wait_until(pilot, lambda: "stopped" in str(app.query_one("#state").render()),
                          timeout=60, what="the stopped run on screen")
     assert original != saved
+
+
+async def test_a_new_project_starts_with_a_model_on_this_machine(tmp_path, tiny_model, monkeypatch):
+    project = tmp_path / "new"
+    (project / "data").mkdir(parents=True)
+    hub = tmp_path / "hub"
+    snapshot = hub / "models--org--tiny" / "snapshots" / "abc"
+    snapshot.parent.mkdir(parents=True)
+    snapshot.symlink_to(tiny_model, target_is_directory=True)
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    app = PaneHarness(lambda: HyperparametersPane(project))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await opened(pilot, app)
+        # Not mlx-lm's default Hub id (Qwen/Qwen3-0.6b), which cannot be fetched offline.
+        assert field(app, "model").editor.value == str(snapshot)
+        assert field(app, "data").editor.value == "data"
+        await wait_until(pilot, lambda: "memory ≈" in str(app.query_one("#estimates").render()),
+                         what="the estimate of a model that is there")
