@@ -115,10 +115,11 @@ def _source_options(p: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     raw = argparse.RawDescriptionHelpFormatter
     data = subparsers.add_parser(
-        "data", help="check, convert and measure datasets",
-        description="Check, convert and measure datasets for mlx_lm.lora.",
+        "data", help="check, convert, measure and generate datasets",
+        description="Check, convert, measure and generate datasets for mlx_lm.lora.",
         epilog="examples:\n  tunedeck data check data/\n  tunedeck data convert alpaca.json "
-               "--out data/\n  tunedeck data stats data/ --model demo",
+               "--out data/\n  tunedeck data stats data/ --model demo\n  tunedeck data "
+               "generate answers --prompts questions.txt --model demo --out data/",
         formatter_class=raw)
     data.set_defaults(handler=lambda args: _usage(data))
     sub = data.add_subparsers(dest="data_command", metavar="COMMAND")
