@@ -263,3 +263,16 @@ def test_a_hub_dataset_in_the_cache_trains(tmp_path, tiny_model, persona_data, m
     assert main(["train", str(cfg), "--run-dir", str(run_dir)]) == 0, capsys.readouterr().err
     assert RunDirectory(run_dir).state() == "finished"
     assert f"data: {snapshot}" in (run_dir / "mlx_lm.yaml").read_text()
+
+
+def test_hf_dataset_without_the_datasets_package_says_what_to_install(tmp_path, tiny_model, capsys,
+                                                                       monkeypatch):
+    # None in sys.modules is how Python marks a module that cannot be imported.
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    (tmp_path / "local-ds").mkdir()
+    cfg = write_config(tmp_path / "cfg.toml", tiny_model, tmp_path / "unused", iters=4,
+                       hf_dataset=[{"path": "local-ds"}])
+    assert main(["train", str(cfg), "--run-dir", str(tmp_path / "R")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "tunedeck: error: hf_dataset: needs the datasets package, which is not installed "
+        "(pip install datasets)")
