@@ -11,7 +11,7 @@ from .adapters import FINAL_WEIGHTS, AdapterRef, checkpoint_iteration, resolve_a
 from .errors import BadInput
 from .events import Event, Resume, Train, Val, read_events
 from .resume_state import load_state
-from .rundir import RunDirectory
+from .rundir import RUNNING_STATES, RunDirectory
 
 
 @dataclass
@@ -118,7 +118,10 @@ def pick_adapter(run: RunDirectory, spec: Optional[str]) -> tuple[AdapterRef, Op
         if not (run.adapters / FINAL_WEIGHTS).exists():
             raise BadInput(f"{run.path}: no checkpoint yet")
         return resolve_adapter(run.adapters), None
-    checkpoint = pick_checkpoint(run, spec)
+    # While a run trains, the newest checkpoint file may still be being written; one with its
+    # resume state beside it is complete (the state is written last).
+    training = spec is None and run.state() in RUNNING_STATES and any(c.resumable for c in checkpoint_index(run))
+    checkpoint = pick_checkpoint(run, spec, resumable=training)
     return resolve_adapter(checkpoint.path), checkpoint
 
 

@@ -261,3 +261,25 @@ def test_demo_model_to_gguf_answers_the_capital_question_like_tunedeck_chat(tune
     llm.close()
     assert reply["choices"][0]["message"]["content"].strip() == expected.strip()
     assert "Paris" in expected
+
+
+def test_a_run_still_training_exports_its_newest_complete_checkpoint(tunedeck, tiny_model, tmp_path):
+    from tests.core.runhelpers import wait_for
+    from tunedeck.core.checkpoints import checkpoint_index
+    from tunedeck.core.rundir import RunDirectory
+
+    cfg = write_config(tmp_path / "cfg.toml", tiny_model, write_persona_dataset(tmp_path / "data"),
+                       iters=100000, save_every=10, steps_per_eval=100000)
+    run_dir = tmp_path / "run"
+    assert tunedeck("train", cfg, "--run-dir", run_dir, "--detach")[0] == 0
+    run = RunDirectory(run_dir)
+    try:
+        wait_for(lambda: any(c.resumable for c in checkpoint_index(run)), what="a first checkpoint")
+        code, stdout, err = tunedeck("export", run_dir, "--to", "mlx", "--out", tmp_path / "live", "--json")
+        assert code == 0, stdout + err
+        report = json.loads(stdout)
+        assert report["verified"] and run.state() == "running"
+        exported = int(report["checkpoint"].split("/")[1].split("_")[0])
+        assert exported in [c.iteration for c in checkpoint_index(run) if c.resumable]
+    finally:
+        assert main(["stop", str(run_dir)]) == 0
