@@ -48,7 +48,7 @@ CHOICE_VARIABLE = "TUNEDECK_BLAS"  # "reference": leave MLX's own BLAS in place
 REEXEC_MARK = "TUNEDECK_BLAS_REEXEC"
 CACHE_NAME = "blas-check.json"
 NOTICE_MARK = "blas-notice-shown"
-CHECK_VERSION = 1
+CHECK_VERSION = 2
 # fp32 products of this size agree with a float64 one to ~1e-6 relative; a wrong kernel is off by
 # whole units.
 _TOLERANCE = 1e-4
@@ -62,6 +62,7 @@ class BlasReport:
     library: str                 # a path, or "reference" (the one bundled with MLX)
     core: Optional[str]          # OpenBLAS's kernel family, "MKL", or None (reference)
     gflops: Optional[float]      # a 1024² fp32 matmul in MLX, None when it could not be measured
+    reference_gflops: Optional[float] = None  # the same matmul on the bundled reference BLAS
     coretype_chosen: Optional[str] = None  # set when tunedeck picked OPENBLAS_CORETYPE
     problem: Optional[str] = None           # one line: what is wrong and the fix
 
@@ -175,7 +176,7 @@ def _decide(library: Optional[str], env: dict) -> dict:
         return {"library": None, "core": None, "gflops": reference.get("gflops"),
                 "coretype": None, "rejected": library}
     verdict = {"library": library, "core": result.get("core"), "gflops": result.get("gflops"),
-               "coretype": None}
+               "coretype": None, "reference_gflops": (_check(env) or {}).get("gflops")}
     core = (result.get("core") or "").lower()
     if core in GENERIC_CORES and not any(env.get(v) for v in USER_SETTINGS):
         for family in kernel_candidates(_cpu_flags()):
@@ -297,9 +298,10 @@ def blas_report() -> BlasReport:
             problem = (f"MLX uses its slow reference BLAS; fix: {install_command()} "
                        "(about 10x faster training on the CPU)")
         return BlasReport(library="reference", core=None, gflops=verdict.get("gflops"),
-                          problem=problem)
+                          reference_gflops=verdict.get("gflops"), problem=problem)
     return BlasReport(library=verdict["library"], core=verdict.get("core"),
-                      gflops=verdict.get("gflops"), coretype_chosen=verdict.get("coretype"))
+                      gflops=verdict.get("gflops"), coretype_chosen=verdict.get("coretype"),
+                      reference_gflops=verdict.get("reference_gflops"))
 
 
 def notice_reference_blas_once() -> Optional[str]:

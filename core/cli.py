@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "tunedeck.core.commands.metrics",
     "tunedeck.core.commands.chat",
     "tunedeck.core.commands.eval",
+    "tunedeck.core.commands.doctor",
     "tunedeck.core.commands.web",
     "tunedeck.core.commands.export",
     "tunedeck.core.commands.serve",
