@@ -225,9 +225,9 @@ def test_runs_reads_the_cause_from_the_error_event_when_status_has_none(tunedeck
 
 def test_an_interrupted_run_shows_the_crash_its_log_ends_with(tunedeck, tmp_path):
     # Nobody recorded the end (status still "running", no process holds the lock), but train.log
-    # ends in the Metal abort, as tests/fixtures/logs/metal_oom.log does.
+    # ends in the Metal abort, as tests/fixtures/logs/v032_crash_metal_oom.log does.
     run = run_dir(tmp_path, "oom", "running", pid=999_999)
-    shutil.copy(LOGS / "metal_oom.log", run.train_log)
+    shutil.copy(LOGS / "v032_crash_metal_oom.log", run.train_log)
     lines = runs_lines(tunedeck, tmp_path)
     assert lines[1].split()[:2] == ["oom", "interrupted"]
     assert lines[2].strip() == f"out of memory (Metal: Insufficient Memory) — {OOM_ADVICE}"

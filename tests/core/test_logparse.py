@@ -328,9 +328,9 @@ METAL_OOM_WHAT = ("[METAL] Command buffer execution failed: Insufficient Memory 
 
 
 def test_metal_out_of_memory_abort_ends_a_recorded_run_with_an_error():
-    # tests/fixtures/logs/metal_oom.log: v032_piped.log up to iteration 20, then the abort line
-    # mlx prints on a Mac when a command buffer runs out of memory (a run dies this way).
-    events = parse_file(LOGS / "metal_oom.log")
+    # tests/fixtures/logs/v032_crash_metal_oom.log: v032_piped.log up to iteration 20, then the
+    # abort line mlx prints on a Mac when a command buffer runs out of memory (a run dies so).
+    events = parse_file(LOGS / "v032_crash_metal_oom.log")
     assert [(e.iter, e.loss) for e in of(events, Train)] == TRAIN_30[:4]
     assert events[-1] == Error(
         message=METAL_OOM_CAUSE,
@@ -406,7 +406,7 @@ PREFIXES = [
 
 @pytest.mark.parametrize("prefix", PREFIXES)
 @pytest.mark.parametrize("name", ["v031_test.log", "v032_test.log", "v032_tty.log", "v032_crash.log",
-                                  "metal_oom.log"])
+                                  "v032_crash_metal_oom.log"])
 def test_prefixed_lines_parse_like_bare_lines(name, prefix):
     bare = (LOGS / name).read_bytes()
     prefixed = b"".join(prefix.encode() + line for line in bare.splitlines(keepends=True))

@@ -64,7 +64,8 @@ OOM_ADVICE = "smaller batch_size or max_seq_length, grad_checkpoint, fewer num_l
 def test_a_log_ending_in_the_metal_out_of_memory_abort_has_an_error_event_naming_it():
     # The console script, as a user runs it on a log whose run died on a Mac's Metal abort.
     tunedeck_bin = Path(sys.executable).parent / "tunedeck"
-    done = subprocess.run([str(tunedeck_bin), "metrics", str(LOGS / "metal_oom.log"), "--json"],
+    log = LOGS / "v032_crash_metal_oom.log"
+    done = subprocess.run([str(tunedeck_bin), "metrics", str(log), "--json"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     printed = json_lines(done.stdout)
@@ -73,7 +74,7 @@ def test_a_log_ending_in_the_metal_out_of_memory_abort_has_an_error_event_naming
 
 
 def test_table_of_an_out_of_memory_run_says_what_to_try(capsys):
-    code, out, _ = run(capsys, LOGS / "metal_oom.log")
+    code, out, _ = run(capsys, LOGS / "v032_crash_metal_oom.log")
     assert code == 0
     assert f"error: {OOM} — {OOM_ADVICE}" in out
     assert out.splitlines()[-1] == ("iteration 20/30 · last loss 2.859 · best val 2.868 "

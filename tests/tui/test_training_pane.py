@@ -112,7 +112,7 @@ async def test_a_followed_log_that_died_of_a_metal_abort_is_failed_with_the_caus
     app = PaneHarness(lambda: TrainingPane(), clock=lambda: NOW)
     async with app.run_test(size=(100, 30)) as pilot:
         pane = app.query_one(TrainingPane)
-        log = LOGS / "metal_oom.log"
+        log = LOGS / "v032_crash_metal_oom.log"
         pane.follow(log.name, "following")
         pane.add_update(RunUpdate(events=parse_file(log), arrived_at=NOW, backlog=True,
                                   state="following"), live=False, now=NOW)
@@ -132,7 +132,7 @@ async def test_an_interrupted_run_shows_the_crash_its_log_ends_with(tmp_path):
     run = RunDirectory(tmp_path / "run")
     run.path.mkdir()
     run.update_status(state="running", total_iters=30, started_at=NOW - 60)
-    shutil.copy(LOGS / "metal_oom.log", run.train_log)
+    shutil.copy(LOGS / "v032_crash_metal_oom.log", run.train_log)
     update = RunFollower(run).poll()
     assert update.state == "interrupted"
     app = PaneHarness(lambda: TrainingPane(), clock=lambda: NOW)
