@@ -239,6 +239,8 @@ def test_a_probe_never_makes_a_starting_run_find_its_lock_busy(tmp_path):
 
 
 def test_atomic_writes_keep_the_mode_and_leave_nothing_on_failure(tmp_path):
+    tmp_path = tmp_path / "files"
+    tmp_path.mkdir()
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
     atomic = tmp_path / "atomic.txt"
