@@ -99,3 +99,14 @@ def test_go_template_subset_follows_gos_rules():
                   '{{ end }}', data) == "0U1A"
     assert render("{{ if .System }}S{{ else if .Messages }}M{{ end }}", data) == "M"
     assert render('{{ if and .Messages (not .System) }}yes{{ end }}', data) == "yes"
+
+
+def test_mistral_template_renders_the_same_two_turn_prompt(tmp_path):
+    template = ("{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
+                "{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
+                "{{ message['content'] + eos_token }}{% endif %}{% endfor %}")
+    model_dir = tokenizer_dir(tmp_path / "mistral", template, bos_token="<s>", eos_token="</s>")
+    instructions = modelfile(tmp_path, model_dir)
+    messages = TWO_TURNS[1:]
+    assert "<s>" + rendered_by_ollama(instructions, messages) == rendered_by_hf(model_dir, messages)
+    assert ("stop", '"[INST]"') in instructions["PARAMETER"]
