@@ -238,17 +238,16 @@ def completions_url(url: str) -> str:
     example = "e.g. http://127.0.0.1:11434/v1"
     try:
         parts = urlsplit(url.strip())
-        port = parts.port
+        port = parts.port          # reading it checks it: ValueError when out of range
     except ValueError as exc:
         raise BadInput(f"--endpoint {url}: not a valid URL ({exc}; {example})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
         raise BadInput(f"--endpoint {url}: not an http:// or https:// URL with a host "
                        f"({example})")
-    del port
     path = parts.path.rstrip("/")
     if not path.endswith("/chat/completions"):
         path = (path or "/v1") + "/chat/completions"
-    return parts._replace(path=path, query="", fragment="").geturl()
+    return parts._replace(path=path, fragment="").geturl()   # a query (api-version=) stays
 
 
 def open_source(*, model: Optional[str], adapter: Optional[str], endpoint: Optional[str],
