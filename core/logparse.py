@@ -131,7 +131,7 @@ class LogParser:
 
     ``close()`` parses a last line that had no newline and reports a traceback still pending.
     A traceback's error event comes when the line after its exception line arrives (a chained
-    exception may follow) or at ``close()``.
+    exception may follow), at ``idle()`` (a follower saw the input pause) or at ``close()``.
 
     Attributes kept up to date for live display: ``total_iters`` (from the header or
     ``Starting training``), ``progress`` (the latest progress-bar reading, or None) and
@@ -193,6 +193,14 @@ class LogParser:
             self._pending, self._pending_len, self._overlong = [], 0, False
             self._lines(text, out)
         self._flush_error(out)
+        return out
+
+    def idle(self) -> List[Event]:
+        """The input paused: an error held back for a line that could still add to it (a chained
+        exception, a ``what():`` line) comes now. A crashed process writes nothing more."""
+        out: List[Event] = []
+        if not self._in_traceback:
+            self._flush_error(out)
         return out
 
     def _hold(self, text: str) -> None:

@@ -21,6 +21,9 @@ from ..eta import format_duration
 
 # How often a followed file is checked for new lines.
 POLL_S = 0.2
+# Output quiet for this long has said all it will for now: a crash held back for a line that
+# could add to it is shown (a crashed process writes no more).
+QUIET_S = 1.0
 READ_BYTES = 1 << 16
 
 EPILOG = """\
@@ -142,6 +145,7 @@ def _log_file_source(path: Path, follow: bool, run_dir: Optional[Path]) -> Itera
     parser = LogParser()
     with open(path, "rb") as f:
         yield parser.feed(f.read()), None
+        quiet_since = time.monotonic()
         while follow:
             over = _run_is_over(run_dir)
             time.sleep(POLL_S)
@@ -149,7 +153,10 @@ def _log_file_source(path: Path, follow: bool, run_dir: Optional[Path]) -> Itera
                 f.seek(0)  # truncated and rewritten: start over
                 parser = LogParser()
             data = f.read()
-            events = parser.feed(data) if data else []
+            if data:
+                events, quiet_since = parser.feed(data), time.monotonic()
+            else:
+                events = parser.idle() if time.monotonic() - quiet_since >= QUIET_S else []
             yield events, (time.time() if data else None)
             if over or any(isinstance(e, End) for e in events):
                 break
@@ -165,9 +172,9 @@ def _stdin_source() -> Iterator[Batch]:
     parser = LogParser()
     while True:
         if live:
-            ready, _, _ = select.select([fd], [], [], 1.0)
+            ready, _, _ = select.select([fd], [], [], QUIET_S)
             if not ready:
-                yield [], None  # idle: lets the table show a row it was holding
+                yield parser.idle(), None  # lets the table show a row or a crash it was holding
                 continue
         data = os.read(fd, READ_BYTES)
         if not data:

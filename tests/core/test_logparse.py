@@ -286,6 +286,17 @@ def test_error_comes_with_the_next_line_or_at_close():
     assert parser.close() == [Error(message="OSError: disk full")]
 
 
+def test_a_pause_lets_out_a_held_error_but_not_a_traceback_half_read():
+    parser = LogParser()
+    assert parser.feed("Traceback (most recent call last):\n  File \"x\"\n") == []
+    assert parser.idle() == []  # its exception line has not come yet
+    assert parser.feed("ValueError: bad\n") == []
+    assert parser.idle() == [Error(message="ValueError: bad")]
+    assert parser.feed("Segmentation fault: 11\n") == []
+    assert [e.message for e in parser.idle()] == ["crashed with a segmentation fault (SIGSEGV)"]
+    assert parser.close() == []
+
+
 def test_huge_exception_message_is_abbreviated():
     [error] = parse_text("Traceback (most recent call last):\n  f\nValueError: " + "x" * 100_000 + "\n")
     assert error.message.startswith("ValueError: xxx") and len(error.message) <= 1000

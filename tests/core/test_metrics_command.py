@@ -277,6 +277,35 @@ def test_follow_a_growing_log_file_until_ctrl_c(tmp_path):
     assert rest.splitlines()[-1] == "iteration 30/30 · last loss 2.519 · best val 2.597 (iteration 30) · ETA done"
 
 
+def test_following_a_log_shows_the_crash_once_the_output_stops(tmp_path):
+    # The abort is held for a line that could add to it; a crashed process writes none, so the
+    # pause itself lets it out, while the command still follows.
+    log = tmp_path / "train.log"
+    data = (LOGS / "v032_crash_metal_oom.log").read_bytes()
+    abort = data.index(b"libc++abi")
+    log.write_bytes(data[:abort])
+    tunedeck = Path(sys.executable).parent / "tunedeck"
+    proc = subprocess.Popen([str(tunedeck), "metrics", str(log), "--follow", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = threading.Timer(120, proc.kill)  # a generous bound: no error ever would hang
+    deadline.start()
+    try:
+        for line in proc.stdout:
+            event = json.loads(line)
+            if event["kind"] == "train" and event["iter"] == 20:
+                with open(log, "ab") as f:
+                    f.write(data[abort:])
+            if event["kind"] == "error":
+                break
+        assert proc.poll() is None  # still following
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+    finally:
+        deadline.cancel()
+        proc.kill()
+    assert event == {"kind": "error", "message": OOM, "advice": OOM_ADVICE}
+
+
 def test_stdin_pipe(monkeypatch, capsys):
     read_fd, write_fd = os.pipe()
     data = (LOGS / "v032_pty.log").read_bytes()
