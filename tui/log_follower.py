@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 def follow_log_file(path: Path, poll_s: float, cancelled: Callable[[], bool]) -> Iterator[RunUpdate]:
     parser = LogParser()
     tail = FileTail(path)
-    first, quiet_since, closed, failing = True, time.monotonic(), False, False
+    first, quiet_since, idled, failing = True, time.monotonic(), False, False
     while not cancelled():
         try:
             lines = tail.read_lines()
@@ -44,9 +44,9 @@ def follow_log_file(path: Path, poll_s: float, cancelled: Callable[[], bool]) ->
         events = []
         if lines:
             events = parser.feed("\n".join(lines) + "\n")
-            quiet_since, closed = time.monotonic(), False
-        elif not closed and time.monotonic() - quiet_since >= QUIET_S:
-            events, closed = parser.close(), True
+            quiet_since, idled = time.monotonic(), False
+        elif not idled and time.monotonic() - quiet_since >= QUIET_S:
+            events, idled = parser.idle(), True
         if lines or events or first:
             yield RunUpdate(events=events, log_lines=lines, arrived_at=time.time(), backlog=first,
                             state="following" if first else None)

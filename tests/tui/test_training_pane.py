@@ -2,6 +2,7 @@
 
 import logging
 import shutil
+import time
 from pathlib import Path
 
 from tunedeck.core.checkpoints import delete_checkpoint
@@ -9,6 +10,7 @@ from tunedeck.core.events import End, Error, Resume, Start, Train, Val
 from tunedeck.core.logparse import parse_file
 from tunedeck.tui.messages import OverlayRequested, RunSwitchRequested, StopRequested
 from tunedeck.core.rundir import RunDirectory
+from tunedeck.tui.log_follower import follow_log_file
 from tunedeck.tui.run_follower import RunFollower, RunUpdate
 from tunedeck.tui.run_log import RunLog
 from tunedeck.tui.run_status_line import Figures
@@ -222,3 +224,16 @@ def test_follower_sees_a_deleted_checkpoint_and_a_vanished_log(finished_project,
     update = follower.poll()
     assert [c.iteration for c in update.checkpoints] == [10, 30, 40]
     assert update.log_lines == []
+
+
+def test_a_followed_log_file_gives_its_crash_once_it_goes_quiet(tmp_path):
+    log = tmp_path / "train.log"
+    shutil.copy(LOGS / "v032_crash_metal_oom.log", log)
+    deadline = time.monotonic() + 60  # generous: the follower waits one quiet second
+    errors = []
+    for update in follow_log_file(log, 0.05, lambda: time.monotonic() > deadline):
+        errors += [e for e in update.events if isinstance(e, Error)]
+        if errors:
+            break
+    assert errors == [Error(message="out of memory (Metal: Insufficient Memory)",
+                            advice=OOM_LINE.split(" — ")[1])]
