@@ -2,9 +2,11 @@
 
 Each side is a fresh process on a free loopback port. Two times per start: until `/health`
 answers (tunedeck prints its URL only then; by hand, a user waits for the same), and the time to
-the first token of the first streamed chat completion (the openai client, greedy). Starts
-alternate (by hand, tunedeck, by hand, …); medians. Budget: time to first token, tunedeck / by
-hand <= 1.05.
+the first token of the first streamed chat completion (the openai client, greedy); their sum is
+what a user waits from the start to a first token. mlx_lm.server answers /health while it is
+still loading the model, so the split between the two moves with the machine's load; the sum
+does not. Starts alternate (by hand, tunedeck, by hand, …); medians. Budget: start to first
+token, tunedeck / by hand <= 1.05.
 
     .venv/bin/python bench/bench_serve.py [--repeats 3]
 """
@@ -97,8 +99,12 @@ def main() -> None:
     print("| serving the tiny model + adapter | mlx_lm.server by hand | tunedeck serve | ratio |")
     print("|---|---|---|---|")
     print(f"| start until /health answers | {hand_ready:.2f} s | {ours_ready:.2f} s | {ours_ready / hand_ready:.2f} |")
-    print(f"| time to first token, first request (≤ 1.05) | {hand_first * 1000:.0f} ms | "
+    print(f"| time to first token of the first request | {hand_first * 1000:.0f} ms | "
           f"{ours_first * 1000:.0f} ms | {ours_first / hand_first:.2f} |")
+    hand_total = statistics.median(r + f for r, f in times["by hand"])
+    ours_total = statistics.median(r + f for r, f in times["tunedeck"])
+    print(f"| start to first token (≤ 1.05) | {hand_total:.2f} s | {ours_total:.2f} s | "
+          f"{ours_total / hand_total:.2f} |")
 
 
 if __name__ == "__main__":

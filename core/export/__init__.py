@@ -211,6 +211,7 @@ def _export_into(scratch: Path, plan: _Plan, request: ExportRequest, say: Progre
 def _verify(scratch: Path, plan: _Plan, request: ExportRequest, fused, gguf_path: Path,
             say: Progress) -> dict:
     from ..chat import ChatModel
+    from .fuse import base_is_quantized
     from .verify import compare_answers, greedy_answer, verification_prompts
 
     prompts = verification_prompts(plan.args.get("data"), plan.args, request.prompts)
@@ -220,7 +221,7 @@ def _verify(scratch: Path, plan: _Plan, request: ExportRequest, fused, gguf_path
         # What was written, read back as `tunedeck chat --model DIR` will read it.
         exported = ChatModel(scratch)
         model, tokenizer = exported.model, exported.tokenizer
-        requantized = _is_quantized(scratch)
+        requantized = base_is_quantized(scratch)
     else:
         model, tokenizer, requantized = fused.model, fused.tokenizer, False
     got = [greedy_answer(model, tokenizer, p) for p in prompts]
@@ -236,12 +237,6 @@ def _verify(scratch: Path, plan: _Plan, request: ExportRequest, fused, gguf_path
         say("verify: llama.cpp's greedy answers", None)
         result["llama_cpp"] = llama_cpp_check(gguf_path, tokenizer, prompts, got)
     return result
-
-
-def _is_quantized(model_dir: Path) -> bool:
-    from .fuse import base_is_quantized
-
-    return base_is_quantized(model_dir)
 
 
 def _model_card(plan: _Plan, request: ExportRequest) -> str:

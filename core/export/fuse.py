@@ -22,7 +22,6 @@ class FusedModel:
     tokenizer: object
     config: dict          # config.json as the fused model must be saved with
     base_dir: Path
-    quantized: bool       # the saved model is quantized (a quantized base, not de-quantized)
 
 
 def base_is_quantized(model_dir: Path) -> bool:
@@ -44,8 +43,7 @@ def fuse_checkpoint(base_dir: Path, adapter: Optional[AdapterRef], dequantize: b
              for name, module in model.named_modules() if hasattr(module, "fuse")]
     if fused:
         model.update_modules(tree_unflatten(fused))
-    quantized = bool(config.get("quantization") or config.get("quantization_config"))
-    return FusedModel(model, tokenizer, config, Path(base_dir), quantized and not dequantize)
+    return FusedModel(model, tokenizer, config, Path(base_dir))
 
 
 def dequantize_fused(fused: FusedModel) -> None:
@@ -55,7 +53,6 @@ def dequantize_fused(fused: FusedModel) -> None:
     fused.model = dequantize_model(fused.model)
     fused.config.pop("quantization", None)
     fused.config.pop("quantization_config", None)
-    fused.quantized = False
 
 
 def save_fused(fused: FusedModel, out: Path) -> None:

@@ -96,6 +96,14 @@ def test_a_4bit_base_fused_with_dequantize_answers_like_base_plus_adapter(tunede
     checkpoint = run / "adapters" / "0000020_adapters.safetensors"
     assert answer(tunedeck, "--model", out) == answer(tunedeck, "--model", quantized, "--adapter", checkpoint)
 
+    # Without --dequantize the fused weights are quantized again, as mlx_lm.fuse does; answers
+    # may then differ, and if they do the check says why and what to do.
+    again = tmp_path / "requantized"
+    code, stdout, err = tunedeck("export", run, "--to", "mlx", "--out", again)
+    assert json.loads((again / "config.json").read_text())["quantization"]["bits"] == 4
+    check = json.loads((again / "verify.json").read_text())["answers"]
+    assert (code, check["equal"]) == (0, True) or (code == 1 and "--dequantize" in check["note"])
+
 
 def test_gguf_tensors_and_vocabulary_read_back_with_ggufs_reader(tunedeck, trained_run, tmp_path):
     import gguf
