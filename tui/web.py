@@ -33,13 +33,14 @@ from urllib.parse import urlsplit
 from textual import messages
 from textual.drivers.web_driver import WebDriver
 
+from tunedeck.core.commands.web import is_loopback
+
 # How long an app may take to close once told to (or once its connection is gone) before it is
 # ended regardless: closing the app normally takes well under a second.
 EXIT_GRACE_S = 10.0
 # The server pings each tab this often and drops a connection that stops answering (a laptop
 # asleep, an SSH tunnel gone), which ends that tab's app like a closed tab does.
 HEARTBEAT_S = 15.0
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 # -- the app process: Textual's web driver, ending with its connection --------------------------
@@ -59,6 +60,10 @@ class BrowserDriver(WebDriver):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # The packets need standard output to themselves: a native library printing there
+        # would break the stream. The driver keeps its own copy; fd 1 goes where stderr goes.
+        self.fileno = os.dup(self.fileno)
+        os.dup2(2, 1)
         self._write = self._write_to_server
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._ending = False
@@ -202,8 +207,7 @@ class BrowserServer:
         if not (self._token_ok(token) or self._token_ok(request.cookies.get(self.cookie))):
             return False
         if self.loopback:
-            name = urlsplit(f"//{request.host}").hostname or ""
-            return name in LOOPBACK_NAMES
+            return is_loopback(urlsplit(f"//{request.host}").hostname or "")
         return True
 
     def _same_origin(self, request) -> bool:
@@ -357,7 +361,6 @@ def _header_safe(name: str) -> str:
 async def _serve(project: Optional[Path], host: str, port: int) -> None:
     from aiohttp import web
 
-    from tunedeck.core.commands.web import is_loopback
     from tunedeck.core.errors import BadInput
 
     server = BrowserServer(project, host, secrets.token_urlsafe(24), loopback=is_loopback(host))
