@@ -31,9 +31,6 @@ every threshold named here is a field of ``HealthSettings``:
     The guides' rule over the last ``overfit_window`` reports of each: V = the last validations,
     T = the last train reports up to the newest validation. Val rises: V[-1] ≥ (1 +
     ``overfit_val_rise``) · min(V); train falls: T[-1] < (1 − ``overfit_train_fall``) · T[0].
-
-``not_learning`` and ``overfitting`` are not reported while ``diverging`` is: a diverged run's
-flat loss and risen val loss are that finding's symptoms, and its advice is the one to follow.
 ``val_noisy`` (warn)
     Over the last ``val_noise_window`` validations, the steps d = V[k] − V[k−1] zigzag: the
     direction reverses at ``val_noise_window`` − 3 or more of the steps, the median |d| is at least
@@ -46,6 +43,9 @@ flat loss and risen val loss are that finding's symptoms, and its advice is the 
     every one of the last ``slow_window`` reports, all after the reference, is below
     (1 − ``slow_drop``) times the reference. "Every one" so that a noisy report on a shared
     machine does not count; a run that swaps stays slow. Needs 2 · ``slow_window`` + 1 reports.
+
+``not_learning`` and ``overfitting`` are not reported while ``diverging`` is: a diverged run's
+flat loss and risen val loss are that finding's symptoms, and its advice is the one to follow.
 
 Findings carry the iteration of the event that raised them.
 """
@@ -94,8 +94,8 @@ class HealthSettings:
     @classmethod
     def from_dict(cls, values: dict) -> "HealthSettings":
         """Settings from a config table; unknown names are refused so a typo is not ignored."""
-        known = {f.name: f.type for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown health setting {unknown[0]!r} "
                              f"(known: {', '.join(sorted(known))})")
