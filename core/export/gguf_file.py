@@ -23,11 +23,20 @@ from ..errors import BadInput
 ARCHITECTURES = {"llama": "llama", "mistral": "llama"}
 
 
+# Llama 3's split: contractions, letters, numbers in threes, punctuation, new lines, spaces.
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
 def _pre_tokenizers() -> dict:
     """llama.cpp pre-tokenizer names → the same split built with ``tokenizers``."""
+    from tokenizers import Regex
     from tokenizers import pre_tokenizers as pt
 
     return {
+        "llama-bpe": lambda: pt.Sequence([pt.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False),
+                                          pt.ByteLevel(add_prefix_space=False, trim_offsets=True,
+                                                       use_regex=False)]),
         "gpt-2": lambda: pt.ByteLevel(add_prefix_space=False, use_regex=True),
         # StarCoder-style: every digit alone, then GPT-2's split (SmolLM, SmolLM2).
         "smollm": lambda: pt.Sequence([pt.Digits(individual_digits=True),

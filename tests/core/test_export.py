@@ -291,3 +291,35 @@ def test_a_run_still_training_exports_its_newest_complete_checkpoint(tunedeck, t
         assert exported in [c.iteration for c in checkpoint_index(run) if c.resumable]
     finally:
         assert main(["stop", str(run_dir)]) == 0
+
+
+def test_a_llama3_style_vocabulary_is_written_as_llama_bpe_and_llama_cpp_reads_it_alike(
+        tunedeck, tiny_model, tmp_path):
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from tests.tinymodel import SPECIAL_TOKENS, _corpus
+    from tunedeck.core.export.gguf_file import LLAMA3_SPLIT, SAMPLE_TEXTS
+
+    model_dir = tmp_path / "llama3-vocab"
+    shutil.copytree(tiny_model, model_dir)
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.train_from_iterator(_corpus() + ["1234567 apples, 89 pears"], trainer=trainers.BpeTrainer(
+        vocab_size=400, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer.save(str(model_dir / "tokenizer.json"))
+
+    out = tmp_path / "gguf"
+    _, stdout, err = tunedeck("export", model_dir, "--to", "gguf", "--out", out, "--name", "l3")
+    verify = json.loads((out / "verify.json").read_text())
+    assert verify["vocabulary"]["equal"] and verify["tensors"]["equal"], stdout + err
+    import gguf
+
+    assert gguf.GGUFReader(str(out / "l3.gguf")).get_field("tokenizer.ggml.pre").contents() == "llama-bpe"
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (tunedeck[llama])")
+    llm = llama_cpp.Llama(model_path=str(out / "l3.gguf"), vocab_only=True, verbose=False)
+    for text in SAMPLE_TEXTS:
+        assert llm.tokenize(text.encode(), add_bos=False, special=True) == tokenizer.encode(text).ids, text
+    llm.close()
