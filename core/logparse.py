@@ -87,13 +87,21 @@ _CHECKPOINT_ITER = re.compile(r"(\d+)_")
 
 # A timestamp and/or a pipeline tool's task label before the line, each ended by one space
 # (exactly one: a 0.32 table row starts with two spaces of its own).
-_TIMESTAMP = (r"(?:\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"
-              r"|(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?"
-              r"|\d\d:\d\d:\d\d(?:\.\d+)?)")
-_PREFIX = re.compile(rf"(?:\[?{_TIMESTAMP}\]?(?: |$))?(?:\[[^\[\]]* \(pid \d+\)\](?: |$))?").match
+_NUMERIC_TIME = (r"(?:\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"
+                 r"|\d\d:\d\d:\d\d(?:\.\d+)?)")
+_MONTH_TIME = (r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d "
+               r"\d\d:\d\d:\d\d(?:\.\d+)?")
+_TASK = r"(?:\[[^\[\]]* \(pid \d+\)\](?: |$))?"
+# One pattern per first character: each is cheaper than all of them in one (docker's and
+# Metaflow's prefixes, on every line, are the frequent case).
+_NUMERIC_PREFIX = re.compile(rf"{_NUMERIC_TIME}(?: |$){_TASK}").match
+_MONTH_PREFIX = re.compile(rf"{_MONTH_TIME}(?: |$){_TASK}").match
+_BRACKET_PREFIX = re.compile(
+    rf"(?:\[(?:{_NUMERIC_TIME}|{_MONTH_TIME})\](?: |$))?{_TASK}").match
 # Only lines starting with one of these can have a prefix (with "[": before a digit or with a
 # pid label, not mlx-lm's "[WARNING]"), so the test costs nothing on the rest.
-_PREFIX_FIRST = frozenset("0123456789[JFMASOND")
+_PREFIXES = {**{d: _NUMERIC_PREFIX for d in "0123456789"},
+             **{c: _MONTH_PREFIX for c in "JFMASOND"}, "[": _BRACKET_PREFIX}
 # A traceback's exception line once Markdown removed the indentation of its frames:
 # ``ValueError: ...``, ``huggingface_hub.errors.HFValidationError: ...``, ``KeyboardInterrupt``.
 _EXCEPTION_LINE = re.compile(r"(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?::|$)").match
@@ -221,14 +229,15 @@ class LogParser:
         # Only _line and _flush_error enter or leave a traceback: re-read the state after them.
         plain = not self._in_traceback and self._error is None
         max_raw = 4 * MAX_LINE
-        prefix_first, prefix = _PREFIX_FIRST, _PREFIX
+        prefixes = _PREFIXES
         for raw in block.splitlines():
             if not raw:
                 continue
             c0 = raw[0]
-            if c0 in prefix_first and (c0 != "[" or raw[1:2].isdigit() or " (pid " in raw):
+            prefix = prefixes.get(c0)
+            if prefix is not None and (c0 != "[" or raw[1:2].isdigit() or " (pid " in raw):
                 m = prefix(raw)
-                if m.end():
+                if m and m.end():
                     raw = raw[m.end():]
                     if not raw:
                         continue
