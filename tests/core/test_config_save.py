@@ -112,7 +112,19 @@ def test_a_toml_that_does_not_parse_is_never_replaced(tmp_path):
 
 
 def test_a_new_file_is_written_whole_and_atomically(tmp_path):
-    path = tmp_path / "new.toml"
+    (tmp_path / "project").mkdir()
+    path = tmp_path / "project" / "new.toml"
     text = TrainConfig(model="demo", data="data", iters=5).write_toml(path)
     assert path.read_text() == text and TrainConfig.from_toml(path).iters == 5
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.toml"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["new.toml"]
+
+
+def test_every_option_can_be_edited_in_and_out_of_a_file():
+    from tests.core.test_config import everything
+
+    demo = TrainConfig.from_toml_text(DEMO_TOML)
+    for config in (everything(), everything(iters=None, epochs=2.5)):
+        edited = config.edit_toml(DEMO_TOML)
+        assert TrainConfig.from_toml_text(edited) == config
+        assert TrainConfig.from_toml_text(demo.edit_toml(edited)) == demo
+        assert edited.startswith("# The demo project")  # the user's comments are still there
