@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -196,13 +197,27 @@ def answer(model, tokenizer, probe: Probe, settings: ProbeSettings) -> Answer:
     return Answer(probe=probe, text=text, tokens=tokens, special_only=only_special)
 
 
+@contextmanager
+def _answering(model):
+    """Dropout off while answering (a model being trained is in training mode), then back."""
+    was_training = getattr(model, "training", False)
+    model.eval()
+    try:
+        yield
+    finally:
+        if was_training:
+            model.train()
+
+
 def record_base_answers(model, tokenizer, probes: List[Probe], settings: ProbeSettings) -> bool:
-    """Fill in the base answers that are missing; True when any was added."""
+    """Fill in the base answers that are missing (``model`` must be the base, or the base with
+    fresh LoRA layers, which answer the same); True when any was added."""
     added = False
-    for probe in probes:
-        if probe.base_answer is None:
-            probe.base_answer = answer(model, tokenizer, probe, settings).text
-            added = True
+    with _answering(model):
+        for probe in probes:
+            if probe.base_answer is None:
+                probe.base_answer = answer(model, tokenizer, probe, settings).text
+                added = True
     return added
 
 
@@ -263,30 +278,28 @@ def check_model(model, tokenizer, probes: List[Probe], iteration: Optional[int],
     right after a checkpoint). Dropout is switched off for the answers and restored after."""
     settings = settings or ProbeSettings()
     start = time.perf_counter()
-    was_training = getattr(model, "training", False)
-    model.eval()
-    try:
+    with _answering(model):
         answers = [answer(model, tokenizer, p, settings) for p in probes]
-    finally:
-        if was_training:
-            model.train()
     return CheckResult(iteration, answers, judge(answers, iteration, settings),
                        time.perf_counter() - start)
 
 
 def ensure_probe_set(run_dir: Path, model_dir: Path, data_dir: Optional[Path],
-                     settings: Optional[ProbeSettings] = None, chat=None) -> List[Probe]:
-    """The run's probe set, created from the data and the base model's answers the first time
-    (``chat``: a ``ChatModel`` of the base, to reuse one already loaded)."""
+                     settings: Optional[ProbeSettings] = None, base=None) -> List[Probe]:
+    """The run's probe set, created from the data the first time, with the base model's answers
+    recorded for any probe that has none. ``base``: a ``(model, tokenizer)`` that answers as the
+    base does (the training process before it loads any adapter weights), else the base is
+    loaded through core.chat."""
     settings = settings or ProbeSettings()
     path = Path(run_dir) / PROBES_FILE
     probes = load_probes(path) if path.exists() else default_probes(data_dir)
     if any(p.base_answer is None for p in probes):
-        from .chat import ChatModel
+        if base is None:
+            from .chat import ChatModel
 
-        base = chat or ChatModel(Path(model_dir))
-        base.set_adapter(None)
-        record_base_answers(base.model, base.tokenizer, probes, settings)
+            chat = ChatModel(Path(model_dir))
+            base = chat.model, chat.tokenizer
+        record_base_answers(*base, probes, settings)
         save_probes(path, probes)
     return probes
 
@@ -302,8 +315,60 @@ def check_checkpoint(run_dir: Path, checkpoint: Union[str, Path], model_dir: Pat
     start = time.perf_counter()
     ref = resolve_adapter(checkpoint)
     chat = ChatModel(Path(model_dir))
-    probes = ensure_probe_set(run_dir, model_dir, data_dir, settings, chat=chat)
+    probes = ensure_probe_set(run_dir, model_dir, data_dir, settings, base=(chat.model, chat.tokenizer))
     chat.set_adapter(ref)
     result = check_model(chat.model, chat.tokenizer, probes, checkpoint_iteration(ref.weights), settings)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def save_answers(run_dir: Path, result: CheckResult) -> Path:
+    """``RUN/answers/NNNNNNN.json``: the checkpoint's answers beside the base's, for the app."""
+    from .rundir import write_atomic
+
+    path = Path(run_dir) / "answers" / f"{result.iteration or 0:07d}.json"
+    path.parent.mkdir(exist_ok=True)
+    write_atomic(path, json.dumps({
+        "iteration": result.iteration, "seconds": round(result.seconds, 3),
+        "answers": [{"prompt": a.probe.prompt, "kind": a.probe.kind, "answer": a.text,
+                     "base_answer": a.probe.base_answer, "special_only": a.special_only}
+                    for a in result.answers],
+        "findings": [f.to_dict() for f in result.findings]}, indent=1, ensure_ascii=False) + "\n")
+    return path
+
+
+def main(argv=None) -> int:
+    """``python -m tunedeck.core.probes RUN_DIR CHECKPOINT``: check one saved checkpoint in a
+    process of its own; findings are appended to the run's metrics.jsonl (one write per line,
+    safe beside a training process appending too) and the answers saved under RUN/answers/."""
+    import argparse
+    import sys
+
+    from .config import TrainConfig
+    from .events import append_event
+    from .rundir import RunDirectory
+
+    parser = argparse.ArgumentParser(prog="python -m tunedeck.core.probes")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("checkpoint", help="an iteration number or a checkpoint file")
+    args = parser.parse_args(argv)
+    run = RunDirectory(args.run_dir)
+    try:
+        config = TrainConfig.from_mlx_yaml(run.mlx_yaml)
+        checkpoint = Path(args.checkpoint)
+        if args.checkpoint.isdigit():
+            checkpoint = run.adapters / f"{int(args.checkpoint):07d}_adapters.safetensors"
+        result = check_checkpoint(run.path, checkpoint, Path(config.model), Path(config.data))
+    except BadInput as exc:
+        print(f"tunedeck: error: {exc}", file=sys.stderr)
+        return 2
+    for finding in result.findings:
+        append_event(run.metrics_jsonl, finding)
+    save_answers(run.path, result)
+    summary = "; ".join(f"{f.severity} {f.issue}: {f.evidence}" for f in result.findings) or "ok"
+    print(f"checkpoint {result.iteration}: {summary} ({result.seconds:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

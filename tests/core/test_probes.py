@@ -9,7 +9,9 @@ from pathlib import Path
 from tests.core.runhelpers import write_config
 from tests.core.test_health_runs import write_chat_data
 from tests.tinymodel import PERSONA_ANSWER, QUESTIONS
+from tunedeck.core import probes
 from tunedeck.core.cli import main
+from tunedeck.core.events import read_events
 from tunedeck.core.probes import (PROBES_FILE, Answer, Probe, ProbeSettings, check_checkpoint,
                                   check_model, judge, load_probes, repetition_ratio)
 
@@ -29,15 +31,18 @@ def _end_of_text_data(out: Path) -> Path:
                                  for name, n in (("train", 20), ("valid", 4))})
 
 
-def test_a_checkpoint_answering_only_end_of_text_tokens_is_degenerate(tmp_path, tiny_model):
+def test_a_checkpoint_answering_only_end_of_text_tokens_is_degenerate(tmp_path, tiny_model, capsys):
     data = _end_of_text_data(tmp_path / "data")
-    run_dir, checkpoint = _checkpoint(tmp_path, tiny_model, data, iters=40)
-    result = check_checkpoint(run_dir, checkpoint, tiny_model, data)
-    assert result.iteration == 40 and result.seconds > 0
-    assert all(a.special_only for a in result.answers)
-    degenerate = [h for h in result.findings if h.issue == "degenerate"]
-    assert len(degenerate) == 1 and degenerate[0].severity == "bad" and degenerate[0].iter == 40
+    run_dir, _ = _checkpoint(tmp_path, tiny_model, data, iters=40)
+    # In a process of its own, as the app or the runner would start it after a save.
+    assert probes.main([str(run_dir), "40"]) == 0
+    assert "checkpoint 40: bad degenerate" in capsys.readouterr().out
+    degenerate = [e for e in read_events(run_dir / "metrics.jsonl") if e.kind == "health"]
+    assert len(degenerate) == 1 and degenerate[0].issue == "degenerate"
+    assert degenerate[0].severity == "bad" and degenerate[0].iter == 40
     assert "only special tokens" in degenerate[0].evidence and "<|endoftext|>" in degenerate[0].evidence
+    saved = json.loads((run_dir / "answers" / "0000040.json").read_text())
+    assert saved["seconds"] > 0 and all(a["special_only"] for a in saved["answers"])
 
 
 def test_a_healthy_checkpoint_passes_and_a_forgotten_answer_is_shown_beside_the_base(
@@ -52,11 +57,11 @@ def test_a_healthy_checkpoint_passes_and_a_forgotten_answer_is_shown_beside_the_
     assert not [h for h in result.findings if h.issue == "degenerate"]
 
     # The base answers were recorded once, in the editable file.
-    probes = load_probes(run_dir / PROBES_FILE)
-    base = probes[1].base_answer
+    probe_set = load_probes(run_dir / PROBES_FILE)
+    base = probe_set[1].base_answer
     assert base and base != PERSONA_ANSWER
     forgetting = [h for h in result.findings if h.issue == "forgetting"]
-    assert probes[1].key_content(), base  # the random base's answer has words of its own
+    assert probe_set[1].key_content(), base  # the random base's answer has words of its own
     assert len(forgetting) == 1
     assert json.dumps(PERSONA_ANSWER) in forgetting[0].evidence
     assert json.dumps(base, ensure_ascii=False)[:40] in forgetting[0].evidence
@@ -65,7 +70,7 @@ def test_a_healthy_checkpoint_passes_and_a_forgotten_answer_is_shown_beside_the_
     from tunedeck.core.chat import ChatModel
 
     chat = ChatModel(tiny_model)
-    again = check_model(chat.model, chat.tokenizer, probes, None)
+    again = check_model(chat.model, chat.tokenizer, probe_set, None)
     assert not [h for h in again.findings if h.issue == "forgetting"]
 
 
