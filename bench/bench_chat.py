@@ -127,7 +127,7 @@ def main() -> None:
     ap.add_argument("--demo-tokens", type=int, default=128)
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from tunedeck.core.demo_model import demo_model_dir, is_demo_model_built
+    from tunedeck.core.demo_model import demo_model_dir, fastest_form, is_demo_model_built
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -138,7 +138,7 @@ def main() -> None:
         demo = demo_model_dir()
         if is_demo_model_built(demo):
             adapter = untrained_adapter(demo, tmp / "demo-adapter")
-            rows.append(("demo model (SmolLM2-135M Q4), LoRA rank 8 on all projections",
+            rows.append((f"demo model (SmolLM2-135M, {fastest_form()}), LoRA rank 8 on all projections",
                          compare(demo, adapter, args.demo_tokens, args.repeats)))
         else:
             print(f"(demo model not built under {demo.parent.parent}: skipped; `tunedeck demo` builds it)")

@@ -1,8 +1,13 @@
-"""Run every benchmark in bench/ and write their tables to bench/BENCHMARKS.md.
+"""Run the benchmarks and write bench/BENCHMARKS.md from what they print, and nothing else.
 
     make bench        (or: .venv/bin/python bench/run_all.py [NAME ...])
 
-Figures depend on the machine and on what else runs on it: the file records both.
+Each entry of BENCHES is one script and its arguments; the script prints markdown (a table, and
+notes if it has any) and exits 0. Adding a benchmark is adding its entry. The file is written
+whole from this run: no row is carried over from another day or another load. Figures depend on
+the machine and on what else runs on it, so the file records the machine, the BLAS MLX gets and
+the load average before and after each benchmark; a figure taken at a load above the number of
+cores is marked as such.
 """
 
 from __future__ import annotations
@@ -12,10 +17,33 @@ import platform
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["bench_logparse", "bench_data", "bench_training", "bench_tui", "bench_chat"]
+REPO = HERE.parent
+
+# (script, arguments, what it measures). Order: cheap first.
+BENCHES = [
+    ("bench_logparse", [], "log parsing"),
+    ("bench_data", [], "Data pane core: line index, row access, validation"),
+    ("bench_data_pane", [], "Data pane in a real terminal"),
+    ("bench_tui", [], "TUI first frame, live updates, loss plot"),
+    ("bench_form_keys", [], "Hyperparameters form keystrokes"),
+    ("bench_training", ["--pairs", "5", "--iters", "300"], "training under tunedeck vs mlx_lm.lora"),
+    ("bench_health", [], "run health monitor cost"),
+    ("bench_chat", [], "chat speed with an adapter"),
+    ("bench_generate", [], "data generate answers"),
+    ("bench_export", [], "export vs mlx_lm.fuse"),
+    ("bench_serve", [], "serve vs mlx_lm.server"),
+]
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def machine() -> str:
@@ -32,24 +60,80 @@ def machine() -> str:
         mem_text = f", {mem} GB RAM"
     except (OSError, ValueError, IndexError):
         mem_text = ""
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    versions = ", ".join(f"{n} {_version(n)}" for n in ("mlx", "mlx-lm", "textual"))
     return (f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} cores{mem_text}, "
-            f"Python {platform.python_version()}; load average at start {load:.2f}")
+            f"Python {platform.python_version()}, {versions}")
+
+
+def blas_section() -> str:
+    """The BLAS a tunedeck-started process gets, measured now against MLX's reference BLAS (the
+    check's own child process, run twice; the doctor's cached figure is not reused)."""
+    sys.path.insert(0, str(REPO))
+    from tunedeck.core import blas
+
+    plain = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", blas.REEXEC_MARK)}
+    fast_env = blas.fast_blas_env(plain)
+    reference = blas._check(plain) or {}
+    rows = [("MLX's reference BLAS (bundled with mlx[cpu])", reference)]
+    library = fast_env.get("LD_PRELOAD", "").split(":")[0]
+    if library:
+        coretype = fast_env.get("OPENBLAS_CORETYPE")
+        rows.append((library + (f", OPENBLAS_CORETYPE={coretype}" if coretype else ""),
+                     blas._check(fast_env) or {}))
+    lines = ["| BLAS under MLX | kernels | 1024² float32 matmul | vs reference | error vs numpy |",
+             "|---|---|---|---|---|"]
+    for what, result in rows:
+        gflops, base = result.get("gflops"), reference.get("gflops")
+        ratio = f"{gflops / base:.1f}x" if gflops and base else "—"
+        lines.append(f"| {what} | {result.get('core') or '—'} | "
+                     f"{f'{gflops:.1f} GFLOP/s' if gflops else 'failed'} | {ratio} | "
+                     f"{result.get('error', float('nan')):.1e} |")
+    if not library:
+        lines.append(f"\nNo fast BLAS on this machine: {blas.install_command()}")
+    return ("## BLAS under MLX\n\nCommand: `.venv/bin/python -m tunedeck.core.blas` with and "
+            f"without the library preloaded (load average {_load():.1f})\n\n" + "\n".join(lines) + "\n")
+
+
+def _load() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def run_one(script: str, args: list[str], what: str) -> str:
+    print(f"running {script} {' '.join(args)} ...", file=sys.stderr, flush=True)
+    before, started = _load(), time.monotonic()
+    from tunedeck.core.blas import fast_blas_env
+
+    # In-process MLX work in a benchmark gets the BLAS a tunedeck-started process gets.
+    proc = subprocess.run([sys.executable, str(HERE / f"{script}.py"), *args], capture_output=True,
+                          text=True, cwd=REPO, stdin=subprocess.DEVNULL,
+                          env=fast_blas_env(os.environ))
+    took, after = time.monotonic() - started, _load()
+    busy = " — **busy machine: figures not comparable**" if max(before, after) > (os.cpu_count() or 1) else ""
+    command = " ".join([".venv/bin/python", f"bench/{script}.py", *args])
+    if proc.returncode == 0:
+        body = proc.stdout.strip()
+    else:
+        body = f"failed with exit code {proc.returncode}:\n\n```\n{proc.stderr.strip()[-2000:]}\n```"
+    return (f"## {what}\n\nCommand: `{command}` ({took:.0f} s; load average {before:.1f} before, "
+            f"{after:.1f} after{busy})\n\n{body}\n")
 
 
 def main() -> None:
-    names = sys.argv[1:] or [b for b in BENCHES if (HERE / f"{b}.py").exists()]
-    sections = []
-    for name in names:
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        started = time.monotonic()
-        proc = subprocess.run([sys.executable, str(HERE / f"{name}.py")], capture_output=True, text=True)
-        took = time.monotonic() - started
-        body = proc.stdout.strip() if proc.returncode == 0 else f"failed:\n\n```\n{proc.stderr[-2000:]}\n```"
-        sections.append(f"## {name} ({took:.0f} s)\n\nCommand: `.venv/bin/python bench/{name}.py`\n\n{body}\n")
-    text = (f"# Benchmarks\n\nMachine: {machine()}.\nWritten by `bench/run_all.py` on "
-            f"{time.strftime('%Y-%m-%d %H:%M %Z')}.\n\n" + "\n".join(sections))
-    (HERE / "BENCHMARKS.md").write_text(text)
+    wanted = sys.argv[1:]
+    known = {name for name, _, _ in BENCHES}
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise SystemExit(f"run_all.py: unknown benchmark {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    entries = [(name, args, what) for name, args, what in BENCHES
+               if (not wanted or name in wanted) and (HERE / f"{name}.py").exists()]
+    header = (f"# Benchmarks\n\nWritten by `bench/run_all.py` on {time.strftime('%Y-%m-%d %H:%M %Z')}"
+              f" (`make bench`); every figure below is from that run.\n\n"
+              f"Machine: {machine()}.\nLoad average at start: {_load():.2f}.\n")
+    sections = [blas_section()] + [run_one(name, args, what) for name, args, what in entries]
+    text = header + "\n" + "\n".join(sections)
+    from tunedeck.core.rundir import write_atomic
+
+    write_atomic(HERE / "BENCHMARKS.md", text)
     print(text)
 
 
