@@ -724,10 +724,14 @@ def generate_questions(source, topic: str, count: int, out: Path, *,
         if cancel is not None and cancel.is_set():
             result.cancelled = True
             break
-        n = min(QUESTIONS_PER_REQUEST, count - len(have))
+        needed = count - len(have)
+        n = min(QUESTIONS_PER_REQUEST, needed)
         ask = head + [{"role": "user", "content": QUESTIONS_PROMPT.format(n=n, topic=topic)}]
+        # As many requests as the questions still needed take, and one spare for the repeats
+        # and the lines that are no question: on a laptop's CPU each costs minutes.
+        requests = min(source.batch_size, -(-needed // QUESTIONS_PER_REQUEST) + 1)
         try:
-            replies = source.complete([ask] * source.batch_size, max_tokens, temp,
+            replies = source.complete([ask] * requests, max_tokens, temp,
                                       None if seed is None else seed + result.rounds * 1000,
                                       cancel)
         except Stopped:
