@@ -98,8 +98,8 @@ _NUMERIC_PREFIX = re.compile(rf"{_NUMERIC_TIME}(?: |$){_TASK}").match
 _MONTH_PREFIX = re.compile(rf"{_MONTH_TIME}(?: |$){_TASK}").match
 _BRACKET_PREFIX = re.compile(
     rf"(?:\[(?:{_NUMERIC_TIME}|{_MONTH_TIME})\](?: |$))?{_TASK}").match
-# Only lines starting with one of these can have a prefix (with "[": before a digit or with a
-# pid label, not mlx-lm's "[WARNING]"), so the test costs nothing on the rest.
+# A prefix starts with one of these (with "[": before a digit or with a pid label, unlike
+# mlx-lm's "[WARNING]"); a line starting otherwise costs one lookup.
 _PREFIXES = {**{d: _NUMERIC_PREFIX for d in "0123456789"},
              **{c: _MONTH_PREFIX for c in "JFMASOND"}, "[": _BRACKET_PREFIX}
 # A traceback's exception line once Markdown removed the indentation of its frames:
@@ -233,14 +233,6 @@ class LogParser:
         for raw in block.splitlines():
             if not raw:
                 continue
-            c0 = raw[0]
-            prefix = prefixes.get(c0)
-            if prefix is not None and (c0 != "[" or raw[1:2].isdigit() or " (pid " in raw):
-                m = prefix(raw)
-                if m and m.end():
-                    raw = raw[m.end():]
-                    if not raw:
-                        continue
             if len(raw) > max_raw and not self._in_traceback:
                 # No line mlx-lm prints is this long, even with its colour codes, and a cut
                 # line could misread (a number cut short): skip it before any other work.
@@ -270,12 +262,23 @@ class LogParser:
                     plain = True
                     continue
                 line = line[:MAX_LINE]
+            c = line[0]
+            if c == "[" and plain and line.startswith("[WARNING]"):
+                continue  # mlx-lm's warnings (long sequences): frequent, nothing to read
+            # mlx-lm's own lines never start like a prefix: the test costs its frequent lines
+            # nothing (a prefixed table row is read once stripped, not as rich writes it).
+            if c in prefixes and (c != "[" or line[1:2].isdigit() or " (pid " in line):
+                m = prefixes[c](line)
+                if m and m.end():
+                    line = line[m.end():]
+                    if not line:
+                        continue
+                    c = line[0]
             if not plain:
                 line_fn(line, out)
                 plain = not self._in_traceback and self._error is None
                 continue
             # The frequent lines go straight to their reader; the rest through _line.
-            c = line[0]
             if c == " ":
                 row_fn(line, out)
             elif c == "I" and line.startswith("Iter "):
