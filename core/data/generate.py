@@ -669,14 +669,16 @@ class QuestionsResult:
 
 def question_lines(text: str) -> List[str]:
     """The questions in a model's answer: one per line, numbering and bullets taken off,
-    headings ("Here are ten questions:") left out."""
+    headings ("Here are ten questions:") left out; when some lines end in a question mark,
+    only those (a small model mixes statements in)."""
     found = []
     for line in text.splitlines():
         line = re.sub(r"^\s*(?:\d+\s*[.):-]|[-*•]|Q\d*[:.])\s*", "", line).strip().strip('"')
         if len(line) < 3 or line.endswith(":") or len(line) > 500:
             continue
         found.append(line)
-    return found
+    asked = [line for line in found if line.endswith(("?", "？"))]
+    return asked or found
 
 
 def _read_questions(path: Path) -> List[str]:

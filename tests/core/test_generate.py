@@ -159,6 +159,10 @@ def test_near_duplicate_questions_are_one_question():
         == normalized("- WHAT IS GRAVITY!")
     assert question_lines("Here are three questions:\n1. What is X?\n2) Why Y?\n\n- How Z?") \
         == ["What is X?", "Why Y?", "How Z?"]
+    assert question_lines("Mars is red.\nWhy is Mars red?\nThe answer is 10.") == [
+        "Why is Mars red?"]
+    assert question_lines("Tell me about Mars\nDescribe Venus") == [
+        "Tell me about Mars", "Describe Venus"]
 
 
 def test_splits_hold_their_shares_at_any_length():
