@@ -218,6 +218,14 @@ class HealthMonitor:
         before = [s for s in self.saves if s <= best_iter]
         return before[-1] if before else None
 
+    def suggested_resume(self) -> Optional[tuple]:
+        """While ``diverging`` stands: (the last healthy checkpoint, half the learning rate), the
+        resume the app offers after a confirm; None when there is nothing to offer."""
+        checkpoint = self.last_healthy_checkpoint()
+        if DIVERGING not in self.active or checkpoint is None or not self.lr:
+            return None
+        return checkpoint, self.lr / 2
+
     def _lower_rate_advice(self) -> str:
         lr = f"learning_rate {self.lr:g} → {self.lr / 2:g}" if self.lr else "a lower learning_rate"
         checkpoint = self.last_healthy_checkpoint()

@@ -82,6 +82,9 @@ def test_diverging_advice_names_the_last_checkpoint_before_the_loss_went_wrong_a
     assert "checkpoint 10" in found[0].advice and "1 → 0.5" in found[0].advice
     assert "ln(400)" in found[0].evidence
     assert monitor.last_healthy_checkpoint() == 10
+    assert monitor.suggested_resume() == (10, 0.5)
+    monitor.observe(Train(iter=25, loss=5.0, lr=1.0))  # it recovered: nothing to offer
+    assert monitor.suggested_resume() is None
 
 
 # -- not_learning --------------------------------------------------------------------------------
