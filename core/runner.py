@@ -543,11 +543,14 @@ class TrainingSession:
         return self.completed >= self.args["iters"] or self.stop_mode in (None, EARLY_STOP)
 
     def fail(self, exc: BaseException) -> int:
+        from .crash import recorded
+
         traceback.print_exc()
-        message = f"{type(exc).__name__}: {exc}"
-        self.events.append(ev.Error(message=message))
+        # A Metal or memory error raised in Python gets its cause and what to try, as a crash does.
+        failure = recorded(f"{type(exc).__name__}: {exc}")
+        self.events.append(ev.Error(message=failure.cause, advice=failure.advice or None))
         self.events.append(ev.End(state="failed"))
-        self.run.update_status(state="failed", error=message, ended_at=time.time())
+        self.run.update_status(state="failed", error=failure.one_line(), ended_at=time.time())
         return 1
 
     def fail_disk_full(self) -> int:
