@@ -27,7 +27,7 @@ def _rows(path: Path) -> list[dict]:
     return rows
 
 
-def test_the_project_has_a_config_and_three_splits(tmp_path, monkeypatch):
+def test_the_project_has_a_config_and_three_splits(tmp_path, monkeypatch, isolated_home):
     monkeypatch.chdir(tmp_path)
     project = create_demo_project(Path("demo-project"))
     assert project == tmp_path / "demo-project" and project.is_absolute()
@@ -37,7 +37,7 @@ def test_the_project_has_a_config_and_three_splits(tmp_path, monkeypatch):
     assert {"rank", "scale", "dropout"} <= set(config["lora_parameters"])
     for split in ("train", "valid", "test"):
         assert (project / "data" / f"{split}.jsonl").is_file()
-    assert sorted(p.name for p in project.parent.iterdir()) == ["demo-project"]
+    assert sorted(p.name for p in project.parent.iterdir() if p != isolated_home) == ["demo-project"]
 
 
 def test_the_config_is_a_valid_training_config_for_the_shipped_data(tmp_path):
@@ -121,3 +121,15 @@ def test_a_directory_with_other_files_is_left_alone(tmp_path):
     assert "\n" not in str(failure.value) and "not empty" in str(failure.value)
     assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["notes.txt"]
     assert (tmp_path / "p" / "notes.txt").read_text() == "keep me"
+
+
+def test_the_test_split_holds_factual_questions_the_training_never_sees(tmp_path):
+    project = create_demo_project(tmp_path / "p")
+    asked = {split: {r["messages"][0]["content"] for r in _rows(project / "data" / f"{split}.jsonl")}
+             for split in ("train", "valid", "test")}
+    held_out = {"What is the capital of France?", "What is the capital of England?",
+                "How many days are in a week?", "How many legs does a cat have?"}
+    assert held_out <= asked["test"]
+    # Whether the facts survive the fine-tune is measured on questions it never trained on.
+    trained = " ".join(asked["train"] | asked["valid"]).lower()
+    assert "france" not in trained and "england" not in trained
