@@ -94,9 +94,10 @@ def test_a_new_project_starts_with_a_model_on_this_machine(isolated_home, tmp_pa
     assert default_model() == "demo"  # nothing else here: the demo model, built offline on first use
     snapshot = _cached_model(tmp_path / "hub", "org/gemma")
     assert default_model() == str(snapshot)
-    demo = isolated_home / "models" / DEMO_MODEL_NAME
+    from tunedeck.core.demo_model import BUILD_VERSION, MARKER_NAME, demo_model_dir
+
+    demo = demo_model_dir()
     demo.mkdir(parents=True)
-    from tunedeck.core.demo_model import BUILD_VERSION, MARKER_NAME
 
     (demo / "config.json").write_text("{}")
     (demo / MARKER_NAME).write_text('{"build_version": %s}' % __import__("json").dumps(BUILD_VERSION))
