@@ -29,6 +29,7 @@ class ConversionRequest:
     seed: int
     txt_mode: str
     force: bool
+    keep: Optional[str] = None      # "chosen": preference and KTO data as supervised data
 
 
 class TickBox(Checkbox):
@@ -83,6 +84,9 @@ class ConvertForm(VerticalScroll):
             yield Input("80,10,10", compact=True, id="convert-split")
             yield Label("seed")
             yield Input("0", compact=True, id="convert-seed")
+        with Horizontal(classes="convert-field"):
+            yield TickBox("keep the chosen answers of preference data (chosen/rejected) and "
+                          "the KTO examples labelled true", compact=True, id="convert-keep")
         with Horizontal(id="convert-actions"):
             yield TickBox("replace the splits in a non-empty output dir", compact=True,
                           id="convert-force")
@@ -131,7 +135,8 @@ class ConvertForm(VerticalScroll):
             inputs=tuple(path(p) for p in inputs), out_dir=path(out),
             to=None if to == "auto" else to, split=split, seed=seed,
             txt_mode=self.query_one("#convert-txt-mode", Select).value,
-            force=self.query_one("#convert-force", Checkbox).value)
+            force=self.query_one("#convert-force", Checkbox).value,
+            keep="chosen" if self.query_one("#convert-keep", Checkbox).value else None)
 
     def show_problems(self, problems: Sequence) -> None:
         """The input records that stopped a conversion, as ``FILE:LINE: message``."""

@@ -947,7 +947,7 @@ class DataPane(Vertical):
                 self.post_message(TokenizerLoaded(model, tokenizer))
             result = convert(list(request.inputs), request.out_dir, to=request.to,
                              split=request.split, seed=request.seed, txt_mode=request.txt_mode,
-                             tokenizer=tokenizer, force=request.force,
+                             tokenizer=tokenizer, force=request.force, keep=request.keep,
                              progress=self._progress("convert"), cancel=cancel)
         except InvalidData as exc:
             self.post_message(DataConverted(request, cancel, error=str(exc),

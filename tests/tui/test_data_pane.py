@@ -420,3 +420,37 @@ async def test_generate_answers_rows_appear_stop_resume_and_flags_in_problems(tm
                                              if "cut at max_tokens" in p.message]) == 160,
                          what="the quality flags in the Problems view")
         assert {p.line for p in report.problems if "cut" in p.message} == set(range(1, 161))
+
+
+async def test_preference_rows_are_named_and_the_form_keeps_the_chosen_answers(tmp_path,
+                                                                              tiny_model):
+    from textual.widgets import Checkbox
+
+    project = write_project(tmp_path / "project", tiny_model)
+    dpo = tmp_path / "dpo.jsonl"
+    dpo.write_text("".join(json.dumps({"prompt": f"question {i}?", "chosen": f"good {i}",
+                                       "rejected": f"bad {i}"}) + "\n" for i in range(1, 9)))
+    app = PaneHarness(lambda: DataPane(project))
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane, rows = await open_pane(pilot)
+        await pilot.press("o", *str(dpo), "enter")
+        await wait_until(pilot, lambda: pane.report is not None and pane.path == dpo,
+                         what="the check of the preference file")
+        assert "pref" in list_text(rows)
+        assert [str(p) for p in pane.report.problems] == [
+            f"{dpo}:1: preference data (prompt with chosen/rejected answers) is for DPO-style "
+            "training, which mlx_lm.lora does not do; to fine-tune on the chosen answers: "
+            f"tunedeck data convert {dpo} --out DIR --keep chosen"]
+        await pilot.press("c")
+        form = pane.query_one(ConvertForm)
+        out = tmp_path / "sft"
+        form.query_one("#convert-out").value = str(out)
+        form.query_one("#convert-split").value = "100,0,0"
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: "--keep chosen" in form.task_line.text,
+                         what="the refusal without the box")
+        form.query_one("#convert-keep", Checkbox).value = True
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: pane.path == out / "train.jsonl", what="the conversion")
+        written = [json.loads(line) for line in (out / "train.jsonl").open()]
+        assert sorted(r["completion"] for r in written) == sorted(f"good {i}" for i in range(1, 9))
