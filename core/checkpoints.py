@@ -136,3 +136,38 @@ def delete_checkpoint(run: RunDirectory, iteration: int) -> None:
     for path in (state_file(run.adapters, iteration), optimizer_file(run.adapters, iteration),
                  adapter_file(run.adapters, iteration)):
         path.unlink(missing_ok=True)
+
+
+@dataclass
+class ModelChoice:
+    """What ``tunedeck export`` and ``tunedeck serve`` take: a run's checkpoint on its base model,
+    or a model as it is."""
+
+    model_dir: Path
+    run: Optional[RunDirectory] = None
+    adapter: Optional[AdapterRef] = None
+    checkpoint: Optional[Checkpoint] = None   # None for a run's final weights
+    args: Optional[dict] = None               # the run's mlx-lm arguments
+
+    @property
+    def label(self) -> str:
+        """The checkpoint in a word: its iteration, "final", or "model" (no adapter)."""
+        if self.run is None:
+            return "model"
+        return str(self.checkpoint.iteration) if self.checkpoint else "final"
+
+
+def run_or_model(spec: str | Path, checkpoint: Optional[str]) -> ModelChoice:
+    from .models import resolve_model
+    from .runner import read_mlx_args
+
+    run = RunDirectory(spec)
+    if run.exists():
+        adapter, chosen = pick_adapter(run, checkpoint)
+        args = read_mlx_args(run, None)
+        return ModelChoice(resolve_model(str(args["model"])), run, adapter, chosen, args)
+    if checkpoint is not None:
+        raise BadInput(f"{spec}: not a run directory, so it has no --checkpoint")
+    if str(spec) != "demo" and not (Path(spec) / "config.json").is_file():
+        raise BadInput(f"{spec}: neither a run directory nor a model directory")
+    return ModelChoice(resolve_model(str(spec)))

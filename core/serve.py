@@ -49,21 +49,13 @@ class ServeTarget:
 
 def serve_target(spec: str | Path, checkpoint: Optional[str] = None) -> ServeTarget:
     """RUN (with ``--checkpoint ITER|best|final``, default the latest) or a MODEL as it is."""
-    from .checkpoints import pick_adapter
-    from .models import resolve_model
-    from .rundir import RunDirectory
-    from .runner import read_mlx_args
+    from .checkpoints import run_or_model
 
-    run = RunDirectory(spec)
-    if run.exists():
-        adapter, chosen = pick_adapter(run, checkpoint)
-        model = resolve_model(str(read_mlx_args(run, None)["model"]))
-        what = f"checkpoint {chosen.iteration}" if chosen else "final weights"
-        return ServeTarget(model, adapter, f"{run.name} · {what}")
-    if checkpoint is not None:
-        raise BadInput(f"{spec}: not a run directory, so it has no --checkpoint")
-    model = resolve_model(str(spec))
-    return ServeTarget(model, None, model.name)
+    choice = run_or_model(spec, checkpoint)
+    if choice.run is None:
+        return ServeTarget(choice.model_dir, None, choice.model_dir.name)
+    what = f"checkpoint {choice.checkpoint.iteration}" if choice.checkpoint else "final weights"
+    return ServeTarget(choice.model_dir, choice.adapter, f"{choice.run.name} · {what}")
 
 
 def is_loopback(host: str) -> bool:

@@ -54,16 +54,9 @@ class CheckpointServing:
             self.start(checkpoint)
 
     def start(self, checkpoint: Checkpoint) -> None:
-        from tunedeck.core.adapters import resolve_adapter
-        from tunedeck.core.models import resolve_model
-        from tunedeck.core.rundir import RunDirectory
-        from tunedeck.core.runner import read_mlx_args
-        from tunedeck.core.serve import DEFAULT_PORT, ModelServer, ServeTarget, free_port, port_is_free
+        from tunedeck.core.serve import DEFAULT_PORT, ModelServer, free_port, port_is_free, serve_target
 
-        run = RunDirectory(checkpoint.path.parent.parent)
-        target = ServeTarget(resolve_model(str(read_mlx_args(run, None)["model"])),
-                             resolve_adapter(checkpoint.path),
-                             f"{run.name} · checkpoint {checkpoint.iteration}")
+        target = serve_target(checkpoint.path.parent.parent, str(checkpoint.iteration))
         # The usual port when it is free (clients remember it), else any free one.
         port = self.port or (DEFAULT_PORT if port_is_free(DEFAULT_PORT) else free_port())
         self.server, self.iteration, self.label = ModelServer(target, port=port), checkpoint.iteration, target.label

@@ -99,9 +99,7 @@ def export_command(run: Path, to: str, out: Path, checkpoint: Optional[str] = No
 
 def plan_export(request: ExportRequest) -> _Plan:
     """Everything that can be refused is refused here, before any model is loaded."""
-    from ..checkpoints import pick_adapter
-    from ..models import resolve_model
-    from ..runner import read_mlx_args
+    from ..checkpoints import run_or_model
 
     if request.to not in FORMATS:
         raise BadInput(f"--to: one of {', '.join(FORMATS)} (got {request.to!r})")
@@ -109,22 +107,12 @@ def plan_export(request: ExportRequest) -> _Plan:
         raise BadInput(f"--gguf-type: one of {', '.join(GGUF_TYPES)} (got {request.gguf_type!r})")
     if request.prompts < 1:
         raise BadInput(f"--verify-prompts: must be at least 1 (got {request.prompts})")
-    run = RunDirectory(request.run)
-    if run.exists():
-        adapter, checkpoint = pick_adapter(run, request.checkpoint)
-        label = str(checkpoint.iteration) if checkpoint else "final"
-        args = read_mlx_args(run, None)
-        base_dir = resolve_model(str(args["model"]))
-        home, default_name = run.path, f"{run.name}-{label}"
-    else:
-        # A model of its own (the demo, or an earlier export): converted, with nothing to fuse.
-        if request.checkpoint is not None:
-            raise BadInput(f"{request.run}: not a run directory, so it has no --checkpoint")
-        if str(request.run) != "demo" and not (Path(request.run) / "config.json").is_file():
-            raise BadInput(f"{request.run}: neither a run directory nor a model directory")
-        base_dir = resolve_model(str(request.run))
-        run, adapter, checkpoint, args, label = None, None, None, {}, "model"
-        home, default_name = Path.cwd(), base_dir.name
+    choice = run_or_model(request.run, request.checkpoint)
+    run, adapter, checkpoint, base_dir, label = (choice.run, choice.adapter, choice.checkpoint,
+                                                 choice.model_dir, choice.label)
+    args = choice.args or {}
+    # A run's exports live in the run; a model's (the demo, an earlier export) where the user is.
+    home, default_name = (run.path, f"{run.name}-{label}") if run else (Path.cwd(), base_dir.name)
     out = Path(request.out) if request.out else home / f"export-{label}-{request.to}"
     out = out.absolute()
     if out.exists() and not request.force:
