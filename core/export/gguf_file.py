@@ -19,8 +19,11 @@ from typing import Optional
 
 from ..errors import BadInput
 
-# Hugging Face model_type → the llama.cpp architecture that runs it.
-ARCHITECTURES = {"llama": "llama", "mistral": "llama"}
+# Hugging Face model_type → the llama.cpp architecture that runs it (gguf's MODEL_ARCH name).
+ARCHITECTURES = {"llama": "LLAMA", "mistral": "LLAMA", "qwen2": "QWEN2", "qwen3": "QWEN3"}
+# Qwen's split: Llama 3's, but every digit alone.
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+               r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 
 
 # Llama 3's split: contractions, letters, numbers in threes, punctuation, new lines, spaces.
@@ -37,6 +40,9 @@ def _pre_tokenizers() -> dict:
         "llama-bpe": lambda: pt.Sequence([pt.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False),
                                           pt.ByteLevel(add_prefix_space=False, trim_offsets=True,
                                                        use_regex=False)]),
+        "qwen2": lambda: pt.Sequence([pt.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
+                                      pt.ByteLevel(add_prefix_space=False, trim_offsets=False,
+                                                   use_regex=False)]),
         "gpt-2": lambda: pt.ByteLevel(add_prefix_space=False, use_regex=True),
         # StarCoder-style: every digit alone, then GPT-2's split (SmolLM, SmolLM2).
         "smollm": lambda: pt.Sequence([pt.Digits(individual_digits=True),
@@ -45,7 +51,7 @@ def _pre_tokenizers() -> dict:
 
 
 def _unsupported(what: str) -> BadInput:
-    return BadInput(f"{what}; GGUF export supports the llama family ({', '.join(sorted(ARCHITECTURES))}) "
+    return BadInput(f"{what}; GGUF export supports {', '.join(sorted(ARCHITECTURES))} models "
                     f"with a byte-level BPE tokenizer ({', '.join(_pre_tokenizers())} pre-tokenizers). "
                     "--to mlx works for every model")
 
@@ -86,12 +92,44 @@ def check_gguf_support(model_dir: Path) -> str:
         raise _unsupported(f"{model_dir}: no tokenizer.json")
     tokenizer_json = json.loads(path.read_text())
     model = tokenizer_json.get("model", {})
-    if model.get("type") != "BPE" or model.get("byte_fallback") or tokenizer_json.get("normalizer"):
+    if model.get("type") != "BPE" or model.get("byte_fallback"):
         raise _unsupported(f"{path}: not a byte-level BPE tokenizer")
     name = pre_tokenizer_name(tokenizer_json)
     if name is None:
         raise _unsupported(f"{path}: a pre-tokenizer llama.cpp would split differently")
+    if _comparable(tokenizer_json.get("normalizer")) != _comparable(_normalizer_json(name)):
+        raise _unsupported(f"{path}: a normalizer llama.cpp would not apply")
     return name
+
+
+def _normalizer(pre: str):
+    """What llama.cpp does to text before splitting it, for that pre-tokenizer: Qwen's NFC."""
+    from tokenizers import normalizers
+
+    return normalizers.NFC() if pre == "qwen2" else None
+
+
+def _normalizer_json(pre: str) -> Optional[dict]:
+    from tokenizers import Tokenizer, models
+
+    probe = Tokenizer(models.BPE())
+    if _normalizer(pre) is not None:
+        probe.normalizer = _normalizer(pre)
+    return json.loads(probe.to_str())["normalizer"]
+
+
+def _permuted(config: dict) -> bool:
+    """Whether Q and K rows change order in the file: only llama.cpp's llama rotates interleaved
+    pairs (Qwen uses the halves, as Hugging Face does), and a ``rope_traditional`` model has them."""
+    import gguf
+
+    return _arch(config) == gguf.MODEL_ARCH.LLAMA and not config.get("rope_traditional", False)
+
+
+def _arch(config: dict):
+    import gguf
+
+    return getattr(gguf.MODEL_ARCH, ARCHITECTURES[config["model_type"]])
 
 
 # -- the vocabulary ------------------------------------------------------------------------------
@@ -151,17 +189,17 @@ def gguf_tensors(weights: dict, config: dict) -> dict:
     import mlx.core as mx
     import numpy as np
 
-    arch = gguf.MODEL_ARCH.LLAMA
+    arch = _arch(config)
     names = gguf.get_tensor_name_map(arch, config["num_hidden_layers"])
     n_head, n_kv = _heads(config)
-    permute = not config.get("rope_traditional", False)
+    permute = _permuted(config)
     out = {}
     for name, array in weights.items():
         if "rotary_emb" in name:
             continue
         target = names.get_name(name, try_suffixes=(".weight", ".bias"))
         if target is None:
-            raise BadInput(f"tensor {name} has no GGUF name for a llama model")
+            raise BadInput(f"tensor {name} has no GGUF name for a {config['model_type']} model")
         data = np.array(array.astype(mx.float32))
         if permute and name.endswith("self_attn.q_proj.weight"):
             data = _rotary_to_interleaved(data, n_head)
@@ -189,7 +227,7 @@ def write_gguf(path: Path, fused, name: str, gguf_type: str = "f16") -> None:
 
     config = fused.config
     pre = check_gguf_support(fused.base_dir)
-    writer = gguf.GGUFWriter(str(path), gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
+    writer = gguf.GGUFWriter(str(path), gguf.MODEL_ARCH_NAMES[_arch(config)])
     n_head, n_kv = _heads(config)
     hidden = config["hidden_size"]
     writer.add_name(name)
@@ -199,7 +237,11 @@ def write_gguf(path: Path, fused, name: str, gguf_type: str = "f16") -> None:
     writer.add_feed_forward_length(config["intermediate_size"])
     writer.add_head_count(n_head)
     writer.add_head_count_kv(n_kv)
-    writer.add_rope_dimension_count(config.get("head_dim") or hidden // n_head)
+    head_dim = config.get("head_dim") or hidden // n_head
+    writer.add_rope_dimension_count(head_dim)
+    if config.get("head_dim"):  # Qwen3's heads are wider than hidden / heads
+        writer.add_key_length(head_dim)
+        writer.add_value_length(head_dim)
     writer.add_rope_freq_base(float(config.get("rope_theta", 10000.0)))
     writer.add_layer_norm_rms_eps(float(config.get("rms_norm_eps", 1e-5)))
     scaling = config.get("rope_scaling")
@@ -259,6 +301,8 @@ def tokenizer_from_gguf(reader):
     vocab = {t: i for i, t in enumerate(tokens)}
     tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges))
     tokenizer.pre_tokenizer = build()
+    if _normalizer(pre) is not None:
+        tokenizer.normalizer = _normalizer(pre)
     tokenizer.decoder = decoders.ByteLevel()
     # Marked as added tokens so the split never cuts through them; the ids are the vocabulary's.
     for i, t in enumerate(tokens):
@@ -286,7 +330,7 @@ def check_gguf_file(path: Path, fused, prompts: list[list[dict]]) -> dict:
     weights = dict(tree_flatten(fused.model.parameters()))
     expected = gguf_tensors(weights, fused.config)
     n_head, n_kv = _heads(fused.config)
-    undo = not fused.config.get("rope_traditional", False)
+    undo = _permuted(fused.config)
     mismatched = []
     for target, (data, source) in expected.items():
         tensor = stored.get(target)

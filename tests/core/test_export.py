@@ -293,23 +293,32 @@ def test_a_run_still_training_exports_its_newest_complete_checkpoint(tunedeck, t
         assert main(["stop", str(run_dir)]) == 0
 
 
-def test_a_llama3_style_vocabulary_is_written_as_llama_bpe_and_llama_cpp_reads_it_alike(
-        tunedeck, tiny_model, tmp_path):
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+def bpe_tokenizer(out: Path, split: str, nfc: bool = False):
+    """A byte-level BPE tokenizer with a regex split (Llama 3's, Qwen's), trained on the tiny corpus."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     from tests.tinymodel import SPECIAL_TOKENS, _corpus
+
+    tokenizer = Tokenizer(models.BPE())
+    if nfc:
+        tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(split), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=not nfc, use_regex=False)])
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.train_from_iterator(_corpus() + ["1234567 apples, 89 pears"], trainer=trainers.BpeTrainer(
+        vocab_size=400, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer.save(str(out / "tokenizer.json"))
+    return tokenizer
+
+
+def test_a_llama3_style_vocabulary_is_written_as_llama_bpe_and_llama_cpp_reads_it_alike(
+        tunedeck, tiny_model, tmp_path):
     from tunedeck.core.export.gguf_file import LLAMA3_SPLIT, SAMPLE_TEXTS
 
     model_dir = tmp_path / "llama3-vocab"
     shutil.copytree(tiny_model, model_dir)
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    tokenizer.decoder = decoders.ByteLevel()
-    tokenizer.train_from_iterator(_corpus() + ["1234567 apples, 89 pears"], trainer=trainers.BpeTrainer(
-        vocab_size=400, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tokenizer.save(str(model_dir / "tokenizer.json"))
+    tokenizer = bpe_tokenizer(model_dir, LLAMA3_SPLIT)
 
     out = tmp_path / "gguf"
     _, stdout, err = tunedeck("export", model_dir, "--to", "gguf", "--out", out, "--name", "l3")
@@ -323,3 +332,45 @@ def test_a_llama3_style_vocabulary_is_written_as_llama_bpe_and_llama_cpp_reads_i
     for text in SAMPLE_TEXTS:
         assert llm.tokenize(text.encode(), add_bos=False, special=True) == tokenizer.encode(text).ids, text
     llm.close()
+
+
+@pytest.mark.parametrize("model_type", ["qwen2", "qwen3"])
+def test_qwen_models_export_to_gguf_and_llama_cpp_answers_like_mlx(tunedeck, tmp_path, model_type):
+    import importlib
+
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    from tests.tinymodel import CHAT_TEMPLATE
+    from tunedeck.core.export.gguf_file import QWEN2_SPLIT
+
+    model_dir = tmp_path / model_type
+    model_dir.mkdir()
+    tokenizer = bpe_tokenizer(model_dir, QWEN2_SPLIT, nfc=True)
+    (model_dir / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|im_end|>",
+        "pad_token": "<|endoftext|>", "chat_template": CHAT_TEMPLATE}))
+    config = {"model_type": model_type, "hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
+              "vocab_size": tokenizer.get_vocab_size(), "rope_theta": 1e6, "max_position_embeddings": 2048,
+              "tie_word_embeddings": True, "eos_token_id": tokenizer.token_to_id("<|im_end|>")}
+    if model_type == "qwen3":
+        config["head_dim"] = 32  # wider than hidden / heads, as Qwen3's are
+    (model_dir / "config.json").write_text(json.dumps(config))
+    module = importlib.import_module(f"mlx_lm.models.{model_type}")
+    mx.random.seed(0)
+    model = module.Model(module.ModelArgs.from_dict(config))
+    mx.save_safetensors(str(model_dir / "model.safetensors"), dict(tree_flatten(model.parameters())))
+
+    out = tmp_path / "gguf"
+    code, stdout, err = tunedeck("export", model_dir, "--to", "gguf", "--out", out, "--verify-prompts", "1")
+    verify = json.loads((out / "verify.json").read_text())
+    assert verify["tensors"]["equal"] and verify["vocabulary"]["equal"], stdout + err
+    import gguf
+
+    reader = gguf.GGUFReader(str(out / f"{model_type}.gguf"))
+    assert reader.get_field("general.architecture").contents() == model_type
+    assert reader.get_field("tokenizer.ggml.pre").contents() == "qwen2"
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (tunedeck[llama])")
+    # Its rotary layout, biases, Q/K norms and head width all have to be right for this.
+    assert verify["llama_cpp"]["equal"] and code == 0, verify["llama_cpp"]
