@@ -54,6 +54,9 @@ def chromium(browser_tools, tmp_path):
     options.binary_location = shutil.which("chromium")
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
         options.add_argument(flag)
+    (tmp_path / "downloads").mkdir()
+    options.add_experimental_option("prefs", {"download.default_directory": str(tmp_path / "downloads"),
+                                              "download.prompt_for_download": False})
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     yield driver
     with contextlib.suppress(Exception):  # a test may have closed the browser itself
@@ -105,3 +108,30 @@ async def test_a_run_started_in_chromium_survives_closing_the_tab(web, web_proje
                              capture_output=True, text=True, env={"TUNEDECK_HOME": str(isolated_home)})
     assert run.name in listing.stdout and "running" in listing.stdout, listing.stdout
     assert app not in server.apps()
+
+
+async def test_a_transcript_saved_in_chromium_is_downloaded_by_it(web, web_project, chromium, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    server = web()
+    chromium.get(server.url)
+    screenshot = tmp_path / "chat.png"
+
+    def shows(text: str):
+        return lambda: text in read_screen(chromium, screenshot)
+
+    await eventually(shows("starts a run"), "the form")
+    chromium.execute_script("document.querySelector('.xterm-helper-textarea').focus()")
+    ActionChains(chromium).send_keys("5").perform()
+    await eventually(shows("Compare"), "the Chat pane and its keys")
+    ActionChains(chromium).send_keys("who are you" + Keys.ENTER).perform()
+    await eventually(shows("answered"), "the answer")
+    ActionChains(chromium).key_down(Keys.CONTROL).send_keys("s").key_up(Keys.CONTROL).perform()
+
+    # No popup to allow, no click: the browser saves the file the app delivers.
+    [downloaded] = await eventually(lambda: list((tmp_path / "downloads").glob("chat-*.json")),
+                                    "the transcript in the browser's downloads")
+    [saved] = list((web_project / "chats").glob("chat-*.json"))
+    assert downloaded.name == saved.name
+    assert downloaded.read_text() == saved.read_text()
