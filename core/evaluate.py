@@ -125,6 +125,7 @@ class EvalReport:
     seconds: float = 0.0
     sign_off: Optional[str] = None
     base_from_cache: bool = False
+    phases: dict = field(default_factory=dict)  # seconds per step, to see where the time goes
 
     @property
     def base_ppl(self) -> float:
@@ -240,7 +241,14 @@ def evaluate_run(run: RunDirectory, adapter: AdapterRef, split: str = "test",
     if cached is not None and len(cached.get("answers", [])) != len(samples):
         cached = None
 
-    def check() -> None:
+    phases: dict = {}
+    mark = [time.monotonic()]
+
+    def check(finished: Optional[str] = None) -> None:
+        if finished:
+            now = time.monotonic()
+            phases[finished] = round(now - mark[0], 2)
+            mark[0] = now
         if cancelled():
             raise KeyboardInterrupt
 
@@ -264,14 +272,14 @@ def evaluate_run(run: RunDirectory, adapter: AdapterRef, split: str = "test",
         return [text.strip() for text in response.texts]
 
     model.eval()
+    check("load")
     if cached is not None:
         say(f"base: loss and {len(samples)} answers from the cache", 0.1)
         base_loss, base_answers = cached["loss"], cached["answers"]
     else:
-        check()
         say(f"base: loss on {split}", 0.05)
         base_loss = loss()
-        check()
+        check("base loss")
         say(f"base: {len(samples)} answers", 0.2)
         base_answers = answers()
         try:
@@ -280,13 +288,14 @@ def evaluate_run(run: RunDirectory, adapter: AdapterRef, split: str = "test",
                                                  "model": str(model_dir), "split": str(path)}))
         except OSError:
             pass  # a read-only home: the next evaluation measures the base again
-    check()
+    check("base answers")
     apply_adapter(model, adapter)
     say(f"adapter: loss on {split}", 0.5)
     adapter_loss = loss()
-    check()
+    check("adapter loss")
     say(f"adapter: {len(samples)} answers", 0.65)
     adapter_answers = answers()
+    check("adapter answers")
     for s, base, tuned in zip(samples, base_answers, adapter_answers):
         s.base, s.adapter = base, tuned
         s.base_f1, s.adapter_f1 = token_f1(base, s.expected), token_f1(tuned, s.expected)
@@ -300,7 +309,7 @@ def evaluate_run(run: RunDirectory, adapter: AdapterRef, split: str = "test",
     return EvalReport(run=str(run.path), checkpoint=adapter.weights.name, split=split, rows=len(rows),
                       base_loss=base_loss, adapter_loss=adapter_loss, samples=samples,
                       seconds=time.monotonic() - started, sign_off=sign_off,
-                      base_from_cache=cached is not None)
+                      base_from_cache=cached is not None, phases=phases)
 
 
 def save_report(run: RunDirectory, report: EvalReport) -> Path:
