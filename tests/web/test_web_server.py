@@ -30,7 +30,7 @@ def get(url: str, headers: dict | None = None) -> tuple[int, dict, str]:
         return error.code, dict(error.headers), error.read().decode()
 
 
-async def refused(server, url: str, origin: str | None) -> int:
+async def refused(url: str, origin: str | None) -> int:
     with pytest.raises(websockets.InvalidStatus) as caught:
         async with websockets.connect(url, origin=origin):
             pass
@@ -84,10 +84,10 @@ def test_the_page_and_downloads_need_the_token(web):
 
 async def test_the_websocket_wants_the_token_and_the_page_origin_and_shows_the_app(web):
     server = web()
-    assert await refused(server, server.websocket_url("not-the-token"), server.origin) == 403
-    assert await refused(server, server.websocket_url(), "https://attacker.example") == 403
-    assert await refused(server, server.websocket_url(), f"http://127.0.0.1:{server.port + 1}") == 403
-    assert await refused(server, server.websocket_url(), None) == 403
+    assert await refused(server.websocket_url("not-the-token"), server.origin) == 403
+    assert await refused(server.websocket_url(), "https://attacker.example") == 403
+    assert await refused(server.websocket_url(), f"http://127.0.0.1:{server.port + 1}") == 403
+    assert await refused(server.websocket_url(), None) == 403
     assert server.apps() == []  # nothing refused started an app
 
     async with websockets.connect(server.websocket_url(), origin=server.origin, max_size=None) as ws:
