@@ -52,6 +52,7 @@ Findings carry the iteration of the event that raised them.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import statistics
@@ -134,9 +135,13 @@ class HealthMonitor:
         self.vocab_size = vocab_size
         self.val_batches = val_batches
         self.train: list[tuple[int, float]] = []
+        # lowest[k]: the lowest finite train loss among train[:k+1] (None before the first one),
+        # kept as reports come so that no check rescans a long run's history at every event.
+        self.lowest: list[Optional[tuple[int, float]]] = []
         self.speed: list[tuple[int, float, Optional[float]]] = []  # iter, speed, peak memory
         self.speed_unit = "it/s"
         self.val: list[tuple[int, float]] = []
+        self.val_best = math.inf
         self.saves: list[int] = []
         self.lr: Optional[float] = None
         self.active: dict[str, str] = {}  # issue → severity last reported
@@ -145,12 +150,14 @@ class HealthMonitor:
     def observe(self, event: Event) -> List[Health]:
         """The findings ``event`` raises or changes (usually none)."""
         if isinstance(event, Train):
-            self.train.append((event.iter, float(event.loss)))
+            self._add_train(event.iter, float(event.loss))
             if event.lr is not None:
                 self.lr = event.lr
             self._note_speed(event)
         elif isinstance(event, Val):
             self.val.append((event.iter, float(event.loss)))
+            if math.isfinite(event.loss):
+                self.val_best = min(self.val_best, float(event.loss))
         elif isinstance(event, Save):
             if event.iter is not None:
                 self.saves.append(event.iter)
@@ -158,8 +165,12 @@ class HealthMonitor:
         elif isinstance(event, Resume):
             # Whatever was logged after the resumed checkpoint no longer leads to these weights.
             cut = event.iter or 0
-            self.train = [p for p in self.train if p[0] <= cut]
+            kept = [p for p in self.train if p[0] <= cut]
+            self.train, self.lowest = [], []
+            for point in kept:
+                self._add_train(*point)
             self.val = [p for p in self.val if p[0] <= cut]
+            self.val_best = min((v for _, v in self.val if math.isfinite(v)), default=math.inf)
             self.speed = []
             self.saves = [s for s in self.saves if s <= cut]
             self.active.clear()
@@ -167,6 +178,21 @@ class HealthMonitor:
         else:
             return []
         return self._update(event.iter, self._assess())
+
+    def _add_train(self, iteration: int, loss: float) -> None:
+        self.train.append((iteration, loss))
+        low = self.lowest[-1] if self.lowest else None
+        if math.isfinite(loss) and (low is None or loss < low[1]):
+            low = (iteration, loss)
+        self.lowest.append(low)
+
+    def _lowest_before(self, last: int) -> Optional[tuple[int, float]]:
+        """The lowest finite train loss before the last ``last`` reports."""
+        return self.lowest[-last - 1] if len(self.lowest) > last else None
+
+    def _first_finite(self) -> Optional[float]:
+        low = next((p for p in self.lowest if p is not None), None)
+        return low[1] if low else None
 
     def _note_speed(self, event: Train) -> None:
         if event.it_per_sec is not None:
@@ -211,12 +237,11 @@ class HealthMonitor:
     # -- what to do about it ------------------------------------------------------------------
     def last_healthy_checkpoint(self) -> Optional[int]:
         """The newest checkpoint saved at or before the lowest finite train loss so far."""
-        finite = [(loss, i) for i, loss in self.train if math.isfinite(loss)]
-        if not finite:
+        low = self._lowest_before(0)
+        if low is None:
             return None
-        best_iter = min(finite)[1]
-        before = [s for s in self.saves if s <= best_iter]
-        return before[-1] if before else None
+        k = bisect.bisect_right(self.saves, low[0])
+        return self.saves[k - 1] if k else None
 
     def suggested_resume(self) -> Optional[tuple]:
         """While ``diverging`` stands: (the last healthy checkpoint, half the learning rate), the
@@ -243,9 +268,9 @@ class HealthMonitor:
         if self.uniform_loss is not None and len(self.train) > s.uniform_reports:
             u = self.uniform_loss
             recent = self.train[-s.uniform_reports:]
-            earlier = [p for p in self.train[:-s.uniform_reports] if math.isfinite(p[1])]
+            earlier = self._lowest_before(s.uniform_reports)
             if earlier and all(loss >= (1 - s.uniform_tolerance) * u for _, loss in recent):
-                best_i, best = min(earlier, key=lambda p: p[1])
+                best_i, best = earlier
                 if best <= (1 - s.uniform_margin) * u:
                     losses = ", ".join(_num(loss) for _, loss in recent)
                     return BAD, (f"train loss {losses} at iterations {_iters(recent)}: back at "
@@ -267,18 +292,18 @@ class HealthMonitor:
         w = s.not_learning_window
         if len(self.train) <= w:
             return None
-        before = [p for p in self.train[:-w] if math.isfinite(p[1])]
+        best_before = self._lowest_before(w)
         recent = [p for p in self.train[-w:] if math.isfinite(p[1])]
-        if not before or not recent:
+        if best_before is None or not recent:
             return None
-        best_before = min(before, key=lambda p: p[1])
         best_recent = min(recent, key=lambda p: p[1])
-        converged = min(best_before[1], best_recent[1]) < (1 - s.not_learning_converged) * before[0][1]
+        first = self._first_finite()
+        converged = min(best_before[1], best_recent[1]) < (1 - s.not_learning_converged) * first
         if not converged and best_recent[1] > (1 - s.not_learning_min_drop) * best_before[1]:
             return WARN, (f"the lowest train loss of the last {w} reports (iterations "
                           f"{self.train[-w][0]}–{self.train[-1][0]}) is {_num(best_recent[1])}; "
                           f"it was {_num(best_before[1])} at iteration {best_before[0]}, and "
-                          f"{_num(before[0][1])} at the first report"), \
+                          f"{_num(first)} at the first report"), \
                 ("check the data format and that the answers are what the model should learn "
                  "(tunedeck data check), raise the learning rate, or train more layers or a "
                  "higher LoRA rank")
@@ -290,7 +315,13 @@ class HealthMonitor:
         if len(self.val) < w:
             return None
         last_val_iter = self.val[-1][0]
-        train = [p for p in self.train if p[0] <= last_val_iter][-w:]
+        train = []  # the last w reports up to the newest validation, found from the end
+        for point in reversed(self.train):
+            if point[0] <= last_val_iter:
+                train.append(point)
+                if len(train) == w:
+                    break
+        train.reverse()
         if len(train) < w:
             return None
         vals = self.val[-w:]
@@ -298,11 +329,11 @@ class HealthMonitor:
         now_i, now = vals[-1]
         if not (now >= (1 + s.overfit_val_rise) * low and train[-1][1] < (1 - s.overfit_train_fall) * train[0][1]):
             return None
-        best = min(p[1] for p in self.val)
+        best = self.val_best
         severity = BAD if now >= (1 + s.overfit_val_rise_bad) * best else WARN
-        checkpoint = [c for c in self.saves if c <= low_i]
-        keep = (f"the checkpoint at iteration {checkpoint[-1]} is the last before val rose; "
-                if checkpoint else "")
+        k = bisect.bisect_right(self.saves, low_i)
+        keep = (f"the checkpoint at iteration {self.saves[k - 1]} is the last before val rose; "
+                if k else "")
         return severity, (f"val loss {_num(low)} at iteration {low_i} → {_num(now)} at iteration "
                           f"{now_i} (+{(now / low - 1) * 100:.0f}%) while train loss fell "
                           f"{_num(train[0][1])} → {_num(train[-1][1])} over the last {w} reports"), \
