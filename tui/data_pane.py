@@ -287,6 +287,7 @@ class DataPane(Vertical):
         self._ticker: Optional[Timer] = None
         self._shown_actions: tuple = ()
         self.flags: dict[Path, list] = {}   # quality flags of generated answers, by file
+        self._focus_when_composed = False
 
     # -- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -312,6 +313,8 @@ class DataPane(Vertical):
                                id="data-generate")
 
     def on_mount(self) -> None:
+        if self._focus_when_composed:
+            self.query_one(RowList).focus()
         if self.config_problem:
             self.notify(self.config_problem, title="tunedeck.toml", severity="error", timeout=12)
         self._show_views_bar()
@@ -329,7 +332,13 @@ class DataPane(Vertical):
             self.rows.close()
 
     def focus_main(self) -> None:
-        self.query_one(RowList).focus()
+        # The App can show the pane between its mounting and the composing of its children
+        # (it is built after the first frame): the row list takes the focus once it exists.
+        rows = self.query(RowList)
+        if rows:
+            rows.first().focus()
+        else:
+            self._focus_when_composed = True
 
     def files(self) -> list[Path]:
         """The data dir's files, train/valid/test first (mlx-lm's order), then the others."""

@@ -454,3 +454,17 @@ async def test_preference_rows_are_named_and_the_form_keeps_the_chosen_answers(t
         await wait_until(pilot, lambda: pane.path == out / "train.jsonl", what="the conversion")
         written = [json.loads(line) for line in (out / "train.jsonl").open()]
         assert sorted(r["completion"] for r in written) == sorted(f"good {i}" for i in range(1, 9))
+
+
+async def test_shown_before_its_children_exist_the_pane_focuses_its_rows_once_they_do(
+        tmp_path, tiny_model):
+    from textual.app import App
+
+    project = write_project(tmp_path / "project", tiny_model)
+    app = App()
+    async with app.run_test(size=(120, 36)) as pilot:
+        pane = DataPane(project)
+        app.mount(pane)      # the App builds it after the first frame ...
+        pane.focus_main()    # ... and a key can show it before its children are composed
+        await wait_until(pilot, lambda: pane.row is not None, what="the first row")
+        assert app.focused is pane.query_one(RowList)
