@@ -34,6 +34,7 @@ from .messages import (ChatRequested, DeleteRequested, OverlayLoaded, OverlayReq
                        ResumeRequested, RunStarted, RunStopped, RunSwitchRequested, RunUpdated,
                        StartRequested, StopRequested, WarmStartRequested)
 from .run_follower import RunFollower
+from .serving import CheckpointServing, ServingChanged, ServingToggled
 from .run_history import Series
 from .settings import load_settings, save_setting
 from .training_pane import TrainingPane
@@ -78,6 +79,7 @@ class TunedeckApp(ModelSessions, App):
         self._later: list = []  # (pane, build) still to build after the first frame
         self._building: dict[str, asyncio.Event] = {}  # set once that pane is built
         self._quit_when_built = False  # ctrl+q came while a pane was half built
+        self.serving = CheckpointServing(self)  # the model server the Checkpoints pane starts
 
     # -- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -148,6 +150,16 @@ class TunedeckApp(ModelSessions, App):
             await done.wait()
         await super()._shutdown()
 
+    @on(ServingToggled)
+    def _serving_toggled(self, message: ServingToggled) -> None:
+        self.serving.toggle(message.checkpoint)
+
+    @on(ServingChanged)
+    def _serving_changed(self, message: ServingChanged) -> None:
+        self.query_one(CheckpointsPane).show_serving(message.url, message.label, message.error)
+        for pane in self.query(TrainingPane):  # it may still be waiting its turn to be built
+            pane.set_serving(message.url, self.clock())
+
     @on(FormBuilt)
     def _form_built(self) -> None:
         if self.first_pane == "hyperparameters":
@@ -184,6 +196,13 @@ class TunedeckApp(ModelSessions, App):
         """
         if any(not done.is_set() for done in self._building.values()):
             self._quit_when_built = True
+            return
+        if self.serving.server is not None:
+            # The App owns the server: it never outlives the App, and the user is told it stopped.
+            url = self.serving.url or "(still starting)"
+            self.notify(f"stopping the model server at {url}")
+            self.serving.stop()
+            self.exit(message=f"tunedeck: stopped the model server at {url}")
             return
         self.exit()
 

@@ -35,6 +35,7 @@ class RunFigures:
     finish_at: Optional[float] = None   # epoch seconds
     error: Optional[str] = None
     note: str = ""                      # e.g. "stopping after the next checkpoint"
+    serving: str = ""                   # the URL of the model server the App runs, if any
 
 
 def duration(seconds: float) -> str:
@@ -145,6 +146,8 @@ class RunStatusLine(Horizontal):
             parts.append(f"finish {finish_time(f.finish_at, now)}")
         if f.note:
             parts.append(f.note)
+        if f.serving:
+            parts.append(f"serving {f.serving}")
         if f.error:
             parts.append(f"error: {visible(f.error)}")
         return parts

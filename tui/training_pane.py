@@ -40,6 +40,7 @@ class TrainingPane(Vertical):
         self.status: dict = {}
         self.state = "no run"
         self.note = ""
+        self.serving_url = ""  # the App's model server, when one runs
         self.failure: Optional[Failure] = None  # why the run (or log) ended badly, if it did
         self._key: Optional[Content] = None
 
@@ -134,6 +135,11 @@ class TrainingPane(Vertical):
         self.note = note
         self.refresh_status(now)
 
+    def set_serving(self, url: Optional[str], now: float) -> None:
+        """The App's model server, shown beside the run whichever checkpoint it serves."""
+        self.serving_url = url or ""
+        self.refresh_status(now)
+
     def refresh_status(self, now: float) -> None:
         h, status = self.history, self.status
         last = h.last_train
@@ -154,7 +160,7 @@ class TrainingPane(Vertical):
             peak_mem_gb=last.peak_mem_gb if last else None, elapsed_s=elapsed,
             eta_s=estimate[0] if estimate else None, finish_at=estimate[1] if estimate else None,
             error=self._failure_line(state),
-            note=self.note), now)
+            note=self.note, serving=self.serving_url), now)
 
     def _failure_line(self, state: str) -> Optional[str]:
         """What the run died of and what to try, for a run that failed or was cut short."""

@@ -1,5 +1,6 @@
 """The whole app on a project: panes, keys, themes, and runs really trained, stopped, resumed."""
 
+import socket
 from pathlib import Path
 
 from textual.widgets import Input, TabbedContent, Tabs
@@ -194,3 +195,23 @@ async def test_watch_a_run_directory(finished_project):
         await wait_until(pilot, lambda: state(app) == "finished", what="the finished run")
         assert "iter 40/40" in figures(app)
         await wait_until(pilot, lambda: checkpoints(app) == [10, 20, 30, 40], what="its checkpoints")
+
+
+async def test_the_app_owns_its_model_server_shows_it_and_stops_it_on_quit(finished_project):
+    from tunedeck.core.serve import free_port
+
+    app = TunedeckApp(project=finished_project)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_until(pilot, lambda: checkpoints(app) == [10, 20, 30, 40], what="the checkpoints")
+        app.serving.port = free_port()
+        app.action_show_pane("checkpoints")
+        await pilot.press("s")
+        await wait_until(pilot, lambda: app.serving.url is not None, timeout=180, what="the server")
+        url, port = app.serving.url, app.serving.port
+        await wait_until(pilot, lambda: f"serving {url}" in figures(app), what="the URL in the status line")
+        server = app.serving.server
+        await pilot.press("ctrl+q")
+        await wait_until(pilot, lambda: app.serving.server is None, what="the server to stop")
+    assert not server.running
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0
