@@ -4,14 +4,49 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from importlib import resources
 
 import pytest
 
 from tunedeck.core.config import FileChanged, LrSchedule, TrainConfig
 from tunedeck.core.errors import BadInput
 
-DEMO_TOML = (resources.files("tunedeck.core") / "sample_data" / "tunedeck.toml").read_text()
+# A project file as people write them: comments above and beside keys, their own spellings
+# (6e-4), tables, keys that repeat a default.
+DEMO_TOML = """\
+# The demo project: teach a small model to answer as a pirate ship's cook.
+#
+# Sized for a slow machine.
+
+name = "demo"
+model = "demo"
+data = "data"
+fine_tune_type = "lora"
+# Only the top layers get adapters.
+num_layers = 4
+batch_size = 1
+iters = 20
+# Validation on one example, so its pauses stay short.
+val_batches = 1
+steps_per_eval = 10
+save_every = 5
+max_seq_length = 256
+mask_prompt = true
+seed = 0
+grad_checkpoint = false
+learning_rate = 6e-4
+
+[lora_parameters]
+rank = 8
+scale = 20.0
+dropout = 0.0
+
+# Warmed up, then decayed.
+[lr_schedule]
+name = "cosine_decay"
+arguments = [6e-4, 18, 6e-5]
+warmup = 2
+warmup_init = 6e-5
+"""
 
 
 def changed_lines(before: str, after: str) -> list[str]:

@@ -151,7 +151,7 @@ async def test_a_time_estimate_once_a_run_of_the_same_model_was_measured(finishe
 
 async def save_as_offered(pilot, app) -> None:
     await pilot.press("ctrl+s")
-    assert isinstance(app.screen, Ask)
+    assert isinstance(app.screen, Ask), ([n.message for n in app._notifications], app.focused)
     await pilot.press("enter")  # the offered path: the file the form came from
     await pilot.pause()
 
@@ -302,20 +302,24 @@ async def test_the_demo_project_under_git_keeps_its_file_through_a_save_and_a_ru
     async with app.run_test(size=(160, 48)) as pilot:
         pane = await wait_until(pilot, lambda: app.query_one(HyperparametersPane), what="the form")
         await wait_until(pilot, lambda: pane.complete, what="the whole form")
-        await type_into(pilot, app, "iters", "25")
+        iters = TrainConfig.from_toml_text(original).iters
+        await type_into(pilot, app, "iters", str(iters + 5))
         await save_as_offered(pilot, app)
         diff = [line for line in git("diff", "-U0").splitlines()
                 if line[:1] in "+-" and not line.startswith(("+++", "---"))]
-        assert diff == ["-iters = 20", "+iters = 25"]
+        assert diff == [f"-iters = {iters}", f"+iters = {iters + 5}"]
         saved = (project / "tunedeck.toml").read_text()
 
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: app.query_one(TabbedContent).active == "training",
+        # The app has followed the run and shown it (its last step: said where it trains).
+        await wait_until(pilot, lambda: app.query_one(TabbedContent).active == "training" and any(
+            n.message.startswith("training in") for n in app._notifications),
                          timeout=120, what="the run to start")
         runs = [p for p in (project / "runs").iterdir() if p.is_dir()]
         try:
             app.action_show_pane("hyperparameters")
-            await pilot.pause()
+            await wait_until(pilot, lambda: app.focused is not None
+                             and pane in app.focused.ancestors_with_self, what="the form's focus")
             await save_as_offered(pilot, app)
             assert not isinstance(app.screen, Confirm)
             assert (project / "tunedeck.toml").read_text() == saved
