@@ -33,7 +33,7 @@ def resolve_model(spec: str, progress: Optional[Progress] = None) -> Path:
         return path.resolve()
     if path.is_dir():
         raise BadInput(f"{spec}: not a model directory (no config.json in it)")
-    if _looks_like_hub_id(spec):
+    if looks_like_hub_id(spec):
         snapshot = hub_snapshot(spec, "model")
         if snapshot is not None and _is_model_dir(snapshot):
             return snapshot
@@ -54,7 +54,7 @@ def model_location(spec: str) -> Optional[Path]:
     path = Path(spec).expanduser()
     if _is_model_dir(path):
         return path.resolve()
-    if _looks_like_hub_id(spec):
+    if looks_like_hub_id(spec):
         snapshot = hub_snapshot(spec, "model")
         return snapshot if snapshot is not None and _is_model_dir(snapshot) else None
     return None
@@ -75,7 +75,7 @@ def default_model() -> str:
 def hub_snapshot(repo_id: str, repo_type: str = "model") -> Optional[Path]:
     """The cached snapshot of a Hub repository (``repo_type`` "model" or "dataset"): the one
     ``refs/main`` names, else the newest; None when it was never downloaded."""
-    if not _looks_like_hub_id(repo_id):
+    if not looks_like_hub_id(repo_id):
         return None
     repo = _hf_hub_cache() / f"{repo_type}s--{repo_id.replace('/', '--')}"
     try:
@@ -88,7 +88,7 @@ def hub_snapshot(repo_id: str, repo_type: str = "model") -> Optional[Path]:
     return max(snapshots, key=lambda d: d.stat().st_mtime) if snapshots else None
 
 
-def _looks_like_hub_id(spec: str) -> bool:
+def looks_like_hub_id(spec: str) -> bool:
     """``org/name`` as the Hub spells repository ids (and not ``./x`` or ``~/x``)."""
     return _HUB_ID.fullmatch(spec) is not None
 

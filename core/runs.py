@@ -180,12 +180,12 @@ def _check_data_dir(data_dir: Path, config) -> None:
 def _cached_hub_dataset(data: str) -> Path:
     """A Hub dataset id as mlx-lm reads it (train.jsonl & co.) from its snapshot in the local
     Hugging Face cache: runs never download (the runner works with HF_HUB_OFFLINE)."""
-    from .models import hub_snapshot
+    from .models import hub_snapshot, looks_like_hub_id
 
     snapshot = hub_snapshot(data, "dataset")
     if snapshot is not None and (snapshot / "train.jsonl").is_file():
         return snapshot
-    if snapshot is None and "/" in data and not data.startswith((".", "/", "~")):
+    if snapshot is None and looks_like_hub_id(data):
         raise BadInput(f"{data}: not a local directory and not in the Hugging Face cache; tunedeck "
                        f"does not download datasets: fetch it once with `hf download --repo-type "
                        f"dataset {data}`, or give a directory with train.jsonl")
