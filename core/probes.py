@@ -8,7 +8,8 @@ answers every probe greedily (temperature 0, so the same weights always give the
 returns ``Health`` findings for the checkpoint's iteration:
 
 ``degenerate``
-    An answer that is empty, that is only special tokens (``<|endoftext|>`` over and over), or
+    An answer that is empty, that is only special tokens (``<|endoftext|>`` over and over,
+    perhaps with line breaks between them), or
     whose repetition ratio is above ``repetition_threshold``: the share of its word 3-grams that
     repeat an earlier one (0 for an answer without a repeated 3-gram, near 1 for a loop), judged
     on answers of at least 8 words. warn when some answers are degenerate, bad when all are.
@@ -193,7 +194,12 @@ def answer(model, tokenizer, probe: Probe, settings: ProbeSettings) -> Answer:
             tokens.append(int(response.token))
     special = _special_ids(tokenizer)
     text = "".join(pieces)
-    only_special = bool(tokens) and all(t in special for t in tokens)
+    # Special tokens with line breaks between them ("<|endoftext|>\n" over and over) say nothing
+    # either: what is left once the special tokens' text is taken out must not be blank.
+    content = text
+    for marker in getattr(tokenizer, "all_special_tokens", None) or ():
+        content = content.replace(marker, "")
+    only_special = bool(tokens) and (all(t in special for t in tokens) or not content.strip())
     return Answer(probe=probe, text=text, tokens=tokens, special_only=only_special)
 
 
