@@ -6,6 +6,7 @@ every checkpoint of the run answers in words."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -16,9 +17,16 @@ import pytest
 EXE = str(Path(sys.executable).with_name("tunedeck"))
 
 
+def _env() -> dict:
+    # What the console script gives every command at start (core.blas): the machine's fast BLAS.
+    from tunedeck.core.blas import fast_blas_env
+
+    return fast_blas_env(dict(os.environ))
+
+
 def _eval(project: Path, *args: str) -> dict:
     done = subprocess.run([EXE, "eval", "runs/demo", "--json", *args], cwd=project,
-                          capture_output=True, text=True, timeout=3000)
+                          capture_output=True, text=True, timeout=3000, env=_env())
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -35,7 +43,7 @@ def test_the_demo_fine_tune_learns_the_persona_and_keeps_the_facts(tmp_path, dem
                           text=True)
     assert made.returncode == 0, made.stderr
     train = subprocess.run([EXE, "train", "tunedeck.toml", "--run-dir", "runs/demo"], cwd=project,
-                           capture_output=True, text=True, timeout=3000)
+                           capture_output=True, text=True, timeout=3000, env=_env())
     assert train.returncode == 0, train.stderr
 
     report = _eval(project)
@@ -47,11 +55,15 @@ def test_the_demo_fine_tune_learns_the_persona_and_keeps_the_facts(tmp_path, dem
                 if s["prompt"][-1]["content"] == "What is the capital of France?"]
     assert "Paris" in france["base"] and "Paris" in france["adapter"]
 
-    checkpoints = sorted((project / "runs" / "demo" / "adapters").glob("[0-9]*_adapters.safetensors"))
-    assert len(checkpoints) >= 2
-    for checkpoint in checkpoints:
-        iteration = str(int(checkpoint.name.split("_")[0]))
-        answers = _eval(project, "--checkpoint", iteration, "--generate", "3", "--max-tokens", "24")
-        for sample in answers["samples"]:
-            words = re.findall(r"[A-Za-z]{2,}", sample["adapter"])
-            assert len(words) >= 3, f"checkpoint {iteration}: {sample['adapter']!r}"
+    # The checkpoints before the last, as a user opens them in Chat (the last is the adapter above).
+    adapters = project / "runs" / "demo" / "adapters"
+    checkpoints = sorted(adapters.glob("[0-9]*_adapters.safetensors"))
+    assert [c.name for c in checkpoints] == [f"{i:07d}_adapters.safetensors" for i in (10, 20, 30)]
+    for checkpoint in checkpoints[:-1]:
+        chat = subprocess.run([EXE, "chat", "--model", "demo", "--adapter", str(checkpoint),
+                               "--prompt", "What is the capital of France?", "--temp", "0",
+                               "--max-tokens", "24"], capture_output=True, text=True, timeout=600,
+                              env=_env())
+        assert chat.returncode == 0, chat.stderr
+        words = re.findall(r"[A-Za-z]{2,}", chat.stdout)
+        assert len(words) >= 3, f"{checkpoint.name}: {chat.stdout!r}"
