@@ -88,22 +88,19 @@ def stop_run(run: RunDirectory, save: bool = False, after_checkpoint: bool = Fal
 
 
 def _training_pid(run: RunDirectory, wait: float = 10.0) -> int:
-    """The pid of the process training in ``run``: the one that wrote the lock file (the
-    runner writes it the moment it takes the lock, before its first status write), else the
-    status's. Waits a moment for a runner that is between taking the lock and writing its pid."""
+    """The pid of the process training in ``run``: the lock's holder, as the kernel reports it
+    (the runner takes the lock before its first status write), else the status's. Waits a
+    moment for a runner that has been started but holds no lock yet."""
     deadline = time.monotonic() + wait
     while True:
-        try:
-            written = run.lock_file.read_text().strip()
-        except OSError:
-            written = ""
-        if written.isdigit():
-            return int(written)
+        holder = run.lock_holder()
+        if holder:
+            return holder
         pid = run.read_status().get("pid")
-        if pid and not run.is_locked():
-            return int(pid)  # no lock held: the status's pid is the last word there is
+        if pid:
+            return int(pid)
         if time.monotonic() >= deadline:
-            raise WorkFailed(f"{run.path}: the training process has not said its pid yet; try again")
+            raise WorkFailed(f"{run.path}: the training process has not started yet; try again")
         time.sleep(0.05)
 
 
