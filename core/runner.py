@@ -235,6 +235,21 @@ class DeterministicBatches:
             yield batch
 
 
+class MonitoredEvents:
+    """metrics.jsonl's writer with the health monitor reading along: every event is written,
+    then the findings it raises, so a run's findings are part of its record (and of train.log)."""
+
+    def __init__(self, writer: ev.EventWriter, monitor) -> None:
+        self.writer, self.monitor = writer, monitor
+
+    def append(self, event: ev.Event) -> None:
+        self.writer.append(event)
+        for finding in self.monitor.observe(event):
+            self.writer.append(finding)
+            print(f"[tunedeck] health: {finding.issue} ({finding.severity}) at iteration "
+                  f"{finding.iter}: {finding.evidence}; {finding.advice}", flush=True)
+
+
 class TrainingSession:
     def __init__(self, run: RunDirectory, resume_from: Optional[int], total_iters: Optional[int]):
         self.run = run
@@ -242,7 +257,7 @@ class TrainingSession:
         self.resume_from = resume_from
         self.args = read_mlx_args(run, total_iters)
         self.patience, self.min_delta = read_early_stopping(run)
-        self.events = ev.EventWriter(run.metrics_jsonl)
+        self.events = MonitoredEvents(ev.EventWriter(run.metrics_jsonl), self.health_monitor())
         self.stop_mode: Optional[str] = None
         self.last_checkpoint: Optional[int] = None
         self.tokens_offset = 0
@@ -251,6 +266,17 @@ class TrainingSession:
         self.evals_since_best = 0
         self.checkpoint_due = False  # mlx-lm saved mid-accumulation; write one at the boundary
         self.peak_rss_gb = 0.0
+
+    def health_monitor(self):
+        """The run-health monitor (core.health), caught up on the run's record when resuming."""
+        from .health import HealthMonitor, model_vocab_size
+
+        monitor = HealthMonitor(vocab_size=model_vocab_size(self.args["model"]),
+                                val_batches=self.args.get("val_batches"))
+        if self.resume_from is not None and self.run.metrics_jsonl.exists():
+            for past in ev.read_events(self.run.metrics_jsonl):
+                monitor.observe(past)  # its findings are on record already
+        return monitor
 
     # -- signals ----------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
