@@ -270,9 +270,13 @@ class TunedeckApp(ModelSessions, App):
             return  # the last words of a follower that was replaced
         now = self.clock()
         update = message.update
-        self.query_one(TrainingPane).add_update(update, live=not update.backlog, now=now)
+        # query, not query_one: a follower's last update can land while the App is quitting and
+        # its panes are already gone.
+        for training in self.query(TrainingPane):
+            training.add_update(update, live=not update.backlog, now=now)
         if update.checkpoints is not None and self.followed is not None:
-            self.query_one(CheckpointsPane).show(self.followed.name, update.checkpoints, now)
+            for checkpoints in self.query(CheckpointsPane):
+                checkpoints.show(self.followed.name, update.checkpoints, now)
 
     @on(RunSwitchRequested)
     def _switch_run(self, message: RunSwitchRequested) -> None:
