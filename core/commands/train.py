@@ -163,7 +163,10 @@ def _report_end(run) -> int:
         print(f"  last checkpoint: {last.path.name} (iteration {last.iteration}, resumable)", file=sys.stderr)
         if state != "finished":
             print(f"  continue with: tunedeck resume {run.path}", file=sys.stderr)
-    error = run.read_status().get("error")
-    if error:
-        print(f"  error: {error}", file=sys.stderr)
+    if state in ("failed", "interrupted"):
+        from ..crash import run_failure
+
+        failure = run_failure(run)
+        if failure is not None:
+            print(f"  error: {failure.one_line()}", file=sys.stderr)
     return 0 if state in ("finished", "stopped") else 1
