@@ -1,7 +1,8 @@
 """The health monitor on real training runs of the tiny model, through `tunedeck train`.
 
-The runner does not call the monitor yet: each run's metrics.jsonl is read back and fed through
-it, exactly as `metrics` and `watch` will on a finished run.
+The runner's monitor writes its findings into metrics.jsonl as the run goes; each test also feeds
+the recorded events through a fresh monitor, as `metrics` and `watch` do on a finished run or a
+foreign log, and both must agree.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from tests.core.runhelpers import write_config
 from tests.tinymodel import _WORDS, QUESTIONS
 from tunedeck.core.cli import main
-from tunedeck.core.events import Train, Val, read_events
+from tunedeck.core.events import Health, Train, Val, read_events
 from tunedeck.core.health import check_events, model_vocab_size
 
 
@@ -24,9 +25,17 @@ def _train(tmp_path: Path, model: Path, data: Path, **config) -> list:
     return read_events(run_dir / "metrics.jsonl")
 
 
+def _findings(events: list, model: Path, val_batches: int) -> list:
+    """The findings of a fresh monitor over the record, checked against those the run wrote."""
+    found = check_events(events, vocab_size=model_vocab_size(model), val_batches=val_batches)
+    live = [e for e in events if isinstance(e, Health)]
+    assert [h.to_dict() for h in live] == [h.to_dict() for h in found]
+    return found
+
+
 def test_a_learning_rate_of_one_diverges_and_is_named_within_two_reports(tmp_path, tiny_model, persona_data):
     events = _train(tmp_path, tiny_model, persona_data, iters=40, learning_rate=1.0)
-    found = check_events(events, vocab_size=model_vocab_size(tiny_model), val_batches=2)
+    found = _findings(events, tiny_model, 2)
 
     reports = [e for e in events if isinstance(e, Train)]
     lowest = min(range(len(reports)), key=lambda k: reports[k].loss)
@@ -74,7 +83,7 @@ def test_a_tiny_train_set_trained_too_long_overfits_and_is_named_once_val_rises(
     data = _tiny_train_set(tmp_path / "data")
     events = _train(tmp_path, tiny_model, data, iters=100, learning_rate=2e-3, batch_size=4,
                     steps_per_report=10, steps_per_eval=10, save_every=50, val_batches=-1)
-    found = check_events(events, vocab_size=model_vocab_size(tiny_model), val_batches=-1)
+    found = _findings(events, tiny_model, -1)
     overfitting = [h for h in found if h.issue == "overfitting"]
     assert overfitting, [h.to_json() for h in found]
     first = overfitting[0]
@@ -90,7 +99,7 @@ def test_a_tiny_train_set_trained_too_long_overfits_and_is_named_once_val_rises(
 
 def test_a_normal_run_raises_no_finding(tmp_path, tiny_model, persona_data):
     events = _train(tmp_path, tiny_model, persona_data, iters=60)
-    assert check_events(events, vocab_size=model_vocab_size(tiny_model), val_batches=2) == []
+    assert _findings(events, tiny_model, 2) == []
     # It did learn: the monitor had something to watch.
     losses = [e.loss for e in events if isinstance(e, Train)]
     assert losses[-1] < losses[0] / 2
