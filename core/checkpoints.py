@@ -9,7 +9,7 @@ from typing import Optional
 
 from .adapters import FINAL_WEIGHTS, AdapterRef, checkpoint_iteration, resolve_adapter
 from .errors import BadInput
-from .events import Event, Resume, Train, Val, read_events
+from .events import Event, Health, Resume, Train, Val, read_events
 from .resume_state import load_state
 from .rundir import RUNNING_STATES, RunDirectory
 
@@ -25,6 +25,14 @@ class Checkpoint:
     train_loss: Optional[float]    # the nearest train report at or before it
     resumable: bool                # exact-resume state present and consistent
     best: bool = False
+    # "ok", or the severity ("warn"/"bad") of an answer check's finding at this iteration
+    health: str = "ok"
+    health_reason: Optional[str] = None   # that finding's issue and evidence
+
+    @property
+    def health_label(self) -> str:
+        """The health column in words: "ok", or "bad: degenerate: …"."""
+        return self.health if self.health_reason is None else f"{self.health}: {self.health_reason}"
 
 
 def current_history(events: list[Event]) -> tuple[dict[int, float], dict[int, float]]:
@@ -47,6 +55,43 @@ def current_history(events: list[Event]) -> tuple[dict[int, float], dict[int, fl
     return val, train
 
 
+# Findings of the answer checks (core.probes): about the weights saved at their iteration.
+CHECKPOINT_ISSUES = ("degenerate", "forgetting")
+SEVERITY_RANK = {"ok": 0, "warn": 1, "bad": 2}
+
+
+def finding_line(finding: Health) -> str:
+    """A health finding in one line: ``iter N  BAD diverging: evidence — advice``."""
+    where = "-" if finding.iter is None else finding.iter
+    line = f"iter {where}  {finding.severity.upper()} {finding.issue}: {finding.evidence}"
+    return f"{line} — {finding.advice}" if finding.advice else line
+
+
+def health_findings(events: list[Event]) -> list[Health]:
+    """The run's health findings as it stands now: those logged after a resume's checkpoint
+    are about weights the run no longer leads to, so they are dropped, as in current_history."""
+    found: list[Health] = []
+    for event in events:
+        if isinstance(event, Resume):
+            cut = event.iter or 0
+            found = [h for h in found if h.iter is None or h.iter <= cut]
+        elif isinstance(event, Health):
+            found.append(event)
+    return found
+
+
+def checkpoint_health(findings: list[Health], iteration: int) -> tuple[str, Optional[str]]:
+    """The worst answer-check finding about the checkpoint at ``iteration``: (severity, reason)."""
+    worst: Optional[Health] = None
+    for h in findings:
+        if h.iter == iteration and h.issue in CHECKPOINT_ISSUES and (
+                worst is None or SEVERITY_RANK.get(h.severity, 0) > SEVERITY_RANK.get(worst.severity, 0)):
+            worst = h
+    if worst is None:
+        return "ok", None
+    return worst.severity, f"{worst.issue}: {worst.evidence}"
+
+
 def run_events(run: RunDirectory) -> list[Event]:
     return read_events(run.metrics_jsonl) if run.metrics_jsonl.exists() else []
 
@@ -58,10 +103,16 @@ def _at_or_before(series: dict[int, float], iteration: int) -> tuple[Optional[in
 
 
 def checkpoint_index(run: RunDirectory) -> list[Checkpoint]:
-    """Every numbered checkpoint of the run, oldest first, the best by val loss marked."""
+    """Every numbered checkpoint of the run, oldest first, the best by val loss marked.
+
+    A checkpoint whose answers were found degenerate is never the best, whatever its val loss:
+    a model that answers only end-of-text tokens is no one's pick.
+    """
     if not run.adapters.is_dir():
         return []
-    val, train = current_history(run_events(run))
+    events = run_events(run)
+    val, train = current_history(events)
+    findings = health_findings(events)
     checkpoints = []
     for path in run.adapters.glob("*_adapters.safetensors"):
         iteration = checkpoint_iteration(path)
@@ -73,12 +124,15 @@ def checkpoint_index(run: RunDirectory) -> list[Checkpoint]:
         val_loss = val.get(iteration)
         val_iter = iteration if val_loss is not None else None
         _, train_loss = _at_or_before(train, iteration)
+        health, reason = checkpoint_health(findings, iteration)
         checkpoints.append(Checkpoint(
             iteration=iteration, path=path, saved_at=stat.st_mtime, size_bytes=stat.st_size,
             val_loss=val_loss, val_iter=val_iter, train_loss=train_loss,
-            resumable=load_state(run.adapters, iteration) is not None))
+            resumable=load_state(run.adapters, iteration) is not None,
+            health=health, health_reason=reason))
     checkpoints.sort(key=lambda c: c.iteration)
-    scored = [c for c in checkpoints if c.val_loss is not None]
+    degenerate = {h.iter for h in findings if h.issue == "degenerate"}
+    scored = [c for c in checkpoints if c.val_loss is not None and c.iteration not in degenerate]
     if scored:
         min(scored, key=lambda c: (c.val_loss, c.iteration)).best = True
     return checkpoints

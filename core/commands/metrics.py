@@ -28,7 +28,9 @@ READ_BYTES = 1 << 16
 
 EPILOG = """\
 Without --json: a table (iteration, train loss, val loss, tok/s, ETA) with saves, test results
-and errors in between (a crash in one line: its cause, then what to try), then a summary line. With --json: the events, one JSON object per line
+and errors in between (a crash in one line: its cause, then what to try), health findings in
+between as "iter N  BAD diverging: evidence — advice" (a plain mlx-lm log has none recorded: they
+are found as it is read, without the model's vocabulary), then a summary line. With --json: the events, one JSON object per line
 (train events carry "eta_s" once an ETA is known).
 
 --follow keeps reading as the run goes on. It ends when the run ends (an end event, or the run
@@ -58,7 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _metrics(args) -> int:
     source = _open_source(args.path, args.follow)
-    printer = _Printer(as_json=args.json)
+    # A tunedeck run's metrics.jsonl carries the findings of the runner's monitor; any other
+    # log gets a monitor of its own here.
+    printer = _Printer(as_json=args.json, find_health=not _is_event_record(args.path))
     try:
         for events, arrival in source:
             printer.feed(events, arrival)
@@ -102,6 +106,16 @@ def _open_source(path: str, follow: bool) -> Iterator[Batch]:
             return _events_file_source(p, follow, run_dir=None)
         return _log_file_source(p, follow, run_dir=None)
     raise BadInput(f"{path}: no such run directory or log file")
+
+
+def _is_event_record(path: str) -> bool:
+    """Whether ``path`` is read as a metrics.jsonl (as _open_source decides) rather than a log."""
+    if path == "-":
+        return False
+    p = Path(path)
+    if p.is_dir():
+        return (p / "metrics.jsonl").exists() or not (p / "train.log").exists()
+    return p.is_file() and _looks_like_events(p)
 
 
 def _looks_like_events(path: Path) -> bool:
@@ -200,8 +214,9 @@ def _explained(error) -> str:
 class _Printer:
     """Feeds the ETA estimator and prints JSON events or table rows as they come."""
 
-    def __init__(self, as_json: bool, out=None) -> None:
+    def __init__(self, as_json: bool, out=None, find_health: bool = False) -> None:
         from ..eta import EtaEstimator
+        from ..health import HealthMonitor
 
         self.as_json = as_json
         self.out = out or sys.stdout
@@ -213,11 +228,15 @@ class _Printer:
         self.test = None
         self.error: Optional[str] = None
         self.end: Optional[str] = None
+        self.monitor = HealthMonitor() if find_health else None
+        self.findings: list = []
 
     def feed(self, events: list, arrival: Optional[float]) -> None:
         from ..events import Progress, Train
 
         lines: List[str] = []
+        if self.monitor is not None:
+            events = [found for event in events for found in (event, *self.monitor.observe(event))]
         for event in events:
             self.eta.observe(event, arrival)
             if isinstance(event, Progress):
@@ -239,11 +258,16 @@ class _Printer:
         return None if result is None else result[0]
 
     def _remember(self, event) -> None:
-        from ..events import End, Error, Resume, Start, Test, Train, Val
+        from ..events import End, Error, Health, Resume, Start, Test, Train, Val
 
         if isinstance(event, (Start, Resume)):
             self.error = None  # a new attempt: an earlier crash is not how this one ends
-        if isinstance(event, Train):
+        if isinstance(event, Resume):
+            cut = event.iter or 0  # as in core.checkpoints.health_findings
+            self.findings = [h for h in self.findings if h.iter is None or h.iter <= cut]
+        if isinstance(event, Health):
+            self.findings.append(event)
+        elif isinstance(event, Train):
             self.last_train = event
         elif isinstance(event, Val):
             if self.best_val is None or event.loss < self.best_val.loss:
@@ -256,7 +280,8 @@ class _Printer:
             self.end = event.state
 
     def _table(self, event, left: Optional[float], lines: List[str]) -> None:
-        from ..events import End, Error, Resume, Save, Start, Test, Train, Val
+        from ..checkpoints import finding_line
+        from ..events import End, Error, Health, Resume, Save, Start, Test, Train, Val
 
         if not self.header_done:
             lines.append(f"{'iter':>6}  {'train loss':>10}  {'val loss':>8}  {'tok/s':>8}  {'ETA':>7}")
@@ -289,6 +314,8 @@ class _Printer:
                          if event.total_iters else f"{'':>6}  start")
         elif isinstance(event, Error):
             lines.append(f"{'':>6}  error: {_explained(event)}")
+        elif isinstance(event, Health):
+            lines.append(f"{'':>6}  {finding_line(event)}")
         elif isinstance(event, End):
             lines.append(f"{'':>6}  run {event.state}")
 
@@ -326,6 +353,11 @@ class _Printer:
             parts.append(f"best val {self.best_val.loss:.3f} (iteration {self.best_val.iter})")
         if self.test is not None:
             parts.append(f"test loss {self.test.loss:.3f}")
+        if self.findings:
+            newest = self.findings[-1]
+            more = f", {len(self.findings)} findings" if len(self.findings) > 1 else ""
+            parts.append(f"health {newest.severity} {newest.issue} "
+                         f"(iteration {newest.iter if newest.iter is not None else '-'}{more})")
         if self.error is not None:
             parts.append(f"failed: {self.error}")
         elif self.end is not None and self.end != "finished":

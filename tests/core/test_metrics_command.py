@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import TINY_LEARNING_RATE, TINY_LORA
 from tunedeck.core.cli import main
-from tunedeck.core.events import End, Error, EventWriter, Resume, Save, Start, Train, Val
+from tunedeck.core.events import End, Error, EventWriter, Health, Resume, Save, Start, Train, Val
 from tunedeck.core.logparse import parse_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -359,3 +359,41 @@ def test_real_mlx_lm_run_piped_into_the_console_script(tiny_model, persona_data,
         "0000030_adapters.safetensors"]
     assert printed[-1]["kind"] == "test" and printed[-1]["ppl"] > 1
     assert not any(p["kind"] == "progress" for p in printed)
+
+
+# -- health findings --------------------------------------------------------------------------
+
+DIVERGED = Health(iter=30, issue="diverging", severity="bad", evidence="train loss nan at iteration 30",
+                  advice="lower the learning rate")
+
+
+def test_a_runs_health_findings_are_lines_of_the_table_and_named_in_the_summary(tmp_path, capsys):
+    run_dir = make_run(tmp_path, RUNNER_EVENTS + [DIVERGED])
+    code, out, _ = run(capsys, run_dir)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[-2].strip() == ("iter 30  BAD diverging: train loss nan at iteration 30 — "
+                                 "lower the learning rate")
+    assert "health bad diverging (iteration 30)" in lines[-1]
+    # The recorded findings are printed once: no monitor of our own adds to a run's record.
+    assert out.count("diverging") == 2
+
+
+def _train_line(i, loss):
+    return (f"Iter {i}: Train loss {loss}, Learning Rate 1.000e-04, It/sec 0.500, Tokens/sec 400.000, "
+            f"Trained Tokens {i * 800}, Peak mem 3.200 GB\n")
+
+
+def test_a_foreign_log_gets_findings_of_its_own(tmp_path, capsys):
+    log = tmp_path / "plain.log"
+    log.write_text("Starting training..., iters: 100\n"
+                   + "".join(_train_line(i, 3.0 - i / 100) for i in (10, 20, 30))
+                   + _train_line(40, "nan"))
+    code, out, _ = run(capsys, log)
+    assert code == 0
+    found = [line.strip() for line in out.splitlines() if "BAD" in line or "WARN" in line]
+    assert len(found) == 1 and found[0].startswith("iter 40  BAD diverging: ")
+    assert " — " in found[0]  # with what to do
+    code, out, _ = run(capsys, log, "--json")
+    health = [p for p in json_lines(out) if p["kind"] == "health"]
+    assert [(h["iter"], h["issue"], h["severity"]) for h in health] == [(40, "diverging", "bad")]
