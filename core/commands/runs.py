@@ -15,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "runs", help="list runs: state, progress, last loss, best val loss, ETA",
         description="List the runs under ROOT (default ./runs), oldest first. A run that failed "
-                    "or was cut short gets a line under it: what it died of, and what to try.")
+                    "or was cut short gets a line under it: what it died of, and what to try. "
+                    "A run with health findings gets a line with the newest: "
+                    "iteration, severity, issue, evidence and advice.")
     p.add_argument("--root", type=Path, default=Path("runs"), help="where runs live (default ./runs)")
     p.add_argument("--json", action="store_true", help="one JSON object per run and line")
     p.set_defaults(handler=_runs)
@@ -49,7 +51,17 @@ def _failure(s):
     return run_failure(RunDirectory(s.path)) if s.state in _ENDED_BADLY else None
 
 
+def _newest_finding(s):
+    """The run's newest health finding (core.health, core.probes), or None."""
+    from ..checkpoints import health_findings, run_events
+    from ..rundir import RunDirectory
+
+    found = health_findings(run_events(RunDirectory(s.path)))
+    return found[-1] if found else None
+
+
 def _runs(args) -> int:
+    from ..checkpoints import finding_line
     from ..runs import list_runs
 
     summaries = list_runs(args.root)
@@ -59,6 +71,9 @@ def _runs(args) -> int:
             failure = _failure(s)
             if failure is not None:
                 record["error"], record["advice"] = failure.cause, failure.advice or None
+            finding = _newest_finding(s)
+            record["health"] = None if finding is None else {
+                k: v for k, v in finding.to_dict().items() if k != "kind"}
             print(json.dumps(record))
         return 0
     if not summaries:
@@ -73,6 +88,9 @@ def _runs(args) -> int:
         failure = _failure(s)
         if failure is not None:
             print(f"  {failure.one_line()}")
+        finding = _newest_finding(s)
+        if finding is not None:
+            print(f"  {finding_line(finding)}")
     return 0
 
 
