@@ -16,11 +16,14 @@ from tunedeck.core.checkpoints import Checkpoint
 from .chat_messages import EvaluationRequested
 from .dialogs import AskIterations, Confirm
 from .export_dialog import ExportDialog
+from .health_findings import SEVERITY_VARIABLE
 from .messages import ChatRequested, DeleteRequested, ResumeRequested, WarmStartRequested
 from .serving import ServingToggled
 
-COLUMNS = ("iter", "val loss", "train loss", "size", "age", "resume", "best")
+COLUMNS = ("iter", "val loss", "train loss", "size", "age", "resume", "best", "health")
 AGE_REFRESH_S = 5.0
+# A long reason would widen the table past the screen; the rest is in the Training pane's list.
+HEALTH_WIDTH = 48
 
 
 def size_text(size: int) -> str:
@@ -74,6 +77,7 @@ class CheckpointBrowser(DataTable):
                 Text(age_text(now - c.saved_at)),
                 Text("exact" if c.resumable else "weights only"),
                 Text("★ best" if c.best else ""),
+                self._health_text(c),
                 key=str(c.iteration))
         rows = [c.iteration for c in checkpoints]
         best = next((c.iteration for c in checkpoints if c.best), None)
@@ -81,6 +85,16 @@ class CheckpointBrowser(DataTable):
         if rows:
             self.move_cursor(row=rows.index(keep) if keep in rows else len(rows) - 1)
         self._moving = False
+
+    def _health_text(self, c: Checkpoint) -> Text:
+        """ok, or the answer checks' severity and reason in the theme's colour for it."""
+        label = c.health_label
+        if len(label) > HEALTH_WIDTH:
+            label = label[:HEALTH_WIDTH - 1] + "…"
+        if c.health == "ok":
+            return Text(label)
+        colour = self.app.theme_variables.get(SEVERITY_VARIABLE.get(c.health, "warning"))
+        return Text(label, style=colour or "")
 
     def forget_choice(self) -> None:
         self._chosen = False

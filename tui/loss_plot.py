@@ -8,6 +8,7 @@ the plot (bucket means), so the cost of a drawing does not grow with the run's l
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from typing import Optional, Sequence
@@ -17,11 +18,16 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
+from tunedeck.core.events import Health
+
+from .health_findings import SEVERITY_VARIABLE
 from .line_chart import Chart, Curve, draw, plain
 from .run_history import Series
 
 MIN_REDRAW_INTERVAL_S = 0.1
 SMOOTHING_STEPS = (0.0, 0.6, 0.8, 0.9, 0.95, 0.99)
+# A health finding on the loss plot, coloured by its severity (theme variables).
+FINDING_MARK = "▲"
 
 
 def downsample(iters: Sequence[int], values: Sequence[float], buckets: int) -> tuple[list, list, int]:
@@ -34,6 +40,16 @@ def downsample(iters: Sequence[int], values: Sequence[float], buckets: int) -> t
     xs = [iters[min(i + size, n) - 1] for i in range(0, n, size)]
     ys = [sum(values[i:i + size]) / len(values[i:i + size]) for i in range(0, n, size)]
     return xs, ys, size
+
+
+def loss_at(series: Series, iteration: int) -> Optional[float]:
+    """The last finite value of ``series`` at or before ``iteration`` (else the first finite one
+    after it): where a finding about that iteration sits on the curve."""
+    at = bisect.bisect_right(series.iters, iteration)
+    for k in (*range(at - 1, -1, -1), *range(at, len(series.values))):
+        if math.isfinite(series.values[k]):
+            return series.values[k]
+    return None
 
 
 def smooth(values: list[float], factor: float, points_per_value: int = 1) -> list[float]:
@@ -114,7 +130,8 @@ class StalePlot(Widget):
 
 
 class LossPlot(StalePlot):
-    """Train and val loss of the run, the best val marked, optionally another run's curve.
+    """Train and val loss of the run, the best val and the health findings marked, optionally
+    another run's curve.
 
     No legend inside: it would cover the start of the curve. The pane shows a key above.
     """
@@ -127,11 +144,13 @@ class LossPlot(StalePlot):
         self.train = Series()
         self.val = Series()
         self.best: Optional[tuple[int, float]] = None
+        self.findings: Sequence[Health] = ()
         self.overlay: Optional[Series] = None
         self.overlay_label = ""
 
-    def show(self, train: Series, val: Series, best: Optional[tuple[int, float]]) -> None:
-        self.train, self.val, self.best = train, val, best
+    def show(self, train: Series, val: Series, best: Optional[tuple[int, float]],
+             findings: Sequence[Health] = ()) -> None:
+        self.train, self.val, self.best, self.findings = train, val, best, findings
         self.mark_stale()
 
     def show_overlay(self, series: Optional[Series], label: str = "") -> None:
@@ -155,6 +174,17 @@ class LossPlot(StalePlot):
                 chart.curves.append(Curve(xs, ys, self.style_of(variable)))
         if self.best is not None and chart.curves:
             chart.markers.append((*self.best, "◆", self.style_of("plot-best")))
+        if chart.curves:
+            # Drawn after the best: a problem at the same cell matters more than the record.
+            for finding in self.findings:
+                if finding.iter is None:
+                    continue
+                y = loss_at(self.train, finding.iter)
+                if y is None:
+                    y = loss_at(self.val, finding.iter)
+                if y is not None:
+                    variable = SEVERITY_VARIABLE.get(finding.severity, "warning")
+                    chart.markers.append((finding.iter, y, FINDING_MARK, self.style_of(variable)))
         return chart
 
 

@@ -21,7 +21,7 @@ from typing import Optional
 
 from tunedeck.core.checkpoints import Checkpoint, checkpoint_index
 from tunedeck.core.crash import Failure, run_failure
-from tunedeck.core.events import Event, Val
+from tunedeck.core.events import Event, Health, Val
 from tunedeck.core.rundir import RunDirectory
 
 # The log can hold hours of output; the screen keeps a capped tail of it anyway.
@@ -155,8 +155,9 @@ class RunFollower:
 
     def _read_checkpoints(self, update: RunUpdate) -> None:
         adapters_sig = _signature(self.run.adapters)
-        # A new file, or a validation that changes the val loss shown beside a checkpoint.
-        if adapters_sig != self._adapters_sig or any(isinstance(e, Val) for e in update.events):
+        # A new file, a validation that changes the val loss shown beside a checkpoint, or an
+        # answer check's finding (written after its checkpoint) that changes its health.
+        if adapters_sig != self._adapters_sig or any(isinstance(e, (Val, Health)) for e in update.events):
             update.checkpoints = checkpoint_index(self.run)
             self._adapters_sig = adapters_sig
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from tunedeck.core.eta import EtaEstimator
-from tunedeck.core.events import End, Error, Event, Progress, Resume, Start, Train, Val
+from tunedeck.core.events import End, Error, Event, Health, Progress, Resume, Start, Train, Val
 
 # "Stalled": no event for this many usual intervals between reports (plus the longest
 # validation seen, since a validation is a long silence that is not a stall).
@@ -55,6 +55,7 @@ class RunHistory:
         self.arrivals: list[float] = []      # when each train event arrived (live runs only)
         self.last_arrival: Optional[float] = None
         self.longest_val_s = 0.0
+        self.findings: list[Health] = []     # the health monitor's and answer checks', in order
 
     def add(self, events: list[Event], arrived_at: Optional[float] = None) -> None:
         """``arrived_at`` is None for history read at once (its timing says nothing)."""
@@ -81,12 +82,17 @@ class RunHistory:
                 for series in (self.train, self.val, self.lr):
                     series.cut(cut)
                 self.iteration = cut
+                # Findings about what was cut are about weights the run no longer leads to
+                # (as core.checkpoints.health_findings).
+                self.findings = [h for h in self.findings if h.iter is None or h.iter <= cut]
                 self.arrivals.clear()  # the pause before a resume is not a usual interval
             elif isinstance(event, Progress) and event.phase == "train":
                 # A progress bar counts between loss reports (logs of mlx-lm 0.32).
                 self.iteration = max(self.iteration, event.done)
                 if event.total and not self.total_iters:
                     self.total_iters = event.total
+            elif isinstance(event, Health):
+                self.findings.append(event)
             elif isinstance(event, Error):
                 self.error = event.message
             elif isinstance(event, End):

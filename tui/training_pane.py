@@ -13,7 +13,8 @@ from textual.widgets import Static
 from tunedeck.core.crash import Failure, recorded
 from tunedeck.core.events import Error, Resume, Start
 
-from .loss_plot import SMOOTHING_STEPS, LearningRatePlot, LossPlot
+from .health_findings import HealthFindings, finding_content
+from .loss_plot import FINDING_MARK, SMOOTHING_STEPS, LearningRatePlot, LossPlot
 from .messages import OverlayRequested, RunSwitchRequested, StopRequested
 from .run_follower import RunUpdate
 from .run_history import RunHistory, Series
@@ -23,6 +24,11 @@ from .run_status_line import RunFigures, RunStatusLine
 
 class TrainingPane(Vertical):
     PANE_TITLE = "Training"
+    # The health line shows once there is a finding; one line, cut short rather than wrapped
+    # (the full text is in the list the health-findings key opens).
+    DEFAULT_CSS = """
+    TrainingPane > #health-line { display: none; height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    """
     BINDINGS = [
         Binding("x", "stop", "Stop", id="stop-run"),
         Binding("n", "stop_after_checkpoint", "Stop at ckpt", id="stop-after-checkpoint"),
@@ -31,6 +37,7 @@ class TrainingPane(Vertical):
         Binding("o", "overlay", "Overlay", id="overlay-run"),
         Binding("s", "smoothing", "Smooth", id="cycle-smoothing"),
         Binding("l", "log_scale", "Log y", id="toggle-log-scale"),
+        Binding("h", "health_findings", "Findings", id="health-findings"),
     ]
 
     def __init__(self, **kwargs):
@@ -43,9 +50,11 @@ class TrainingPane(Vertical):
         self.serving_url = ""  # the App's model server, when one runs
         self.failure: Optional[Failure] = None  # why the run (or log) ended badly, if it did
         self._key: Optional[Content] = None
+        self._finding_shown = None  # the finding on the health line (an update costs a layout)
 
     def compose(self) -> ComposeResult:
         yield RunStatusLine()
+        yield Static(id="health-line")
         yield Static(id="plot-key")
         with Vertical(id="plots"):
             yield LossPlot(id="loss-plot")
@@ -75,15 +84,18 @@ class TrainingPane(Vertical):
         plot.show_overlay(None)
         self.query_one(LearningRatePlot).show(self.history.lr)
         self._show_key()
+        self._show_health()
 
     def add_update(self, update: RunUpdate, live: bool, now: float) -> None:
         """``live`` is False for the backlog read on attaching: its arrival times mean nothing."""
         if update.events:
             self._note_failures(update.events)
             self.history.add(update.events, update.arrived_at if live else None)
-            self.query_one(LossPlot).show(self.history.train, self.history.val, self.history.best_val())
+            self.query_one(LossPlot).show(self.history.train, self.history.val,
+                                          self.history.best_val(), self.history.findings)
             self.query_one(LearningRatePlot).show(self.history.lr)
             self._show_key()
+            self._show_health()
         if update.log_lines:
             self.query_one(RunLog).add_output(update.log_lines)
         if update.status is not None:
@@ -116,6 +128,8 @@ class TrainingPane(Vertical):
         if (best := h.best_val()) is not None:
             markup.append("[$plot-best]◆[/] best val $best")
             values["best"] = f"{best[1]:.3f} @ {best[0]}"
+        if h.findings:
+            markup.append(f"[$warning]{FINDING_MARK}[/] finding")
         if plot.overlay is not None:
             markup.append("[$plot-overlay]━[/] $overlay")
             values["overlay"] = plot.overlay_label
@@ -130,6 +144,19 @@ class TrainingPane(Vertical):
         if key != self._key:  # an update costs a layout; most reports change nothing here
             self._key = key
             self.query_one("#plot-key", Static).update(key)
+
+    def _show_health(self) -> None:
+        """The newest finding under the status line (hidden while there is none)."""
+        newest = self.history.findings[-1] if self.history.findings else None
+        if newest is self._finding_shown:
+            return
+        self._finding_shown = newest
+        line = self.query_one("#health-line", Static)
+        line.display = newest is not None
+        if newest is not None:
+            more = len(self.history.findings) - 1
+            hint = f"   (h: all {more + 1} findings)" if more else "   (h: findings)"
+            line.update(finding_content(newest) + Content(hint))
 
     def set_note(self, note: str, now: float) -> None:
         self.note = note
@@ -189,6 +216,12 @@ class TrainingPane(Vertical):
         later = [s for s in SMOOTHING_STEPS if s > plot.smoothing]
         plot.smoothing = later[0] if later else SMOOTHING_STEPS[0]
         self._show_key()
+
+    def action_health_findings(self) -> None:
+        if not self.history.findings:
+            self.notify("no health findings for this run", severity="information")
+            return
+        self.app.push_screen(HealthFindings(self.name_shown, self.history.findings))
 
     def action_log_scale(self) -> None:
         plot = self.query_one(LossPlot)

@@ -1,11 +1,13 @@
 """The Checkpoints pane over a really trained run: the index, and every action's request."""
 
+import shutil
 import socket
 
 import pytest
 from textual import on
 
 from tunedeck.core.checkpoints import checkpoint_index
+from tunedeck.core.events import EventWriter, Health
 from tunedeck.core.serve import free_port
 from tunedeck.tui.serving import ServingChanged, ServingToggled
 from tunedeck.core.rundir import find_runs
@@ -236,3 +238,27 @@ async def test_cancelling_an_export_leaves_no_folder(finished_project, tmp_path)
         process.wait()
         assert not out.exists()
         assert not isinstance(app.screen, type(dialog))
+
+
+async def test_the_health_column_names_an_answer_checks_finding_and_best_moves_off_it(
+        finished_project, tmp_path):
+    source = find_runs(finished_project / "runs")[0]
+    shutil.copytree(source.path, tmp_path / "runs" / source.name)
+    run = find_runs(tmp_path / "runs")[0]
+    best_before = next(c.iteration for c in checkpoint_index(run) if c.best)
+    with EventWriter(run.metrics_jsonl) as writer:  # as core.probes records its checks
+        writer.append(Health(iter=best_before, issue="degenerate", severity="bad",
+                             evidence="3 of 3 answers degenerate: hi → <|endoftext|>",
+                             advice="stop earlier"))
+    app = PaneHarness(lambda: CheckpointsPane())
+    async with app.run_test(size=(160, 30)) as pilot:
+        table = await shown(tmp_path, pilot, app)
+        rows = {r[0]: r for r in row_texts(table)}
+        flagged = rows[str(best_before)]
+        assert flagged[7].startswith("bad: degenerate: 3 of 3 answers degenerate")
+        assert len(flagged[7]) <= 48 and flagged[7].endswith("…")
+        assert "best" not in flagged[6]
+        assert sum("best" in r[6] for r in rows.values()) == 1
+        assert all(r[7] == "ok" for k, r in rows.items() if k != str(best_before))
+        cell = table.get_row_at(list(rows).index(str(best_before)))[7]
+        assert cell.style == app.theme_variables["error"]

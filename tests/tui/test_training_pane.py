@@ -6,17 +6,19 @@ import time
 from pathlib import Path
 
 from tunedeck.core.checkpoints import delete_checkpoint
-from tunedeck.core.events import End, Error, Resume, Start, Train, Val
+from tunedeck.core.events import End, Error, EventWriter, Health, Resume, Start, Train, Val
 from tunedeck.core.logparse import parse_file
 from tunedeck.tui.messages import OverlayRequested, RunSwitchRequested, StopRequested
 from tunedeck.core.rundir import RunDirectory
+from tunedeck.tui.health_findings import HealthFindings
 from tunedeck.tui.log_follower import follow_log_file
+from tunedeck.tui.loss_plot import LossPlot
 from tunedeck.tui.run_follower import RunFollower, RunUpdate
 from tunedeck.tui.run_log import RunLog
 from tunedeck.tui.run_status_line import Figures
 from tunedeck.tui.training_pane import TrainingPane
 
-from .harness import PaneHarness
+from .harness import PaneHarness, wait_until
 
 LOGS = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 NOW = 1_800_000_000.0
@@ -237,3 +239,77 @@ def test_a_followed_log_file_gives_its_crash_once_it_goes_quiet(tmp_path):
             break
     assert errors == [Error(message="out of memory (Metal: Insufficient Memory)",
                             advice=OOM_LINE.split(" — ")[1])]
+
+
+# -- health findings ------------------------------------------------------------------------------
+
+def _record(run: RunDirectory, *findings: Health) -> None:
+    """Findings appended to metrics.jsonl as the runner's monitor and the answer checks write them."""
+    with EventWriter(run.metrics_jsonl) as writer:
+        for finding in findings:
+            writer.append(finding)
+
+
+SLOW = Health(iter=20, issue="slow_down", severity="warn", evidence="it/s 40% below its start",
+              advice="close other programs")
+DEGENERATE = Health(iter=30, issue="degenerate", severity="bad",
+                    evidence="3 of 3 answers degenerate: hi → <|endoftext|>", advice="stop earlier")
+
+
+async def test_findings_reach_the_pane_as_a_line_plot_marks_and_a_list(finished_project, tmp_path):
+    run = copy_of_finished_run(finished_project, tmp_path)
+    follower = RunFollower(run)
+    backlog = follower.poll()
+    app = PaneHarness(lambda: TrainingPane(), clock=lambda: NOW)
+    async with app.run_test(size=(160, 40)) as pilot:
+        pane = app.query_one(TrainingPane)
+        pane.follow(run.path.name, "finished")
+        pane.add_update(backlog, live=False, now=NOW)
+        await pilot.pause()
+        line = app.query_one("#health-line")
+        assert not line.display  # a healthy run: no line, no mark
+        assert "▲" not in app.query_one(LossPlot).text()
+
+        _record(run, SLOW, DEGENERATE)
+        update = follower.poll()
+        assert [e for e in update.events if isinstance(e, Health)] == [SLOW, DEGENERATE]
+        # The answer check changes a checkpoint's health: the index is read again.
+        assert update.checkpoints is not None
+        assert {c.iteration: c.health for c in update.checkpoints}[30] == "bad"
+        pane.add_update(update, live=True, now=NOW)
+        plot = app.query_one(LossPlot)
+        await wait_until(pilot, lambda: plot.settled, what="the plot to be drawn")
+
+        assert line.display
+        shown = line.render()
+        assert str(shown).startswith("iter 30  BAD degenerate: 3 of 3 answers degenerate")
+        assert "— stop earlier" in str(shown) and "h: all 2 findings" in str(shown)
+        [head] = [s for s in shown.spans if s.start == 0]
+        assert str(head.style) == "$error"  # the theme's colour for bad
+        assert plot.text().count("▲") == 2
+        assert "finding" in str(app.query_one("#plot-key").render())
+        footer = [b.description for _, b, enabled, _ in app.active_bindings.values()]
+        assert "Findings" in footer
+
+        await pilot.press("h")
+        screen = app.screen
+        assert isinstance(screen, HealthFindings)
+        listed = [str(s.render()) for s in screen.query(".finding")]
+        assert [s.split(":")[0] for s in listed] == ["iter 30  BAD degenerate", "iter 20  WARN slow_down"]
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HealthFindings)
+
+
+async def test_findings_after_a_resumed_checkpoint_are_forgotten():
+    app = PaneHarness(lambda: TrainingPane(), clock=lambda: NOW)
+    async with app.run_test(size=(160, 30)) as pilot:
+        pane = app.query_one(TrainingPane)
+        pane.follow("run", "running")
+        events = [Start(total_iters=50), train(10), train(20), SLOW, DEGENERATE,
+                  Resume(iter=20, source="adapters/0000020_adapters.safetensors"), train(30)]
+        pane.add_update(RunUpdate(events=events, state="running", arrived_at=NOW), live=True, now=NOW)
+        await pilot.pause()
+        # The finding at 30 was about weights the run no longer leads to; the one at 20 stays.
+        assert str(app.query_one("#health-line").render()).startswith("iter 20  WARN slow_down")
+        await pilot.press("h")
+        assert len(app.screen.query(".finding")) == 1
