@@ -29,7 +29,6 @@ class HealthFindings(ModalScreen[None]):
     """Every finding of the run, the newest first."""
 
     DEFAULT_CSS = """
-    HealthFindings .dialog { width: 90%; max-height: 80%; }
     HealthFindings VerticalScroll { height: auto; max-height: 30; }
     HealthFindings .finding { margin-bottom: 1; }
     """
@@ -41,7 +40,9 @@ class HealthFindings(ModalScreen[None]):
         self.findings = list(findings)
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
+        # Wider than the app's other dialogs (app.tcss sizes .dialog): findings are long lines.
+        with Vertical(classes="dialog") as dialog:
+            dialog.styles.width = "90%"
             count = len(self.findings)
             yield Label(Content(f"{count} health finding{'s' if count != 1 else ''} "
                                 f"of {self.run_name}, newest first"), classes="question")

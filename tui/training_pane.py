@@ -154,9 +154,7 @@ class TrainingPane(Vertical):
         line = self.query_one("#health-line", Static)
         line.display = newest is not None
         if newest is not None:
-            more = len(self.history.findings) - 1
-            hint = f"   (h: all {more + 1} findings)" if more else "   (h: findings)"
-            line.update(finding_content(newest) + Content(hint))
+            line.update(finding_content(newest))  # the footer's h opens the full list
 
     def set_note(self, note: str, now: float) -> None:
         self.note = note
