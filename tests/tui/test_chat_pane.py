@@ -246,12 +246,24 @@ async def test_a_checkpoint_is_evaluated_from_the_checkpoints_pane(tmp_path, fin
 async def test_closing_a_running_evaluation_stops_it(tmp_path, finished_project):
     project = tmp_path / "project"
     shutil.copytree(finished_project, project)
+    # A test split far longer than the tiny model needs: batched, the usual one is answered
+    # before the screen is up, and there would be nothing running left to close. The copied
+    # run is pointed at a data directory of its own with it.
+    data = project / "long-data"
+    shutil.copytree(finished_project / "data", data)
+    rows = (data / "test.jsonl").read_text().splitlines()
+    (data / "test.jsonl").write_text("".join(rows[i % len(rows)] + "\n" for i in range(4000)))
+    for run_file in (project / "runs").glob("*/*"):
+        if run_file.suffix in (".yaml", ".toml", ".txt"):
+            run_file.write_text(run_file.read_text().replace(str(finished_project / "data"), str(data)))
     app = TunedeckApp(project=project)
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.press("4")
         await wait_until(pilot, lambda: app.query_one("#checkpoint-table").row_count == 4, what="checkpoints")
         await pilot.press("v")
         await wait_until(pilot, lambda: isinstance(app.screen, EvaluationScreen), what="the evaluation screen")
+        await wait_until(pilot, lambda: [w for w in app.workers if w.group == "evaluate"],
+                         what="the evaluation worker")
         [evaluation] = [w for w in app.workers if w.group == "evaluate"]
         assert evaluation.state == WorkerState.RUNNING
         await pilot.press("escape")
