@@ -174,7 +174,10 @@ async def test_stop_after_the_next_checkpoint(tmp_path, tiny_model):
         run = find_runs(project / "runs")[0]
         before = {int(p.name[:7]) for p in run.adapters.glob("*_resume.json")}
         await pilot.press("n")
-        assert "stopping after the next checkpoint" in figures(app)
+        # The stop is asked for in a worker; the note comes once the run has the request (and
+        # goes when the run has stopped, which on a quick machine can come first).
+        await wait_until(pilot, lambda: "stopping after the next checkpoint" in figures(app)
+                         or state(app) == "stopped", what="the note")
         await wait_until(pilot, lambda: state(app) == "stopped", timeout=60, what="the stop")
         await wait_until(pilot, lambda: app.query_one(TrainingPane).history.iteration == max(checkpoints(app)),
                          what="the last report to match the last checkpoint")
