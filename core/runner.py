@@ -265,6 +265,7 @@ class TrainingSession:
         self.best_val = math.inf
         self.evals_since_best = 0
         self.checkpoint_due = False  # mlx-lm saved mid-accumulation; write one at the boundary
+        self.batches: Optional[DeterministicBatches] = None  # set once training starts
         self.peak_rss_gb = 0.0
 
     def health_monitor(self):
@@ -587,7 +588,7 @@ class TrainingSession:
         """
         from .resume_state import load_state
 
-        in_progress = getattr(getattr(self, "batches", None), "last_yielded", None)
+        in_progress = self.batches.last_yielded if self.batches is not None else None
         if in_progress and load_state(self.run.adapters, in_progress) is None:
             for torn in self.run.adapters.glob(f"{in_progress:07d}_*"):
                 torn.unlink(missing_ok=True)
