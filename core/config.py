@@ -65,7 +65,9 @@ HF_DATASET_KEYS = (
     "prompt_feature", "completion_feature", "chat_feature", "text_feature",
 )
 
-GROUPS = ("Model and data", "Method and LoRA", "Schedule", "Evaluation and checkpoints", "Advanced")
+GROUPS = ("Model and data", "Method and LoRA", "Schedule", "Evaluation and checkpoints", "Advanced",
+          "Several Macs")
+BACKENDS = ("ring", "jaccl", "mpi")
 
 # Keys mlx-lm only reads from a YAML file, and only when present (None would be passed on as is).
 _MLX_EXTRAS = ("prompt_feature", "completion_feature", "chat_feature", "text_feature", "hf_dataset")
@@ -151,6 +153,7 @@ class TrainConfig:
     early_stopping_patience: Optional[int] = None
     early_stopping_min_delta: float = 0.0
     save_every: int = 100
+    answer_checks: bool = False
     adapter_path: str = "adapters"
     resume_adapter_file: Optional[str] = None
     test: bool = False
@@ -162,6 +165,10 @@ class TrainConfig:
     report_to: Optional[str] = None
     project_name: Optional[str] = None
     trust_remote_code: bool = False
+    # Several Macs (or ranks): mlx's own data-parallel training
+    ranks: Optional[int] = None
+    hosts: Optional[str] = None
+    backend: str = "ring"
 
     # ------------------------------------------------------------------ validation
 
@@ -614,7 +621,7 @@ def _report_to(value) -> Optional[str]:
     return f"must be a comma-separated list of {', '.join(REPORT_TO)}"
 
 
-_M, _L, _S, _E, _A = GROUPS
+_M, _L, _S, _E, _A, _D = GROUPS
 
 FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("model", _M, "path", "Qwen/Qwen3-0.6b",
@@ -717,6 +724,10 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("save_every", _E, "int", 100,
               "Iterations between checkpoints (adapters.safetensors and a numbered copy).",
               check=_positive),
+    FieldSpec("answer_checks", _E, "bool", False,
+              "At each checkpoint, answer a few probe prompts greedily in a separate process and "
+              "flag empty, repetitive or forgotten answers. Costs time per checkpoint on slow "
+              "machines.", mlx=False),
     FieldSpec("adapter_path", _E, "path", "adapters",
               "Where adapter weights, checkpoints and adapter_config.json are written.",
               check=_not_empty),
@@ -745,6 +756,17 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("trust_remote_code", _A, "bool", False,
               "Let the model's repository run its own Python code when loading. Only for "
               "models you trust."),
+    FieldSpec("ranks", _D, "int", None,
+              "Training processes on this machine, each taking every N-th batch (mlx's "
+              "data-parallel training). Empty: one process, or one per host in hosts.",
+              optional=True, mlx=False, check=_positive),
+    FieldSpec("hosts", _D, "text", None,
+              "A hostfile in mlx's format (JSON), or ssh hosts separated by commas; the first "
+              "is this machine. Empty: train on this machine only.", optional=True, mlx=False,
+              check=_not_empty),
+    FieldSpec("backend", _D, "choice", "ring",
+              "How the ranks talk: ring (TCP, also over Thunderbolt), jaccl (Thunderbolt 5 "
+              "RDMA) or mpi.", choices=BACKENDS, mlx=False),
 )
 
 _SPECS = {spec.name: spec for spec in FIELDS}
@@ -1105,7 +1127,8 @@ def _read_text(path: os.PathLike | str) -> str:
 
 _TOML_HEADER = (
     "# tunedeck training config. Keys are mlx_lm.lora's options (see `mlx_lm.lora --help`);\n"
-    "# name, epochs and early_stopping_* are tunedeck's own. Absent keys keep their defaults.\n"
+    "# name, epochs, early_stopping_*, answer_checks, ranks, hosts and backend are tunedeck's own.\n"
+    "# Absent keys keep their defaults.\n"
 )
 
 

@@ -30,7 +30,8 @@ from tunedeck.core.config import (
 )
 from tunedeck.core.errors import BadInput
 
-TUNEDECK_ONLY = ("name", "epochs", "early_stopping_patience", "early_stopping_min_delta")
+TUNEDECK_ONLY = ("name", "epochs", "early_stopping_patience", "early_stopping_min_delta", "answer_checks",
+                 "ranks", "hosts", "backend")
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ async def test_the_form_shows_the_projects_config_in_groups(project):
         await opened(pilot, app)
         groups = [str(label.render()) for label in app.query(".group-title")]
         assert groups == ["Model and data", "Method and LoRA", "Schedule",
-                          "Evaluation and checkpoints", "Advanced"]
+                          "Evaluation and checkpoints", "Advanced", "Several Macs"]
         assert field(app, "iters").editor.value == "40"
         assert field(app, "lora_parameters.rank").editor.value == "8"
         command = str(app.query_one("#command").render())
