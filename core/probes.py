@@ -19,16 +19,22 @@ returns ``Health`` findings for the checkpoint's iteration:
     more in the base answer that are not in the prompt. The evidence puts the two answers side by
     side. warn for one prompt, bad for more than half of them.
 
-Checks run in the training process between steps (``check_model`` with the weights being
-trained, as saved in the checkpoint just written: no second model in memory) or in any process on
-a saved checkpoint (``check_checkpoint``, which loads base + checkpoint through core.chat). Both
-report what they cost in seconds.
+Checks run on a saved checkpoint in a process of their own (``check_checkpoint``, which loads
+base + checkpoint through core.chat; ``python -m tunedeck.core.probes RUN ITER``), or with a model
+already in memory (``check_model``). Both report what they cost in seconds. A run with
+``answer_checks`` on starts one such process after each checkpoint it completes
+(``CheckpointChecks``); each check leaves ``adapters/NNNNNNN_answers.json`` beside its checkpoint
+(the answers, the base's, the findings and the seconds) and appends its findings to metrics.jsonl.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -328,12 +334,17 @@ def check_checkpoint(run_dir: Path, checkpoint: Union[str, Path], model_dir: Pat
     return result
 
 
-def save_answers(run_dir: Path, result: CheckResult) -> Path:
-    """``RUN/answers/NNNNNNN.json``: the checkpoint's answers beside the base's, for the app."""
+def answers_file(adapters: Path, iteration: Optional[int]) -> Path:
+    """Beside the checkpoint's own files, so a resume that moves later checkpoints aside moves
+    their checks with them, and a follower watching the adapters directory sees it appear."""
+    return Path(adapters) / f"{iteration or 0:07d}_answers.json"
+
+
+def save_answers(adapters: Path, result: CheckResult) -> Path:
+    """The checkpoint's answers beside the base's, its findings and what the check cost."""
     from .rundir import write_atomic
 
-    path = Path(run_dir) / "answers" / f"{result.iteration or 0:07d}.json"
-    path.parent.mkdir(exist_ok=True)
+    path = answers_file(adapters, result.iteration)
     write_atomic(path, json.dumps({
         "iteration": result.iteration, "seconds": round(result.seconds, 3),
         "answers": [{"prompt": a.probe.prompt, "kind": a.probe.kind, "answer": a.text,
@@ -343,12 +354,176 @@ def save_answers(run_dir: Path, result: CheckResult) -> Path:
     return path
 
 
+@dataclass
+class RecordedCheck:
+    """What a saved ``NNNNNNN_answers.json`` says about its checkpoint."""
+
+    iteration: int
+    seconds: float
+    findings: List[Health]
+
+    @property
+    def summary(self) -> str:
+        """In a few words: "ok, 3.2 s" or "bad degenerate, 3.2 s"."""
+        worst = {"bad": 2, "warn": 1}
+        shown = sorted(self.findings, key=lambda f: -worst.get(f.severity, 0))
+        what = ", ".join(f"{f.severity} {f.issue}" for f in shown) or "ok"
+        return f"{what}, {self.seconds:.1f} s"
+
+
+def recorded_checks(adapters: Path) -> dict:
+    """The answer checks saved in a run's adapters directory, by iteration (unreadable ones are
+    left out: a check being written is not there yet, it is renamed into place whole)."""
+    checks = {}
+    for path in Path(adapters).glob("[0-9]*_answers.json"):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            findings = [Health.from_json(f) for f in data.get("findings", [])]
+            checks[int(data["iteration"])] = RecordedCheck(int(data["iteration"]),
+                                                           float(data["seconds"]), findings)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return checks
+
+
+@dataclass(slots=True)
+class CheckFinding(Health):
+    """A finding of an answer check, with what the whole check of its checkpoint cost: the
+    ``seconds`` go into the event's JSON line."""
+
+    seconds: Optional[float] = None
+
+
+class CheckpointChecks:
+    """The answer checks of a training run's checkpoints, each in a process of its own so that
+    the training process keeps its memory and its pace (the check runs at a lower priority).
+
+    At most one runs at a time. A checkpoint saved while one runs waits for it; only the newest
+    waits, an older one is skipped (with a line in train.log saying so). ``close`` ends them with
+    the run: a run that finished waits for its last check; a stopped or failed one ends the
+    running check and drops the waiting one.
+
+    No check outlives its run, however the run dies: each check process holds the read end of a
+    pipe whose only writer is the training process (its end closes when that process dies, even
+    by ``kill -9``), and looks for the run's supervisor every second; either gone, it exits.
+    """
+
+    def __init__(self, run_dir: Path, enabled: bool = True):
+        self.run_dir = Path(run_dir)
+        self.enabled = enabled
+        self.running: Optional[tuple] = None   # (iteration, Popen)
+        self.waiting: Optional[int] = None
+        self.closed = False
+        self._changed = threading.Condition()
+        if enabled:
+            import atexit
+
+            self.supervisor = os.getppid()
+            self._lifeline, self._lifeline_writer = os.pipe()
+            # Whatever way the training process leaves (a failure, an exception), no check stays.
+            atexit.register(self.close, wait=False)
+
+    @classmethod
+    def for_run(cls, run) -> "CheckpointChecks":
+        """As the run's config says (``answer_checks`` in run.toml; off for a run without one)."""
+        from .config import TrainConfig
+
+        try:
+            enabled = bool(TrainConfig.from_toml(run.run_toml).answer_checks)
+        except Exception:  # a run started from an mlx-lm YAML has no tunedeck-only settings
+            enabled = False
+        return cls(run.path, enabled)
+
+    def checkpoint_saved(self, iteration: int) -> None:
+        """A checkpoint's files are complete: check it now, or after the check running now."""
+        if not self.enabled:
+            return
+        with self._changed:
+            if self.closed:
+                return
+            if self.running is None:
+                self._start(iteration)
+                return
+            if self.waiting is not None:
+                print(f"[tunedeck] answer check of checkpoint {self.waiting} skipped: the check of "
+                      f"checkpoint {self.running[0]} was still running when checkpoint {iteration} "
+                      f"came", flush=True)
+            self.waiting = iteration
+
+    def _start(self, iteration: int) -> None:
+        """Called with the lock held."""
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tunedeck.core.probes", str(self.run_dir), str(iteration),
+             "--lifeline", str(self._lifeline), "--supervisor", str(self.supervisor)],
+            stdin=subprocess.DEVNULL, pass_fds=(self._lifeline,))
+        self.running = (iteration, process)
+        threading.Thread(target=self._reap, args=(process,), daemon=True,
+                         name=f"answer-check-{iteration}").start()
+
+    def _reap(self, process: subprocess.Popen) -> None:
+        process.wait()
+        with self._changed:
+            self.running = None
+            if self.waiting is not None and not self.closed:
+                iteration, self.waiting = self.waiting, None
+                self._start(iteration)
+            self._changed.notify_all()
+
+    def close(self, wait: bool, give_up=lambda: False) -> None:
+        """``wait``: let the running check and the waiting one finish (polling ``give_up``, e.g.
+        a stop asked meanwhile); otherwise end the running one and drop the waiting one."""
+        if not self.enabled:
+            return
+        with self._changed:
+            if wait and self.running is not None and not self.closed:
+                left = [str(self.running[0])] + ([str(self.waiting)] if self.waiting is not None else [])
+                print(f"[tunedeck] waiting for the answer check of checkpoint "
+                      f"{' and then '.join(left)} before the run ends", flush=True)
+                while (self.running is not None or self.waiting is not None) and not give_up():
+                    self._changed.wait(timeout=0.5)
+            self.closed = True
+            if self.waiting is not None:
+                print(f"[tunedeck] answer check of checkpoint {self.waiting} not run: the run ended",
+                      flush=True)
+                self.waiting = None
+            if self.running is not None:
+                iteration, process = self.running
+                print(f"[tunedeck] answer check of checkpoint {iteration} stopped with the run",
+                      flush=True)
+                process.terminate()
+                if not self._changed.wait_for(lambda: self.running is None, timeout=30):
+                    process.kill()
+                    self._changed.wait_for(lambda: self.running is None, timeout=30)
+
+
+def _end_with_the_run(lifeline: int, supervisor: int, iteration: str) -> None:
+    """In a check process: exit as soon as the training process or the supervisor is gone."""
+    import select
+
+    def watch():
+        while True:
+            ready, _, _ = select.select([lifeline], [], [], 1.0)
+            # Readable means end of file: the only writer, the training process, is gone.
+            gone = bool(ready) and not os.read(lifeline, 1)
+            try:
+                os.kill(supervisor, 0)
+            except ProcessLookupError:
+                gone = True
+            except PermissionError:
+                pass
+            if gone:
+                print(f"[tunedeck] answer check of checkpoint {iteration} ended: its run is gone",
+                      flush=True)
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="run-watch").start()
+
+
 def main(argv=None) -> int:
     """``python -m tunedeck.core.probes RUN_DIR CHECKPOINT``: check one saved checkpoint in a
     process of its own; findings are appended to the run's metrics.jsonl (one write per line,
-    safe beside a training process appending too) and the answers saved under RUN/answers/."""
+    safe beside a training process appending too) and the answers saved beside the checkpoint."""
     import argparse
-    import sys
 
     from .config import TrainConfig
     from .events import append_event
@@ -357,7 +532,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tunedeck.core.probes")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("checkpoint", help="an iteration number or a checkpoint file")
+    # Given by a training run that starts the check (CheckpointChecks): end with that run.
+    parser.add_argument("--lifeline", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--supervisor", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.lifeline is not None:
+        _end_with_the_run(args.lifeline, args.supervisor, args.checkpoint)
+        os.nice(10)  # the training beside it comes first
     run = RunDirectory(args.run_dir)
     try:
         config = TrainConfig.from_mlx_yaml(run.mlx_yaml)
@@ -368,11 +549,15 @@ def main(argv=None) -> int:
     except BadInput as exc:
         print(f"tunedeck: error: {exc}", file=sys.stderr)
         return 2
+    seconds = round(result.seconds, 3)
     for finding in result.findings:
-        append_event(run.metrics_jsonl, finding)
-    save_answers(run.path, result)
+        append_event(run.metrics_jsonl, CheckFinding(
+            iter=finding.iter, issue=finding.issue, severity=finding.severity,
+            evidence=finding.evidence, advice=finding.advice, seconds=seconds))
+    save_answers(run.adapters, result)
     summary = "; ".join(f"{f.severity} {f.issue}: {f.evidence}" for f in result.findings) or "ok"
-    print(f"checkpoint {result.iteration}: {summary} ({result.seconds:.1f} s)")
+    print(f"[tunedeck] answer check of checkpoint {result.iteration}: {summary} "
+          f"({result.seconds:.1f} s)", flush=True)
     return 0
 
 

@@ -41,6 +41,7 @@ from typing import Optional
 from .resume_state import (ResumeState, adapter_file, load_state, restore_optimizer,
                            save_optimizer)
 from . import events as ev
+from .probes import CheckpointChecks
 from .rundir import RUNNING_STATES, RunDirectory, atomic_path
 
 STOP_NOW, STOP_AFTER_CHECKPOINT, SAVE_AND_STOP, EARLY_STOP = "now", "after-checkpoint", "save", "early"
@@ -267,6 +268,7 @@ class TrainingSession:
         self.checkpoint_due = False  # mlx-lm saved mid-accumulation; write one at the boundary
         self.batches: Optional[DeterministicBatches] = None  # set once training starts
         self.peak_rss_gb = 0.0
+        self.answer_checks = CheckpointChecks.for_run(run)  # answer_checks in the form; off by default
 
     def health_monitor(self):
         """The run-health monitor (core.health), caught up on the run's record when resuming."""
@@ -318,6 +320,7 @@ class TrainingSession:
         reseed(self.args["seed"], iteration)
         self.events.append(ev.Save(iter=iteration, file=adapter_file(adapters, iteration).name))
         self.run.update_status(iter=iteration, last_checkpoint=iteration)
+        self.answer_checks.checkpoint_saved(iteration)  # its files are all written now
 
     def save_checkpoint_now(self, iteration: int) -> None:
         """A numbered checkpoint at an iteration mlx-lm did not save at (stop --save, the end)."""
@@ -553,6 +556,8 @@ class TrainingSession:
                 self.test()
         except Exception as exc:
             return self.fail_disk_full() if disk_full(exc) else self.fail(exc)
+        # A finished run is not reported so before its last answer check has ended.
+        self.answer_checks.close(wait=finished, give_up=lambda: self.stop_mode == STOP_NOW)
         state = "finished" if finished else "stopped"
         extra = {"reason": "early_stopping"} if self.stop_mode == EARLY_STOP else {}
         self.events.append(ev.End(state=state))

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
+import threading
 from pathlib import Path
 
-from tests.core.runhelpers import write_config
+from tests.core.runhelpers import wait_for, write_config
 from tests.core.test_health_runs import write_chat_data
 from tests.tinymodel import PERSONA_ANSWER, QUESTIONS
 from tunedeck.core import probes
 from tunedeck.core.cli import main
 from tunedeck.core.events import read_events
+from tunedeck.core.rundir import RunDirectory
 from tunedeck.core.probes import (PROBES_FILE, Answer, Probe, ProbeSettings, check_checkpoint,
                                   check_model, judge, load_probes, repetition_ratio)
 
@@ -41,7 +45,7 @@ def test_a_checkpoint_answering_only_end_of_text_tokens_is_degenerate(tmp_path, 
     assert len(degenerate) == 1 and degenerate[0].issue == "degenerate"
     assert degenerate[0].severity == "bad" and degenerate[0].iter == 40
     assert "only special tokens" in degenerate[0].evidence and "<|endoftext|>" in degenerate[0].evidence
-    saved = json.loads((run_dir / "answers" / "0000040.json").read_text())
+    saved = json.loads((run_dir / "adapters" / "0000040_answers.json").read_text())
     assert saved["seconds"] > 0 and all(a["special_only"] for a in saved["answers"])
 
 
@@ -107,3 +111,120 @@ def test_a_general_prompt_the_base_never_knew_is_not_judged_for_forgetting():
     assert [(h.issue, h.severity) for h in found] == [("forgetting", "bad")]
     assert "Paris" in found[0].evidence and "matey" in found[0].evidence
     assert judge([never], 20, ProbeSettings()) == []
+
+
+# -- answer checks at checkpoints, chosen in the form (answer_checks) -----------------------------
+
+def _check_processes(run_dir: Path) -> list[int]:
+    """The pids of the answer-check processes working on ``run_dir``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"tunedeck.core.probes" in argv and str(run_dir).encode() in argv:
+            pids.append(int(proc.name))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    """Not yet gone, nor a zombie waiting to be reaped (a process that is exiting already has
+    an empty command line, so _check_processes no longer lists it)."""
+    try:
+        return b"(zombie)" not in Path(f"/proc/{pid}/status").read_bytes()
+    except OSError:
+        return False
+
+
+def test_a_run_with_answer_checks_checks_every_checkpoint_before_it_is_finished(
+        tmp_path, tiny_model, persona_data):
+    cfg = write_config(tmp_path / "cfg.toml", tiny_model, persona_data, iters=20, save_every=10,
+                       answer_checks=True)
+    run_dir = tmp_path / "run"
+    assert main(["train", str(cfg), "--run-dir", str(run_dir)]) == 0
+
+    checks = probes.recorded_checks(run_dir / "adapters")
+    # Checkpoint 20 came while 10 was being checked (or after): it waited, it was not skipped.
+    assert sorted(checks) == [10, 20]
+    assert all(c.seconds > 0 for c in checks.values())
+    # The run is reported finished only once its last check has ended, and leaves no check behind.
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "finished"
+    assert (run_dir / "adapters" / "0000020_answers.json").stat().st_mtime <= status["ended_at"]
+    assert _check_processes(run_dir) == []
+    record = read_events(run_dir / "metrics.jsonl")
+    end = next(i for i, e in enumerate(record) if e.kind == "end")
+    checked = [i for i, e in enumerate(record) if e.kind == "health" and e.issue in ("degenerate", "forgetting")]
+    assert all(i < end for i in checked)
+    # Its findings carry what the check cost, in the event's own line.
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for line in lines:
+        if line["kind"] == "health" and line["issue"] in ("degenerate", "forgetting"):
+            assert line["seconds"] == checks[line["iter"]].seconds
+    log = (run_dir / "train.log").read_text()
+    assert "answer check of checkpoint 10:" in log and "answer check of checkpoint 20:" in log
+
+
+def test_a_run_without_answer_checks_checks_nothing(tmp_path, tiny_model, persona_data):
+    cfg = write_config(tmp_path / "cfg.toml", tiny_model, persona_data, iters=20, save_every=10)
+    run_dir = tmp_path / "run"
+    assert main(["train", str(cfg), "--run-dir", str(run_dir)]) == 0
+    assert probes.recorded_checks(run_dir / "adapters") == {}
+    assert "answer check" not in (run_dir / "train.log").read_text()
+
+
+def test_a_check_never_outlives_its_run_killed_or_stopped(tmp_path, tiny_model, persona_data):
+    for ending in ("kill -9", "stop"):
+        cfg = write_config(tmp_path / "cfg.toml", tiny_model, persona_data, iters=2000, save_every=5,
+                           steps_per_eval=1000, answer_checks=True)
+        run_dir = tmp_path / ending.replace(" ", "")
+        assert main(["train", str(cfg), "--run-dir", str(run_dir), "--detach"]) == 0
+        checking = wait_for(lambda: _check_processes(run_dir), what="an answer check to start")
+        if ending == "kill -9":
+            trainer = json.loads((run_dir / "status.json").read_text())["pid"]
+            os.kill(trainer, signal.SIGKILL)
+        else:
+            assert main(["stop", str(run_dir)]) == 0
+        wait_for(lambda: not any(_alive(pid) for pid in checking), what=f"the check to end after {ending}")
+        wait_for(lambda: not RunDirectory(run_dir).is_locked(), what="the run to end")
+        assert _check_processes(run_dir) == []
+        if ending == "stop":
+            assert RunDirectory(run_dir).state() == "stopped"
+            assert "stopped with the run" in (run_dir / "train.log").read_text()
+
+
+def test_the_newest_checkpoint_waits_and_an_older_waiting_one_is_skipped(tmp_path, monkeypatch, capsys):
+    started = []
+
+    class Held:
+        """A check process that ends when the test says so."""
+
+        def __init__(self, argv, **_):
+            started.append(int(argv[4]))
+            self.done = threading.Event()
+            held.append(self)
+
+        def wait(self):
+            self.done.wait()
+
+        def terminate(self):
+            self.done.set()
+
+        kill = terminate
+
+    held: list = []
+    monkeypatch.setattr(probes.subprocess, "Popen", Held)
+    checks = probes.CheckpointChecks(tmp_path)
+    checks.checkpoint_saved(10)
+    checks.checkpoint_saved(20)
+    checks.checkpoint_saved(30)  # 20 would be stale by the time it ran
+    assert started == [10] and checks.waiting == 30
+    assert "answer check of checkpoint 20 skipped" in capsys.readouterr().out
+    held[0].done.set()
+    wait_for(lambda: started == [10, 30], what="the waiting check to start")
+    checks.checkpoint_saved(40)
+    checks.close(wait=False)  # a stopped run: the running check ends, the waiting one is dropped
+    assert started == [10, 30] and checks.running is None and checks.waiting is None
+    checks.checkpoint_saved(50)
+    assert started == [10, 30]
