@@ -53,7 +53,8 @@ class TunedeckApp(ModelSessions, App):
         Binding("f10", "quit", "Quit", id="quit-f10", show=False, priority=True),
         *(Binding(str(n), f"show_pane('{pane}')", title, id=f"show-{pane}", show=False)
           for n, (pane, title) in enumerate(PANES, 1)),
-        Binding("ctrl+t", "toggle_theme", "Theme", id="toggle-theme"),
+        # In the palette, not the footer: the footer's room goes to the pane's own keys.
+        Binding("ctrl+t", "toggle_theme", "Theme", id="toggle-theme", show=False),
         Binding("escape", "leave_field", "Leave field", id="leave-field", show=False),
     ]
 

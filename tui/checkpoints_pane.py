@@ -122,7 +122,7 @@ class CheckpointsPane(Vertical):
         Binding("w", "warm_start", "Warm start", id="warm-start-checkpoint"),
         Binding("e", "extend", "Extend", id="extend-checkpoint"),
         Binding("c", "chat", "Chat", id="chat-checkpoint"),
-        Binding("v", "evaluate", "Evaluate", id="evaluate-checkpoint"),
+        Binding("v", "evaluate", "Eval", id="evaluate-checkpoint"),
         Binding("d", "delete", "Delete", id="delete-checkpoint"),
         Binding("x", "export", "Export", id="export-checkpoint"),
         Binding("s", "serve", "Serve", id="serve-checkpoint"),

@@ -8,8 +8,15 @@ form, and it kept the first frame from showing any key.
 
 from __future__ import annotations
 
+from textual import events
 from textual.screen import Screen
 from textual.widgets import Footer
+
+# Below COMPACT_BELOW columns the keys drop their padding, and below PALETTE_HINT_BELOW the
+# "^p palette" hint goes (ctrl+p still opens it): at 80 columns the Checkpoints pane's eight keys
+# and Quit fit only so.
+COMPACT_BELOW = 120
+PALETTE_HINT_BELOW = 100
 
 
 def shown_keys(screen: Screen) -> tuple:
@@ -24,6 +31,10 @@ class KeyFooter(Footer):
         super().__init__(**kwargs)
         self.set_reactive(Footer._bindings_ready, True)  # the keys known at mount, at once
         self._shown: tuple = ()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.compact = event.size.width < COMPACT_BELOW
+        self.show_command_palette = event.size.width >= PALETTE_HINT_BELOW
 
     def compose(self):
         if self.is_attached:
