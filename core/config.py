@@ -986,6 +986,13 @@ def _check_config(cfg: TrainConfig) -> tuple[TrainConfig, list[_Problem]]:
                                               f"(iters = {_show(cfg.iters)})"))
     elif cfg.iters is None and cfg.epochs is None:
         problems.append(_Problem(("iters",), "iters: set iters or epochs"))
+    if cfg.ranks is not None or cfg.hosts is not None:
+        from .distributed import check_batch  # the world size a hostfile gives needs reading it
+
+        batch_problem = check_batch(cfg)
+        if batch_problem is not None:
+            field_name = "batch_size" if batch_problem.startswith("batch_size") else "hosts"
+            problems.append(_Problem((field_name,), batch_problem))
     if "lr_schedule.name" in good and "lr_schedule.arguments" in good:
         arguments, found = _check_schedule(
             LrSchedule(good["lr_schedule.name"], good["lr_schedule.arguments"]))

@@ -251,14 +251,36 @@ class MonitoredEvents:
                   f"{finding.iter}: {finding.evidence}; {finding.advice}", flush=True)
 
 
+class NoEvents:
+    """The events of a rank other than 0: rank 0 records the run (the ranks step together)."""
+
+    def append(self, event: ev.Event) -> None:
+        pass
+
+
+# Stop requests from the weakest to the strongest: ranks that disagree take the strongest.
+STOP_ORDER = (None, STOP_AFTER_CHECKPOINT, SAVE_AND_STOP, EARLY_STOP, STOP_NOW)
+
+
 class TrainingSession:
-    def __init__(self, run: RunDirectory, resume_from: Optional[int], total_iters: Optional[int]):
+    def __init__(self, run: RunDirectory, resume_from: Optional[int], total_iters: Optional[int],
+                 rank: int = 0, world_size: int = 1):
         self.run = run
         self.completed = 0
         self.resume_from = resume_from
         self.args = read_mlx_args(run, total_iters)
         self.patience, self.min_delta = read_early_stopping(run)
-        self.events = MonitoredEvents(ev.EventWriter(run.metrics_jsonl), self.health_monitor())
+        # Rank 0 owns the run directory: events, status, checkpoints and resume state.
+        self.rank, self.world_size = rank, world_size
+        self.records = rank == 0
+        self.events = (MonitoredEvents(ev.EventWriter(run.metrics_jsonl), self.health_monitor())
+                       if self.records else NoEvents())
+        self.heartbeat = None
+        if world_size > 1:
+            from .distributed import Heartbeat
+
+            self.heartbeat = Heartbeat()
+        self.requested: Optional[str] = None  # a signal's stop, until the ranks agree on it
         self.stop_mode: Optional[str] = None
         self.last_checkpoint: Optional[int] = None
         self.tokens_offset = 0
@@ -287,8 +309,12 @@ class TrainingSession:
             def handler(signum, frame):
                 # The strongest request wins: "now" beats "save" beats "after checkpoint".
                 order = [STOP_AFTER_CHECKPOINT, SAVE_AND_STOP, STOP_NOW]
-                if self.stop_mode not in order or order.index(mode) > order.index(self.stop_mode):
-                    self.stop_mode = mode
+                current = self.stop_mode if self.world_size == 1 else self.requested
+                if current not in order or order.index(mode) > order.index(current):
+                    if self.world_size == 1:
+                        self.stop_mode = mode
+                    else:
+                        self.requested = mode  # every rank must stop at the same step
                     print(f"[tunedeck] stop requested ({mode})", flush=True)
             return handler
 
@@ -298,8 +324,25 @@ class TrainingSession:
         signal.signal(signal.SIGUSR2, request(SAVE_AND_STOP))
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal never stops a run
 
+    def agree_on_stop(self) -> None:
+        """All ranks take the strongest stop any of them was asked for, at the same point.
+
+        Ranks step together: one that stopped alone would leave the others waiting for it in the
+        next gradient average. A signal reaches the ranks at slightly different moments, so each
+        keeps its request aside until this small collective (one integer, once a step and once a
+        validation batch) makes it everyone's.
+        """
+        import mlx.core as mx
+
+        mine = max(STOP_ORDER.index(self.requested), STOP_ORDER.index(self.stop_mode))
+        agreed = mx.distributed.all_max(mx.array(mine), stream=mx.cpu).item()
+        self.stop_mode = STOP_ORDER[agreed]
+
     def should_stop(self, during_validation: bool = False, iteration: Optional[int] = None) -> bool:
         if during_validation:
+            if self.world_size > 1:
+                self.agree_on_stop()
+                self.heartbeat.beat(self.batches.last_yielded if self.batches else 0)
             return self.stop_mode == STOP_NOW
         if self.stop_mode == SAVE_AND_STOP:
             # A save-then-stop waits for the accumulation boundary, where its checkpoint is written.
@@ -308,7 +351,11 @@ class TrainingSession:
 
     # -- checkpoints -------------------------------------------------------------------------
     def save_resume_state(self, iteration: int) -> None:
-
+        if not self.records:
+            # Rank 0 saves; the others only restart the random stream where it does.
+            self.last_checkpoint = iteration
+            reseed(self.args["seed"], iteration)
+            return
         adapters = self.run.adapters
         save_optimizer(self.optimizer, adapters, iteration)
         ResumeState(
@@ -329,9 +376,10 @@ class TrainingSession:
         from mlx_lm.cli_ui import rprint
 
         final = adapter_file(self.run.adapters, iteration)
-        with atomic_path(final, ".safetensors") as tmp:
-            mx.save_safetensors(str(tmp), dict(tree_flatten(self.model.trainable_parameters())))
-        rprint(f"  save  {final.name}")
+        if self.records:
+            with atomic_path(final, ".safetensors") as tmp:
+                mx.save_safetensors(str(tmp), dict(tree_flatten(self.model.trainable_parameters())))
+            rprint(f"  save  {final.name}")
         self.save_resume_state(iteration)
 
     def on_boundary(self, iteration: int) -> bool:
@@ -339,6 +387,9 @@ class TrainingSession:
         return iteration % self.args["grad_accumulation_steps"] == 0
 
     def on_step_done(self, iteration: int) -> None:
+        if self.world_size > 1:
+            self.heartbeat.beat(iteration)
+            self.agree_on_stop()
         saved_by_mlx = iteration % self.args["save_every"] == 0
         if saved_by_mlx and not self.on_boundary(iteration):
             # mlx-lm wrote the weights mid-accumulation: weights only; resumable at the boundary.
@@ -369,7 +420,8 @@ class TrainingSession:
                     lr=float(info["learning_rate"]), it_per_sec=info["iterations_per_second"],
                     tokens_per_sec=info["tokens_per_second"], trained_tokens=session.trained_tokens,
                     peak_mem_gb=peak_memory_gb(info["peak_memory"])))
-                session.run.update_status(iter=info["iteration"])
+                if session.records:
+                    session.run.update_status(iter=info["iteration"])
 
             def on_val_loss_report(self, info):
                 # mlx-lm passes it-1 here but prints it; events use the printed number.
@@ -399,7 +451,7 @@ class TrainingSession:
     def reporting_callback(self):
         """mlx-lm's own wandb / swanlab callbacks for ``report_to``, set up as mlx_lm.lora does."""
         report_to = self.args.get("report_to")
-        if not report_to:
+        if not report_to or not self.records:
             return None
         from mlx_lm.tuner.callbacks import get_reporting_callbacks
 
@@ -465,8 +517,9 @@ class TrainingSession:
 
         print_lora_run_header(make_console(), ns)
         print_trainable_parameters(model)
-        self.run.adapters.mkdir(parents=True, exist_ok=True)
-        save_config(vars(ns), self.run.adapters / "adapter_config.json")
+        if self.records:
+            self.run.adapters.mkdir(parents=True, exist_ok=True)
+            save_config(vars(ns), self.run.adapters / "adapter_config.json")
 
         lr = build_schedule(args["lr_schedule"]) if args.get("lr_schedule") else args["learning_rate"]
         name = args["optimizer"].lower()
@@ -474,7 +527,9 @@ class TrainingSession:
                    "adafactor": optim.Adafactor}
         self.optimizer = classes[name](learning_rate=lr, **args.get("optimizer_config", {}).get(name, {}))
         if resume is not None:
-            restore_optimizer(self.optimizer, self.run.adapters, resume.iteration)
+            # A resume may bring a new learning rate (tunedeck resume --learning-rate).
+            restore_optimizer(self.optimizer, self.run.adapters, resume.iteration,
+                              self.run.read_status().get("resume_learning_rate"))
             reseed(args["seed"], resume.iteration)
             self.tokens_offset = self.trained_tokens = resume.trained_tokens
             self.last_checkpoint = resume.iteration
@@ -528,7 +583,7 @@ class TrainingSession:
 
         args = self.args
         rprint("Testing")
-        batches = DeterministicBatches(args["seed"], 1, lambda i: None, lambda **_: False)
+        batches = DeterministicBatches(args["seed"], 1, lambda i: None, self.test_batch_done)
         loss = evaluate(model=self.model, dataset=CacheDataset(self.test_set),
                         batch_size=args["batch_size"], num_batches=args["test_batches"],
                         max_seq_length=args["max_seq_length"], iterate_batches=batches)
@@ -536,11 +591,17 @@ class TrainingSession:
         rprint(f"Test loss {loss:.3f}, Test ppl {ppl:.3f}.")
         self.events.append(ev.Test(loss=loss, ppl=ppl))
 
+    def test_batch_done(self, **_) -> bool:
+        """The test set is never stopped part way; with several ranks each batch is a heartbeat."""
+        if self.heartbeat is not None:
+            self.heartbeat.beat(self.completed)
+        return False
+
     def execute(self) -> int:
         self.install_signal_handlers()
         now = time.time()
-        self.run.update_status(state="running", pid=os.getpid(), started_at=now,
-                               total_iters=self.args["iters"], ended_at=None, error=None)
+        self.status(state="running", pid=os.getpid(), started_at=now,
+                    total_iters=self.args["iters"], ended_at=None, error=None)
         try:
             resume = self.build()
             first = resume.iteration + 1 if resume else 1
@@ -548,7 +609,7 @@ class TrainingSession:
                 self.events.append(ev.Resume(
                     iter=resume.iteration, source=str(adapter_file(self.run.adapters, resume.iteration))))
             self.events.append(ev.Start(total_iters=self.args["iters"]))
-            self.run.update_status(total_iters=self.args["iters"])
+            self.status(total_iters=self.args["iters"])
             self.warn_if_disk_too_small(first)
             self.train(first)
             finished = self.finished()
@@ -561,10 +622,15 @@ class TrainingSession:
         state = "finished" if finished else "stopped"
         extra = {"reason": "early_stopping"} if self.stop_mode == EARLY_STOP else {}
         self.events.append(ev.End(state=state))
-        self.run.update_status(state=state, ended_at=time.time(), iter=self.completed, **extra)
+        self.status(state=state, ended_at=time.time(), iter=self.completed, **extra)
         print(f"[tunedeck] run {state} at iteration {self.completed}"
               + (f"; last checkpoint {self.last_checkpoint}" if self.last_checkpoint else ""), flush=True)
         return 0
+
+    def status(self, **changes) -> None:
+        """status.json is rank 0's to write."""
+        if self.records:
+            self.run.update_status(**changes)
 
     def finished(self) -> bool:
         """Did the run end by itself? All its iterations, or early stopping, whatever was asked.
@@ -582,7 +648,7 @@ class TrainingSession:
         failure = recorded(f"{type(exc).__name__}: {exc}")
         self.events.append(ev.Error(message=failure.cause, advice=failure.advice or None))
         self.events.append(ev.End(state="failed"))
-        self.run.update_status(state="failed", error=failure.one_line(), ended_at=time.time())
+        self.status(state="failed", error=failure.one_line(), ended_at=time.time())
         return 1
 
     def fail_disk_full(self) -> int:
@@ -593,6 +659,8 @@ class TrainingSession:
         """
         from .resume_state import load_state
 
+        if not self.records:
+            return self.fail(OSError(errno.ENOSPC, "no space left on this rank's disk"))
         in_progress = self.batches.last_yielded if self.batches is not None else None
         if in_progress and load_state(self.run.adapters, in_progress) is None:
             for torn in self.run.adapters.glob(f"{in_progress:07d}_*"):
@@ -640,6 +708,8 @@ class TrainingSession:
         import mlx.core as mx
         from mlx.utils import tree_flatten
 
+        if not self.records:
+            return
         mx.save_safetensors(str(self.run.adapters / "adapters.safetensors"),
                             dict(tree_flatten(self.model.trainable_parameters())))
 
@@ -718,14 +788,50 @@ def record_failure(run: RunDirectory, returncode: int) -> None:
                       ended_at=time.time(), exit_code=returncode)
 
 
+def supervise_ranks(run: RunDirectory, layout, argv: list[str]) -> int:
+    """A run on several ranks: this process starts each one as a training process of its own
+    and ends the run when one fails (core.distributed)."""
+    from .distributed import RankSupervisor
+
+    runner_args = [a for a in argv if a != str(run.path) and Path(a).absolute() != run.path]
+    code = RankSupervisor(run, layout, runner_args, dict(os.environ)).run_all()
+    if code == 0 and run.read_status().get("state") in RUNNING_STATES:
+        # Every rank exited 0 but rank 0 recorded no end: it was killed in a way it could not see.
+        record_failure(run, 1)
+        return 1
+    return code
+
+
+def train_rank(run: RunDirectory, args) -> int:
+    """One rank of a distributed run: the same training session, in mlx's group of ranks."""
+    import mlx.core as mx
+
+    from .distributed import load_layout
+
+    layout = load_layout(run.path)
+    group = mx.distributed.init(strict=True, backend=layout.backend)
+    if group.size() != layout.world_size or group.rank() != args.rank:
+        print(f"[tunedeck] error: rank {args.rank} joined a group of {group.size()} as rank "
+              f"{group.rank()}, expected {layout.world_size}", flush=True)
+        return 1
+    if args.rank != 0:
+        print(f"[tunedeck] rank {args.rank} of {group.size()} ({layout.backend}); rank 0 writes "
+              f"the run's log, events and checkpoints", flush=True)
+    return TrainingSession(run, args.resume_from, args.iters, rank=args.rank,
+                           world_size=group.size()).execute()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tunedeck.core.runner")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume-from", type=int, help="continue from this checkpoint iteration")
     parser.add_argument("--iters", type=int, help="total iterations (extends the plan when larger)")
+    parser.add_argument("--rank", type=int, help=argparse.SUPPRESS)  # started by the supervisor
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     run = RunDirectory(args.run_dir)
+    if args.rank is not None:
+        return train_rank(run, args)
     lock = run.acquire_lock()
     if lock is None:
         print(f"tunedeck: error: {run.path}: another process is training in this run directory",
@@ -733,6 +839,11 @@ def main(argv=None) -> int:
         return 2
     run.update_status(supervisor_pid=os.getpid())
     sys.stdout.flush()
+    from .distributed import load_layout
+
+    layout = load_layout(run.path)
+    if layout is not None:
+        return supervise_ranks(run, layout, argv if argv is not None else sys.argv[1:])
     trainer = os.fork()
     if trainer == 0:
         # The trainer. The lock stays with the supervisor (a POSIX lock is not inherited), which

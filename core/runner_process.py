@@ -24,9 +24,31 @@ def _runner_env() -> dict:
     return env
 
 
+def prepare_ranks(run: RunDirectory, runner_args: tuple) -> None:
+    """A run on several ranks gets its layout (core.distributed) in ranks.json, after the checks
+    that must pass before any rank starts; a one-process run gets none. Refusals are BadInput."""
+    from .config import TrainConfig
+    from .distributed import (LAYOUT_FILE, check_hosts, check_resume_world, layout_of,
+                              save_layout)
+
+    if not run.run_toml.exists():
+        return
+    config = TrainConfig.from_toml(run.run_toml)
+    layout = layout_of(config)
+    if "--resume-from" in runner_args:
+        check_resume_world(run, layout)
+    if layout is None:
+        (run.path / LAYOUT_FILE).unlink(missing_ok=True)
+        return
+    planned = TrainConfig.from_mlx_yaml(run.mlx_yaml)
+    check_hosts(layout, [str(planned.model), str(planned.data)])
+    save_layout(run.path, layout)
+
+
 def spawn_runner(run: RunDirectory, *runner_args: str) -> subprocess.Popen:
     """Start the training process detached from this terminal and wait until it holds the lock."""
     run.path.mkdir(parents=True, exist_ok=True)
+    prepare_ranks(run, runner_args)
     before = run.read_status().get("started_at")
     with open(run.train_log, "ab") as log:
         proc = subprocess.Popen(

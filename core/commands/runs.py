@@ -13,8 +13,9 @@ from ..eta import format_duration
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "runs", help="list runs: state, progress, last loss, best val loss, ETA",
-        description="List the runs under ROOT (default ./runs), oldest first. A run that failed "
+        "runs", help="list runs: state, progress, ranks, last loss, best val loss, ETA",
+        description="List the runs under ROOT (default ./runs), oldest first, with the number of "
+                    "ranks each trains on (1: one process). A run that failed "
                     "or was cut short gets a line under it: what it died of, and what to try. "
                     "A run with health findings gets a line with the newest: "
                     "iteration, severity, issue, evidence and advice.")
@@ -60,6 +61,14 @@ def _newest_finding(s):
     return found[-1] if found else None
 
 
+def _world_size(s) -> int:
+    """How many ranks the run trains on, as its supervisor recorded (1: one process)."""
+    from ..distributed import recorded_world_size
+    from ..rundir import RunDirectory
+
+    return recorded_world_size(RunDirectory(s.path).read_status())
+
+
 def _runs(args) -> int:
     from ..checkpoints import finding_line
     from ..runs import list_runs
@@ -68,6 +77,7 @@ def _runs(args) -> int:
     if args.json:
         for s in summaries:
             record = s.to_json()
+            record["world_size"] = _world_size(s)
             failure = _failure(s)
             if failure is not None:
                 record["error"], record["advice"] = failure.cause, failure.advice or None
@@ -79,11 +89,12 @@ def _runs(args) -> int:
     if not summaries:
         print(f"no runs under {args.root}")
         return 0
-    header = f"{'RUN':<32} {'STATE':<12} {'PROGRESS':>13} {'LOSS':>7} {'BEST VAL':>9} {'ETA':>8}"
+    header = (f"{'RUN':<32} {'STATE':<12} {'PROGRESS':>13} {'RANKS':>5} {'LOSS':>7} {'BEST VAL':>9} "
+              f"{'ETA':>8}")
     print(header)
     for s in summaries:
         progress = f"{s.iteration}/{s.total_iters}" if s.total_iters else str(s.iteration)
-        print(f"{s.name[:32]:<32} {s.state:<12} {progress:>13} {_loss(s.last_loss):>7} "
+        print(f"{s.name[:32]:<32} {s.state:<12} {progress:>13} {_world_size(s):>5} {_loss(s.last_loss):>7} "
               f"{_loss(s.best_val_loss):>9} {format_duration(s.eta_s):>8}")
         failure = _failure(s)
         if failure is not None:

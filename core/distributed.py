@@ -1,0 +1,656 @@
+"""One run on several ranks: mlx's own data-parallel training, started and watched by tunedeck.
+
+mlx-lm's trainer already trains data-parallel when ``mx.distributed.init()`` finds a group: each
+rank takes every N-th sample of a batch, the gradients are averaged, only rank 0 saves. What
+tunedeck adds is around it:
+
+* the layout: ``ranks`` local processes, or the hosts of ``hosts`` (mlx's JSON hostfile, or ssh
+  hosts separated by commas; the first is this machine), fixed in the run's ``ranks.json`` at the
+  first start so a resume uses the same world;
+* the ranks are started by the runner's supervisor itself, with the environment ``mlx.launch``
+  would give them (``MLX_RANK``, ``MLX_HOSTFILE`` for ring; the coordinator and RDMA devices for
+  jaccl), locally as child processes and on other Macs through ssh. Not through ``mlx.launch``:
+  it exits 0 when a rank fails and merges every rank's output into one stream, and the supervisor
+  needs each rank's exit, its own log and its pid to stop or end it;
+* rank 0 owns the run directory (events, checkpoints, status, resume state); rank N writes only
+  its output, to ``train.rank<N>.log`` (a remote rank's output comes back over ssh to that file
+  on this machine);
+* heartbeats: every rank reports each step and each validation batch to the supervisor, which
+  fails the run when a rank exits non-zero or goes silent for longer than the steps so far
+  explain, naming the rank and its last error line, and ends every other rank;
+* the checks before start: the batch divides by the world size, remote hosts answer over ssh
+  with the same tunedeck, mlx and mlx-lm versions and the model and data at the same paths.
+
+This module imports no MLX: the supervisor costs a few MB.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import select
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .errors import BadInput
+
+LAYOUT_FILE = "ranks.json"
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+RING_FIRST_PORT = 32323   # mlx.launch's default, used when a rank is on another host
+BEAT_MARK = "\x1etunedeck-beat "  # a remote rank's heartbeat line on its ssh output
+HEARTBEAT_FD_ENV = "TUNEDECK_HEARTBEAT_FD"
+HEARTBEAT_STDOUT_ENV = "TUNEDECK_HEARTBEAT_STDOUT"
+
+
+def rank_log(run_path: Path, rank: int) -> Path:
+    """Where a rank's output goes: train.log for rank 0 (mlx-lm's table), else its own file."""
+    return Path(run_path) / ("train.log" if rank == 0 else f"train.rank{rank}.log")
+
+
+# ----------------------------------------------------------------------------- the layout
+
+
+@dataclass
+class RankPlace:
+    rank: int
+    host: str                       # as the user named it (the ssh destination)
+    ip: str                         # where the other ranks reach it
+    rdma: list = field(default_factory=list)
+
+    @property
+    def local(self) -> bool:
+        return is_this_machine(self.host)
+
+
+@dataclass
+class Layout:
+    backend: str
+    places: list[RankPlace]
+    envs: list[str] = field(default_factory=list)
+
+    @property
+    def world_size(self) -> int:
+        return len(self.places)
+
+    @property
+    def remote_hosts(self) -> list[str]:
+        return list(dict.fromkeys(p.host for p in self.places if not p.local))
+
+    def to_json(self) -> dict:
+        return {"backend": self.backend, "envs": self.envs,
+                "places": [asdict(p) for p in self.places]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Layout":
+        return cls(data["backend"], [RankPlace(**p) for p in data["places"]], data.get("envs", []))
+
+
+def is_this_machine(host: str) -> bool:
+    if host in LOCAL_HOSTS or host == socket.gethostname():
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _looks_like_file(hosts: str) -> bool:
+    return hosts.endswith(".json") or os.sep in hosts
+
+
+def _hostfile_entries(path: Path) -> tuple[list[dict], str, list[str]]:
+    """mlx's hostfile (``mlx.distributed_config`` writes it): a list of hosts, or an object with
+    ``backend``, ``envs`` and ``hosts``; each host has ``ssh``, and ``ips`` / ``rdma``."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError:
+        raise BadInput(f"hosts: {path}: hostfile not found") from None
+    except ValueError as exc:
+        raise BadInput(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    backend, envs = "", []
+    if isinstance(data, dict):
+        backend, envs, data = data.get("backend", ""), data.get("envs", []), data.get("hosts")
+    if not isinstance(data, list) or not data:
+        raise BadInput(f"{path}: expected a list of hosts, or an object with \"hosts\" (mlx's hostfile)")
+    for i, entry in enumerate(data):
+        if not isinstance(entry, dict) or not isinstance(entry.get("ssh"), str):
+            raise BadInput(f"{path}: host {i + 1}: needs \"ssh\", the name to reach it by")
+    return data, backend, envs
+
+
+def world_size_of(config) -> int:
+    """How many ranks ``config`` trains with, without any network: 1 for one process."""
+    per_host = config.ranks if isinstance(config.ranks, int) and config.ranks > 0 else 1
+    if not config.hosts or not isinstance(config.hosts, str):
+        return per_host
+    if _looks_like_file(config.hosts):
+        entries, _, _ = _hostfile_entries(Path(config.hosts).expanduser())
+        return len(entries) * per_host
+    return len([h for h in config.hosts.split(",") if h.strip()]) * per_host
+
+
+def _address(host: str) -> str:
+    if is_this_machine(host):
+        return "127.0.0.1"
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    try:
+        return socket.gethostbyname(host)
+    except OSError:
+        raise BadInput(f"hosts: {host}: no address found for this name (the ring backend "
+                       "needs IP addresses; give the IP, or a hostfile with \"ips\")") from None
+
+
+def layout_of(config) -> Optional[Layout]:
+    """The ranks ``config`` asks for, or None for a one-process run."""
+    if world_size_of(config) == 1:
+        return None
+    per_host = config.ranks or 1
+    backend = config.backend
+    envs: list[str] = []
+    if config.hosts and _looks_like_file(config.hosts):
+        entries, file_backend, envs = _hostfile_entries(Path(config.hosts).expanduser())
+        backend = file_backend or backend
+        hosts = [(e["ssh"], (e.get("ips") or [None])[0], e.get("rdma") or []) for e in entries]
+    elif config.hosts:
+        hosts = [(h.strip(), None, []) for h in config.hosts.split(",") if h.strip()]
+    else:
+        hosts = [("127.0.0.1", "127.0.0.1", [])]
+    if backend == "mpi":
+        raise BadInput("backend: mpi is not supported by tunedeck's launcher (it starts each rank "
+                       "itself to follow and stop it); use ring, or jaccl over Thunderbolt 5")
+    if not is_this_machine(hosts[0][0]):
+        raise BadInput(f"hosts: the first host is rank 0, which holds the run directory, and must "
+                       f"be this machine (got {hosts[0][0]})")
+    places = []
+    for host, ip, rdma in hosts:
+        for _ in range(per_host):
+            places.append(RankPlace(len(places), host, ip or _address(host), list(rdma)))
+    if any(not p.local for p in places) and places[0].ip == "127.0.0.1":
+        raise BadInput(f"hosts: {places[0].host}: other hosts cannot reach rank 0 at 127.0.0.1; "
+                       "name this machine by the IP the others reach it at")
+    return Layout(backend, places, list(envs))
+
+
+def save_layout(run_path: Path, layout: Layout) -> None:
+    from .rundir import write_atomic
+
+    write_atomic(Path(run_path) / LAYOUT_FILE, json.dumps(layout.to_json(), indent=1) + "\n")
+
+
+def load_layout(run_path: Path) -> Optional[Layout]:
+    try:
+        return Layout.from_json(json.loads((Path(run_path) / LAYOUT_FILE).read_text()))
+    except FileNotFoundError:
+        return None
+
+
+# ----------------------------------------------------------------------------- checks before start
+
+
+def check_batch(config) -> Optional[str]:
+    """The config problem of a batch the ranks cannot share evenly, or None."""
+    try:
+        world = world_size_of(config)
+    except BadInput as exc:
+        return str(exc)
+    if world > 1 and isinstance(config.batch_size, int) and config.batch_size % world:
+        return (f"batch_size: {config.batch_size} does not divide by the {world} ranks "
+                f"(each rank takes batch_size / ranks samples); use a multiple of {world}")
+    return None
+
+
+_PROBE = """
+import json, os, sys
+from importlib import metadata
+def version(name):
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+print(json.dumps({"versions": {n: version(n) for n in ("tunedeck", "mlx", "mlx-lm")},
+                  "missing": [p for p in sys.argv[1:] if not os.path.exists(p)]}))
+"""
+
+
+def local_versions() -> dict:
+    from importlib import metadata
+
+    found = {}
+    for name in ("tunedeck", "mlx", "mlx-lm"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def check_hosts(layout: Layout, paths: list[str], python: str = sys.executable,
+                timeout: float = 20.0) -> None:
+    """Every remote host answers over ssh, runs the same tunedeck, mlx and mlx-lm as this
+    machine, and has the model and data at the same paths; else one line naming the host."""
+    import shlex
+
+    if not layout.remote_hosts:
+        return
+    mine = local_versions()
+    for host in layout.remote_hosts:
+        command = shlex.join([python, "-c", _PROBE, *paths])
+        try:
+            done = subprocess.run(["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", host,
+                                   command], capture_output=True, text=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise BadInput(f"hosts: {host}: no answer over ssh within {timeout:.0f} s") from None
+        said = (done.stderr.strip().splitlines() or [""])[-1]
+        if done.returncode == 255:
+            raise BadInput(f"hosts: {host}: not reachable by ssh ({said or 'ssh failed'}); "
+                           "set up key-based ssh from this machine to every host")
+        try:
+            answer = json.loads(done.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            raise BadInput(f"hosts: {host}: {python} does not run there ({said or 'no answer'}); "
+                           "install tunedeck at the same path on every host") from None
+        for name, version in mine.items():
+            theirs = answer["versions"].get(name)
+            if theirs != version:
+                raise BadInput(f"hosts: {host}: {name} {theirs or 'is not installed'}, but this "
+                               f"machine has {version}; install the same versions on every host")
+        if answer["missing"]:
+            raise BadInput(f"hosts: {host}: {answer['missing'][0]}: not found there (the model "
+                           "and data must be at the same paths on every host)")
+
+
+def recorded_world_size(status: dict) -> int:
+    return int(status.get("world_size") or 1)
+
+
+def check_resume_world(run, layout: Optional[Layout]) -> None:
+    """A checkpoint resumes exactly only with the world size it was trained with: mlx-lm splits
+    each batch among the ranks and averages their gradients, so another split is another sum."""
+    before = recorded_world_size(run.read_status())
+    now = layout.world_size if layout else 1
+    if before != now:
+        raise BadInput(f"{run.path}: trained with {before} rank{'s' * (before > 1)}, resuming with "
+                       f"{now}: an exact resume needs the same world size (set ranks/hosts back)")
+
+
+# ----------------------------------------------------------------------------- in a rank
+
+
+class Heartbeat:
+    """A rank's "still going" to its supervisor, after every step and validation batch."""
+
+    def __init__(self) -> None:
+        fd = os.environ.get(HEARTBEAT_FD_ENV)
+        self.fd = int(fd) if fd else None
+        self.on_stdout = bool(os.environ.get(HEARTBEAT_STDOUT_ENV))
+
+    def beat(self, iteration: int) -> None:
+        try:
+            if self.fd is not None:
+                os.write(self.fd, f"{iteration}\n".encode())
+            elif self.on_stdout:
+                sys.stdout.write(f"{BEAT_MARK}{iteration}\n")
+                sys.stdout.flush()
+        except BrokenPipeError:
+            # The supervisor is gone (killed): nobody would record this run's end, and the other
+            # ranks are ending the same way. A rank never outlives its supervisor.
+            os._exit(3)
+        except BlockingIOError:
+            pass  # the supervisor is behind reading; a beat more or less changes nothing
+
+
+# ----------------------------------------------------------------------------- the supervisor
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rank_environment(layout: Layout, files: dict) -> list[tuple[str, str]]:
+    """The variables every rank gets, as mlx.launch sets them for its backend; ``files`` maps a
+    variable to the content of the file it names (written per host)."""
+    env = [tuple(e.split("=", 1)) for e in layout.envs if "=" in e]
+    if layout.backend == "ring":
+        all_local = all(p.local for p in layout.places)
+        ring = [[f"{p.ip}:{_free_port() if all_local else RING_FIRST_PORT + p.rank}"]
+                for p in layout.places]
+        files["MLX_HOSTFILE"] = json.dumps(ring)
+    elif layout.backend == "jaccl":
+        env.append(("MLX_JACCL_COORDINATOR", f"{layout.places[0].ip}:{RING_FIRST_PORT}"))
+        files["MLX_IBV_DEVICES"] = json.dumps([p.rdma for p in layout.places])
+    return env
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel ends a rank whose supervisor was killed (macOS: the heartbeat does)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class RankProcess:
+    def __init__(self, place: RankPlace, proc: subprocess.Popen, log: Path,
+                 beats: Optional[int], output=None):
+        self.place, self.proc, self.log = place, proc, log
+        self.beats_fd = beats          # the read end of a local rank's heartbeat pipe
+        self.output = output           # a remote rank's ssh output, pumped into its log
+        self.buffer = b""
+        self.last_iteration: Optional[int] = None
+        self.last_beat: Optional[float] = None
+        self.returncode: Optional[int] = None
+
+    @property
+    def rank(self) -> int:
+        return self.place.rank
+
+
+def start_ranks(run_path: Path, layout: Layout, runner_args: list[str], env: dict) -> list[RankProcess]:
+    import shlex
+
+    files: dict = {}
+    extra = rank_environment(layout, files)
+    tmp = Path(tempfile.mkdtemp(prefix="tunedeck-ranks-"))
+    local_files = {}
+    for name, content in files.items():
+        (tmp / name).write_text(content)
+        local_files[name] = str(tmp / name)
+    ranks = []
+    for place in layout.places:
+        command = [sys.executable, "-m", "tunedeck.core.runner", str(run_path),
+                   "--rank", str(place.rank), *runner_args]
+        log_path = rank_log(run_path, place.rank)
+        if place.local:
+            read, write = os.pipe()
+            os.set_blocking(read, False)
+            os.set_blocking(write, False)
+            rank_env = dict(env, **dict(extra), **local_files, MLX_RANK=str(place.rank),
+                            **{HEARTBEAT_FD_ENV: str(write)})
+            with open(log_path, "ab") as log:
+                proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
+                                        stderr=subprocess.STDOUT, env=rank_env, cwd=str(run_path),
+                                        pass_fds=(write,), preexec_fn=_die_with_parent)
+            os.close(write)
+            ranks.append(RankProcess(place, proc, log_path, read))
+            continue
+        # Another Mac: the same command over ssh, with its files written there first. Its output
+        # comes back over ssh into train.rank<N>.log here; when ssh ends (the run failed or
+        # stopped), the rank's next write fails and it exits.
+        script = f"mkdir -p {shlex.quote(str(run_path))} && cd {shlex.quote(str(run_path))} && "
+        for name, value in [*extra, ("MLX_RANK", str(place.rank)), (HEARTBEAT_STDOUT_ENV, "1"),
+                            ("PYTHONUNBUFFERED", "1"), ("HF_HUB_OFFLINE", "1")]:
+            script += f"export {name}={shlex.quote(value)}; "
+        for name, content in files.items():
+            script += f"f=$(mktemp); printf %s {shlex.quote(content)} > \"$f\"; export {name}=\"$f\"; "
+        script += "exec " + shlex.join(command)
+        proc = subprocess.Popen(["ssh", "-o", "BatchMode=yes", place.host, script],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        os.set_blocking(proc.stdout.fileno(), False)
+        ranks.append(RankProcess(place, proc, log_path, None, output=proc.stdout))
+    return ranks
+
+
+class Watchdog:
+    """When is a silent rank a stuck one? Long after the slowest beat interval seen so far.
+
+    Beats come after every step and validation batch; a checkpoint save or the first steps
+    (compilation) make longer gaps, which the largest observed interval covers. Before the first
+    beat the model is still loading: that gets the longer start-up allowance.
+    """
+
+    def __init__(self, floor_s: float, startup_s: float):
+        self.floor_s, self.startup_s = floor_s, startup_s
+        self.intervals: list[float] = []
+
+    def observe_interval(self, seconds: float) -> None:
+        self.intervals.append(seconds)
+        del self.intervals[:-200]
+
+    def allowance(self) -> float:
+        if not self.intervals:
+            return self.startup_s
+        return max(self.floor_s, 20 * statistics.median(self.intervals), 3 * max(self.intervals))
+
+
+def silence_floor() -> float:
+    """Seconds of silence always allowed; TUNEDECK_RANK_SILENCE_S sets it (tests, slow links)."""
+    return float(os.environ.get("TUNEDECK_RANK_SILENCE_S") or 300)
+
+
+class RankSupervisor:
+    """Waits for every rank; the first that fails (or goes silent) fails the run and ends the rest."""
+
+    def __init__(self, run, layout: Layout, runner_args: list[str], env: dict):
+        self.run, self.layout = run, layout
+        self.runner_args, self.env = runner_args, env
+        self.ranks: list[RankProcess] = []
+        floor = silence_floor()
+        self.watchdog = Watchdog(floor, max(floor, 900.0))
+        self.started = time.monotonic()
+
+    def forward(self, signum: int) -> None:
+        # Local ranks only: a rank that stops tells the others at its next step (the ranks agree
+        # on a stop in a collective), so remote ranks stop with them.
+        for r in self.ranks:
+            if r.place.local and r.returncode is None:
+                try:
+                    r.proc.send_signal(signum)
+                except ProcessLookupError:
+                    pass
+
+    def run_all(self) -> int:
+        wake_read, wake_write = os.pipe()
+        os.set_blocking(wake_read, False)
+        os.set_blocking(wake_write, False)
+        signal.set_wakeup_fd(wake_write)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the select below
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, lambda signum, frame: self.forward(signum))
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        self.ranks = start_ranks(self.run.path, self.layout, self.runner_args, self.env)
+        self.run.update_status(world_size=self.layout.world_size, backend=self.layout.backend,
+                               rank_pids=[r.proc.pid for r in self.ranks],
+                               rank_hosts=[r.place.host for r in self.ranks])
+        try:
+            return self._watch(wake_read)
+        finally:
+            self._end_all()
+            signal.set_wakeup_fd(-1)
+
+    def _watch(self, wake_read: int) -> int:
+        while True:
+            sources = [wake_read] + [r.beats_fd for r in self.ranks if r.beats_fd is not None] + \
+                      [r.output for r in self.ranks if r.output is not None and not r.output.closed]
+            readable, _, _ = select.select(sources, [], [], 1.0)
+            if wake_read in readable:
+                try:
+                    os.read(wake_read, 4096)
+                except BlockingIOError:
+                    pass
+            self._read_beats()
+            failed = self._reap()
+            if failed is not None:
+                self._end_all()
+                self._record(failed, self._exit_message(failed))
+                return 1
+            if all(r.returncode is not None for r in self.ranks):
+                return 0
+            silent = self._silent()
+            if silent is not None:
+                rank, message = silent
+                self._end_all()
+                self._record(rank, message)
+                return 1
+
+    def _read_beats(self) -> None:
+        now = time.monotonic()
+        for r in self.ranks:
+            data = b""
+            try:
+                if r.beats_fd is not None:
+                    data = os.read(r.beats_fd, 65536)
+                elif r.output is not None and not r.output.closed:
+                    data = r.output.read() or b""
+            except (BlockingIOError, TypeError):
+                continue
+            except OSError:
+                continue
+            if r.output is not None and data:
+                data = self._pump_remote(r, data)
+            for line in data.decode(errors="replace").split():
+                if line.isdigit():
+                    if r.last_beat is not None and r.rank == 0:
+                        self.watchdog.observe_interval(now - r.last_beat)
+                    r.last_iteration, r.last_beat = int(line), now
+
+    @staticmethod
+    def _pump_remote(r: RankProcess, data: bytes) -> bytes:
+        """A remote rank's output: its heartbeat lines out, the rest into its log."""
+        r.buffer += data
+        *lines, r.buffer = r.buffer.split(b"\n")
+        mark = BEAT_MARK.encode()
+        beats, text = [], []
+        for line in lines:
+            (beats if line.startswith(mark) else text).append(line)
+        if text:
+            with open(r.log, "ab") as log:
+                log.write(b"\n".join(text) + b"\n")
+        return b"\n".join(line[len(mark):] for line in beats)
+
+    def _reap(self) -> Optional[RankProcess]:
+        """The rank that failed first, if any: when two are found ended together, the one that
+        died by a signal or of its own error, not the one that lost its peer because of it."""
+        ended = []
+        for r in self.ranks:
+            if r.returncode is None and r.proc.poll() is not None:
+                r.returncode = r.proc.returncode
+                ended.append(r)
+        failed = [r for r in ended if r.returncode != 0]
+        if not failed:
+            return None
+        return sorted(failed, key=lambda r: (r.returncode >= 0, lost_peer(last_lines(r.log)),
+                                             r.rank))[0]
+
+    def _silent(self) -> Optional[tuple[RankProcess, str]]:
+        now = time.monotonic()
+        allowance = self.watchdog.allowance()
+        waiting = [r for r in self.ranks if r.returncode is None]
+        quiet = [r for r in waiting if now - (r.last_beat or self.started) > allowance]
+        if not quiet:
+            return None
+        # Ranks step together, so a stuck rank silences the others too: the one furthest
+        # behind, or the one the kernel shows stopped, is the one to name.
+        culprit = sorted(quiet, key=lambda r: (not _stopped(r.proc.pid) if r.place.local else True,
+                                               r.last_iteration or 0,
+                                               r.last_beat or 0.0))[0]
+        after = (f"after iteration {culprit.last_iteration}" if culprit.last_iteration is not None
+                 else "since it started")
+        return culprit, (f"rank {culprit.rank} ({culprit.place.host}) stopped reporting: nothing "
+                         f"for {now - (culprit.last_beat or self.started):.0f} s {after} (allowed "
+                         f"{allowance:.0f} s from the steps so far)")
+
+    def _exit_message(self, r: RankProcess) -> str:
+        from .crash import explain_exit
+
+        tail = last_lines(r.log)
+        failure = explain_exit(r.returncode, tail)
+        cause = failure.cause if failure else f"exited with code {r.returncode}"
+        line = last_error_line(tail)
+        said = f"; its log ends: {line}" if line and line not in cause else ""
+        return f"rank {r.rank} ({r.place.host}) {cause}{said} (see {r.log.name})"
+
+    def _record(self, r: RankProcess, message: str) -> None:
+        """The run's end, named by the rank that caused it (rank 0 may have recorded a lost
+        peer meanwhile: the cause replaces it)."""
+        from . import events as ev
+        from .crash import RESUME
+
+        advice = f"{RESUME} once rank {r.rank} is fixed".replace("RUN", str(self.run.path))
+        print(f"[tunedeck] error: {message}", flush=True)
+        status = self.run.read_status()
+        if r.rank == 0 and status.get("state") == "failed" and status.get("error"):
+            return  # rank 0 recorded its own failure, with its cause
+        writer = ev.EventWriter(self.run.metrics_jsonl)
+        try:
+            writer.append(ev.Error(message=message, advice=advice))
+            writer.append(ev.End(state="failed"))
+        finally:
+            writer.close()
+        self.run.update_status(state="failed", error=f"{message} — {advice}", ended_at=time.time(),
+                               exit_code=r.returncode, failed_rank=r.rank)
+
+    def _end_all(self) -> None:
+        """No rank outlives the run: the rest are killed (their work since the last checkpoint
+        is lost either way: the ranks step together)."""
+        for r in self.ranks:
+            if r.returncode is None:
+                try:
+                    r.proc.kill()
+                except ProcessLookupError:
+                    pass
+        for r in self.ranks:
+            if r.returncode is None:
+                r.proc.wait()
+                r.returncode = r.proc.returncode
+            if r.beats_fd is not None:
+                os.close(r.beats_fd)
+                r.beats_fd = None
+            if r.output is not None and not r.output.closed:
+                rest = r.output.read() if not r.output.closed else b""
+                if rest:
+                    self._pump_remote(r, rest + b"\n")
+                r.output.close()
+
+
+def _stopped(pid: int) -> bool:
+    """Is the process stopped (SIGSTOP) or in uninterruptible sleep? Linux's /proc only."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return fields[0] in ("T", "t", "D")
+
+
+def last_lines(path: Path, size: int = 8192) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def last_error_line(tail: str) -> str:
+    """The line that says what went wrong: the last exception or error line, else the last line."""
+    from .logparse import strip_ansi
+
+    lines = [strip_ansi(line).strip() for line in tail.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith(BEAT_MARK.strip())]
+    for line in reversed(lines):
+        if "Error" in line or "error" in line or "Exception" in line:
+            return line[:200]
+    return lines[-1][:200] if lines else ""
+
+
+def lost_peer(tail: str) -> bool:
+    """Did this rank fail only because another one went away?"""
+    return "connection to a peer was lost" in tail or "closed by the peer" in tail
