@@ -391,37 +391,26 @@ def _model_config(meta: dict, weights: dict) -> dict:
 
 
 def _write_tokenizer(meta: dict, out: Path) -> None:
-    """Rebuild the byte-level BPE tokenizer (tokenizer.json) and its Hugging Face settings.
-
-    ``tokenizer.ggml.pre == "smollm"`` is llama.cpp's name for the StarCoder-style split: every
-    digit on its own, then the GPT-2 byte-level regex.
-    """
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+    """Rebuild the byte-level BPE tokenizer (tokenizer.json) the way the GGUF export reads one back,
+    and its Hugging Face settings."""
+    from .errors import BadInput
+    from .export.gguf_file import tokenizer_from_gguf
 
     if meta.get("tokenizer.ggml.model") != "gpt2":
         raise WorkFailed(f"unexpected GGUF tokenizer {meta.get('tokenizer.ggml.model')!r} "
                          "(expected a byte-level BPE)")
+    try:
+        tokenizer = tokenizer_from_gguf(meta)
+    except BadInput as exc:
+        raise WorkFailed(f"the demo GGUF's tokenizer: {exc}") from None
+    tokenizer.save(str(out / "tokenizer.json"))
     tokens = meta["tokenizer.ggml.tokens"]
     token_types = meta.get("tokenizer.ggml.token_type") or [1] * len(tokens)
-    merges = [tuple(merge.split(" ", 1)) for merge in meta["tokenizer.ggml.merges"]]
+    specials = [text for text, kind in zip(tokens, token_types) if kind == _GGUF_TOKEN_TYPE_CONTROL]
 
     def token(key: str) -> Optional[str]:
         index = meta.get(f"tokenizer.ggml.{key}_token_id")
         return tokens[index] if index is not None else None
-
-    bpe = models.BPE(vocab={text: i for i, text in enumerate(tokens)}, merges=merges,
-                     unk_token=token("unknown"), fuse_unk=False, byte_fallback=False)
-    tokenizer = Tokenizer(bpe)
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-    ])
-    tokenizer.decoder = decoders.ByteLevel()
-    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
-    specials = [text for text, kind in zip(tokens, token_types) if kind == _GGUF_TOKEN_TYPE_CONTROL]
-    tokenizer.add_special_tokens([AddedToken(text, special=True, normalized=False)
-                                  for text in specials])
-    tokenizer.save(str(out / "tokenizer.json"))
 
     bos, eos, pad, unk = token("bos"), token("eos"), token("padding"), token("unknown")
     tokenizer_config = {

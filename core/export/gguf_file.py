@@ -1,9 +1,10 @@
 """GGUF files the way llama.cpp reads them, written with the ``gguf`` package's GGUFWriter.
 
-The vocabulary is written as llama.cpp expects a byte-level BPE one: ``tokenizer.ggml.model =
-gpt2`` with the merges and the name of the pre-tokenizer (llama.cpp splits text with its own
-regex for that name), token types as an INT32 array, the special token ids, the add-bos/add-eos
-flags and the chat template. Tensor names come from gguf's own tensor map. Q and K rows are
+A byte-level BPE vocabulary (Llama 3, Qwen, SmolLM) is written as ``tokenizer.ggml.model = gpt2``
+with the merges and the name of the pre-tokenizer (llama.cpp splits text with its own regex for
+that name); a SentencePiece one (Llama 2, Mistral: a ``tokenizer.model``) as ``llama`` with the
+pieces, scores and piece types (see ``spm``). Both with token types as an INT32 array, the special
+token ids, the add-bos/add-eos flags and the chat template. Tensor names come from gguf's own tensor map. Q and K rows are
 stored in llama.cpp's interleaved rotary order; a model whose config says ``rope_traditional``
 (one converted from a GGUF, like the demo) already has them in that order.
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Mapping, Optional
 
 from ..errors import BadInput
 
@@ -52,8 +53,8 @@ def _pre_tokenizers() -> dict:
 
 def _unsupported(what: str) -> BadInput:
     return BadInput(f"{what}; GGUF export supports {', '.join(sorted(ARCHITECTURES))} models "
-                    f"with a byte-level BPE tokenizer ({', '.join(_pre_tokenizers())} pre-tokenizers). "
-                    "--to mlx works for every model")
+                    f"with a byte-level BPE tokenizer ({', '.join(_pre_tokenizers())} pre-tokenizers) "
+                    "or a SentencePiece BPE one (tokenizer.model). --to mlx works for every model")
 
 
 def _comparable(pre: Optional[dict]):
@@ -77,8 +78,12 @@ def pre_tokenizer_name(tokenizer_json: dict) -> Optional[str]:
     return None
 
 
-def check_gguf_support(model_dir: Path) -> str:
-    """Refuse, before any work, a model this writer cannot make a correct GGUF of."""
+def check_gguf_support(model_dir: Path) -> tuple[str, str]:
+    """Refuse, before any work, a model this writer cannot make a correct GGUF of. Returns
+    llama.cpp's tokenizer model and pre-tokenizer names for it: ``gpt2`` and the split, or
+    ``llama`` and ``default`` for SentencePiece."""
+    from .spm import check_sentencepiece, sentencepiece_model
+
     config = json.loads((Path(model_dir) / "config.json").read_text())
     model_type = config.get("model_type")
     if model_type not in ARCHITECTURES:
@@ -88,18 +93,23 @@ def check_gguf_support(model_dir: Path) -> str:
         raise _unsupported(f"{model_dir}: rope scaling {scaling.get('rope_type', scaling.get('type'))!r} "
                            "is not written to GGUF yet")
     path = Path(model_dir) / "tokenizer.json"
-    if not path.exists():
-        raise _unsupported(f"{model_dir}: no tokenizer.json")
-    tokenizer_json = json.loads(path.read_text())
+    tokenizer_json = json.loads(path.read_text()) if path.exists() else {}
     model = tokenizer_json.get("model", {})
-    if model.get("type") != "BPE" or model.get("byte_fallback"):
-        raise _unsupported(f"{path}: not a byte-level BPE tokenizer")
-    name = pre_tokenizer_name(tokenizer_json)
-    if name is None:
-        raise _unsupported(f"{path}: a pre-tokenizer llama.cpp would split differently")
-    if _comparable(tokenizer_json.get("normalizer")) != _comparable(_normalizer_json(name)):
-        raise _unsupported(f"{path}: a normalizer llama.cpp would not apply")
-    return name
+    if model.get("type") == "BPE" and not model.get("byte_fallback"):
+        name = pre_tokenizer_name(tokenizer_json)
+        if name is None:
+            raise _unsupported(f"{path}: a pre-tokenizer llama.cpp would split differently")
+        if _comparable(tokenizer_json.get("normalizer")) != _comparable(_normalizer_json(name)):
+            raise _unsupported(f"{path}: a normalizer llama.cpp would not apply")
+        return "gpt2", name
+    proto = sentencepiece_model(model_dir)
+    if proto is not None:
+        check_sentencepiece(Path(model_dir) / "tokenizer.model", proto)
+        return "llama", "default"
+    if tokenizer_json:
+        raise _unsupported(f"{path}: not a byte-level BPE tokenizer, and no SentencePiece tokenizer.model "
+                           "(llama.cpp needs its scores)")
+    raise _unsupported(f"{model_dir}: no tokenizer.json or tokenizer.model")
 
 
 def _normalizer(pre: str):
@@ -226,7 +236,7 @@ def write_gguf(path: Path, fused, name: str, gguf_type: str = "f16") -> None:
     from mlx.utils import tree_flatten
 
     config = fused.config
-    pre = check_gguf_support(fused.base_dir)
+    tokenizer_model, pre = check_gguf_support(fused.base_dir)
     writer = gguf.GGUFWriter(str(path), gguf.MODEL_ARCH_NAMES[_arch(config)])
     n_head, n_kv = _heads(config)
     hidden = config["hidden_size"]
@@ -252,13 +262,21 @@ def write_gguf(path: Path, fused, name: str, gguf_type: str = "f16") -> None:
 
     weights = dict(tree_flatten(fused.model.parameters()))
     n_vocab = weights["model.embed_tokens.weight"].shape[0]
-    tokens, types, merges = _vocabulary(fused.base_dir, n_vocab)
+    if tokenizer_model == "llama":
+        from .spm import sentencepiece_model, sentencepiece_vocabulary
+
+        vocabulary = sentencepiece_vocabulary(sentencepiece_model(fused.base_dir), fused.tokenizer, n_vocab)
+        tokens, types = vocabulary.tokens, vocabulary.types
+        writer.add_token_scores(vocabulary.scores)
+        writer.add_add_space_prefix(vocabulary.add_space_prefix)
+    else:
+        tokens, types, merges = _vocabulary(fused.base_dir, n_vocab)
+        writer.add_token_merges(merges)
     writer.add_vocab_size(len(tokens))
-    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_model(tokenizer_model)
     writer.add_tokenizer_pre(pre)
     writer.add_token_list(tokens)
     writer.add_token_types(types)
-    writer.add_token_merges(merges)
     hf = fused.tokenizer._tokenizer
     for token_id, add in ((hf.bos_token_id, writer.add_bos_token_id), (hf.eos_token_id, writer.add_eos_token_id),
                           (hf.unk_token_id, writer.add_unk_token_id), (hf.pad_token_id, writer.add_pad_token_id)):
@@ -285,31 +303,54 @@ def _field(reader, key: str):
     return None if field is None else field.contents()
 
 
-def tokenizer_from_gguf(reader):
-    """A ``tokenizers`` tokenizer made only from what the GGUF file says."""
-    import gguf
-    from tokenizers import AddedToken, Tokenizer, decoders, models
+def _tokenizer_fields(reader) -> dict:
+    return {name: field.contents() for name, field in reader.fields.items() if name.startswith("tokenizer.")}
 
-    tokens = _field(reader, gguf.Keys.Tokenizer.LIST)
-    types = _field(reader, gguf.Keys.Tokenizer.TOKEN_TYPE)
-    merges = [tuple(m.split(" ", 1)) for m in _field(reader, gguf.Keys.Tokenizer.MERGES) or []]
-    pre = _field(reader, gguf.Keys.Tokenizer.PRE)
+
+def tokenizer_from_gguf(fields: Mapping[str, Any]):
+    """A ``tokenizers`` tokenizer made only from a GGUF file's byte-level BPE vocabulary. ``fields``
+    maps GGUF keys to their values: a GGUFReader's, or the metadata ``mx.load`` reads."""
+    import gguf
+    from tokenizers import AddedToken, Tokenizer, decoders, models, processors
+
+    keys = gguf.Keys.Tokenizer
+    tokens = fields[keys.LIST]
+    types = fields.get(keys.TOKEN_TYPE) or [int(gguf.TokenType.NORMAL)] * len(tokens)
+    merges = [tuple(m.split(" ", 1)) for m in fields.get(keys.MERGES) or []]
+    pre = fields.get(keys.PRE)
     build = _pre_tokenizers().get(pre)
-    if _field(reader, gguf.Keys.Tokenizer.MODEL) != "gpt2" or build is None:
-        raise BadInput(f"GGUF vocabulary {pre!r} cannot be read back here")
-    special = {int(gguf.TokenType.CONTROL), int(gguf.TokenType.USER_DEFINED)}
-    vocab = {t: i for i, t in enumerate(tokens)}
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    if fields.get(keys.MODEL) != "gpt2" or build is None:
+        raise BadInput(f"GGUF vocabulary {fields.get(keys.MODEL)!r} with pre-tokenizer {pre!r} cannot be "
+                       "read back here")
+    unknown = fields.get(keys.UNK_ID)
+    tokenizer = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges,
+                                     unk_token=None if unknown is None else tokens[unknown],
+                                     fuse_unk=False, byte_fallback=False))
     tokenizer.pre_tokenizer = build()
     if _normalizer(pre) is not None:
         tokenizer.normalizer = _normalizer(pre)
     tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
     # Marked as added tokens so the split never cuts through them; the ids are the vocabulary's.
-    for i, t in enumerate(tokens):
-        if types[i] in special:
-            tokenizer.add_special_tokens([AddedToken(t, special=types[i] == int(gguf.TokenType.CONTROL),
-                                                     normalized=False)])
+    control, user = int(gguf.TokenType.CONTROL), int(gguf.TokenType.USER_DEFINED)
+    tokenizer.add_special_tokens([AddedToken(t, special=types[i] == control, normalized=False)
+                                  for i, t in enumerate(tokens) if types[i] in (control, user)])
     return tokenizer
+
+
+def _file_encoder(fields: Mapping[str, Any]) -> Callable[[str], list[int]]:
+    """Text to ids by the GGUF file's own vocabulary, as llama.cpp will read it."""
+    import gguf
+
+    keys = gguf.Keys.Tokenizer
+    if fields.get(keys.MODEL) == "llama":
+        from .spm import LlamaCppSentencePiece
+
+        # llama.cpp's default for a SentencePiece vocabulary is the prefix on.
+        return LlamaCppSentencePiece(fields[keys.LIST], fields[keys.SCORES], fields[keys.TOKEN_TYPE],
+                                     bool(fields.get(keys.ADD_PREFIX, True)), fields.get(keys.UNK_ID)).encode
+    tokenizer = tokenizer_from_gguf(fields)
+    return lambda text: tokenizer.encode(text, add_special_tokens=False).ids
 
 
 SAMPLE_TEXTS = ("Hello, world! It's 2024: 3.14159 apples cost $12.50.",
@@ -361,18 +402,30 @@ def check_gguf_file(path: Path, fused, prompts: list[list[dict]]) -> dict:
                f"mismatched {mismatched[:3]}, missing {missing[:3]}, unexpected {extra[:3]}"}
 
     tokenizer = fused.tokenizer
-    from_file = tokenizer_from_gguf(reader)
+    fields = _tokenizer_fields(reader)
+    encode = _file_encoder(fields)
+    hf = tokenizer._tokenizer
+    chat = bool(getattr(tokenizer, "chat_template", None))
     texts = list(SAMPLE_TEXTS)
-    if getattr(tokenizer, "chat_template", None):
+    bare_note = None
+    if fields.get(gguf.Keys.Tokenizer.MODEL) == "llama" and chat:
+        # SentencePiece: compared where llama.cpp meets text, inside chat turns (see spm). Whether
+        # a text outside any turn splits alike at its start is told, not required.
+        bare = [t for t in texts if encode(t) != hf.encode(t, add_special_tokens=False)]
+        if bare:
+            bare_note = (f"outside a chat turn {len(bare)} of {len(texts)} texts split differently at "
+                         "their start: llama.cpp has one switch for a leading '\u2581', set the way this "
+                         "tokenizer treats text after a special token, and it treats the start of a text "
+                         "otherwise")
+        texts = [tokenizer.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True,
+                                               tokenize=False) for t in texts]
+    if chat:
         texts += [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False)
                   for p in prompts]
-    hf = tokenizer._tokenizer
-    different = [t for t in texts
-                 if from_file.encode(t, add_special_tokens=False).ids != hf.encode(t, add_special_tokens=False)]
-    ids_equal = all(value is None or _field(reader, key) == value for key, value in (
+    different = [t for t in texts if encode(t) != hf.encode(t, add_special_tokens=False)]
+    ids_equal = all(value is None or fields.get(key) == value for key, value in (
         (gguf.Keys.Tokenizer.BOS_ID, hf.bos_token_id), (gguf.Keys.Tokenizer.EOS_ID, hf.eos_token_id)))
-    template_equal = (_field(reader, gguf.Keys.Tokenizer.CHAT_TEMPLATE)
-                      == getattr(tokenizer, "chat_template", None))
+    template_equal = fields.get(gguf.Keys.Tokenizer.CHAT_TEMPLATE) == getattr(tokenizer, "chat_template", None)
     equal = not different and ids_equal and template_equal
     vocabulary = {"equal": equal, "texts": len(texts),
                   "summary": (f"{len(texts)} texts encode to the same ids; special ids and chat "
@@ -380,6 +433,8 @@ def check_gguf_file(path: Path, fused, prompts: list[list[dict]]) -> dict:
                               f"{len(different)} of {len(texts)} texts encode differently"
                               f"{'' if ids_equal else ', special token ids differ'}"
                               f"{'' if template_equal else ', chat template differs'}")}
+    if bare_note:
+        vocabulary["note"] = bare_note
     if different:
         vocabulary["first_different_text"] = different[0]
     return {"tensors": tensors, "vocabulary": vocabulary}
