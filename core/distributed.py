@@ -178,7 +178,9 @@ def layout_of(config) -> Optional[Layout]:
     for host, ip, rdma in hosts:
         for _ in range(per_host):
             places.append(RankPlace(len(places), host, ip or _address(host), list(rdma)))
-    if any(not p.local for p in places) and places[0].ip == "127.0.0.1":
+    # A hostfile gives the addresses itself; a list of hosts gets them looked up here.
+    named_here = hosts[0][1] is None or not (config.hosts and _looks_like_file(config.hosts))
+    if any(not p.local for p in places) and places[0].ip == "127.0.0.1" and named_here:
         raise BadInput(f"hosts: {places[0].host}: other hosts cannot reach rank 0 at 127.0.0.1; "
                        "name this machine by the IP the others reach it at")
     return Layout(backend, places, list(envs))
@@ -327,8 +329,10 @@ def rank_environment(layout: Layout, files: dict) -> list[tuple[str, str]]:
     variable to the content of the file it names (written per host)."""
     env = [tuple(e.split("=", 1)) for e in layout.envs if "=" in e]
     if layout.backend == "ring":
-        all_local = all(p.local for p in layout.places)
-        ring = [[f"{p.ip}:{_free_port() if all_local else RING_FIRST_PORT + p.rank}"]
+        # Ports free here are free for every rank when all of them are here; other hosts get
+        # mlx.launch's fixed ones.
+        here = all(ipaddress.ip_address(p.ip).is_loopback for p in layout.places)
+        ring = [[f"{p.ip}:{_free_port() if here else RING_FIRST_PORT + p.rank}"]
                 for p in layout.places]
         files["MLX_HOSTFILE"] = json.dumps(ring)
     elif layout.backend == "jaccl":
@@ -391,10 +395,12 @@ def start_ranks(run_path: Path, layout: Layout, runner_args: list[str], env: dic
             os.close(write)
             ranks.append(RankProcess(place, proc, log_path, read))
             continue
-        # Another Mac: the same command over ssh, with its files written there first. Its output
-        # comes back over ssh into train.rank<N>.log here; when ssh ends (the run failed or
-        # stopped), the rank's next write fails and it exits.
-        script = f"mkdir -p {shlex.quote(str(run_path))} && cd {shlex.quote(str(run_path))} && "
+        # Another Mac: the same command over ssh, in a copy of the run directory at the same
+        # path there (the run's config, and the checkpoint it resumes from). Its output comes
+        # back over ssh into train.rank<N>.log here; when ssh ends (the run failed or stopped),
+        # the rank's next write fails and it exits.
+        copy_run_files(place.host, Path(run_path), runner_args)
+        script = f"cd {shlex.quote(str(run_path))} && "
         for name, value in [*extra, ("MLX_RANK", str(place.rank)), (HEARTBEAT_STDOUT_ENV, "1"),
                             ("PYTHONUNBUFFERED", "1"), ("HF_HUB_OFFLINE", "1")]:
             script += f"export {name}={shlex.quote(value)}; "
@@ -407,6 +413,34 @@ def start_ranks(run_path: Path, layout: Layout, runner_args: list[str], env: dic
         os.set_blocking(proc.stdout.fileno(), False)
         ranks.append(RankProcess(place, proc, log_path, None, output=proc.stdout))
     return ranks
+
+
+def copy_run_files(host: str, run_path: Path, runner_args: list[str]) -> None:
+    """What a remote rank reads of the run: its config and layout, and, when resuming, the
+    checkpoint's weights, optimizer state and resume state (rank 0 wrote them here)."""
+    import shlex
+
+    from .errors import WorkFailed
+    from .resume_state import adapter_file, optimizer_file, state_file
+
+    files = [run_path / name for name in ("run.toml", "mlx_lm.yaml", LAYOUT_FILE, "status.json")]
+    checkpoint = []
+    if "--resume-from" in runner_args:
+        iteration = int(runner_args[runner_args.index("--resume-from") + 1])
+        adapters = run_path / "adapters"
+        checkpoint = [f(adapters, iteration) for f in (adapter_file, optimizer_file, state_file)]
+    made = subprocess.run(["ssh", "-o", "BatchMode=yes", host,
+                           f"mkdir -p {shlex.quote(str(run_path / 'adapters'))}"],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    for group, target in ((files, run_path), (checkpoint, run_path / "adapters")):
+        if made.returncode != 0 or not group:
+            break
+        made = subprocess.run(["scp", "-q", "-o", "BatchMode=yes", *map(str, group),
+                               f"{host}:{shlex.quote(str(target))}/"],
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if made.returncode != 0:
+        said = (made.stderr.strip().splitlines() or ["no message"])[-1]
+        raise WorkFailed(f"{host}: could not copy the run's files to {run_path} there: {said}")
 
 
 class Watchdog:
@@ -466,7 +500,11 @@ class RankSupervisor:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(sig, lambda signum, frame: self.forward(signum))
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        self.ranks = start_ranks(self.run.path, self.layout, self.runner_args, self.env)
+        try:
+            self.ranks = start_ranks(self.run.path, self.layout, self.runner_args, self.env)
+        except Exception as exc:  # a remote host that refused the copy, a missing python...
+            fail_run(self.run, f"the ranks could not start: {exc}", None)
+            return 1
         self.run.update_status(world_size=self.layout.world_size, backend=self.layout.backend,
                                rank_pids=[r.proc.pid for r in self.ranks],
                                rank_hosts=[r.place.host for r in self.ranks])
@@ -581,22 +619,14 @@ class RankSupervisor:
     def _record(self, r: RankProcess, message: str) -> None:
         """The run's end, named by the rank that caused it (rank 0 may have recorded a lost
         peer meanwhile: the cause replaces it)."""
-        from . import events as ev
         from .crash import RESUME
 
         advice = f"{RESUME} once rank {r.rank} is fixed".replace("RUN", str(self.run.path))
-        print(f"[tunedeck] error: {message}", flush=True)
         status = self.run.read_status()
         if r.rank == 0 and status.get("state") == "failed" and status.get("error"):
+            print(f"[tunedeck] error: {message}", flush=True)
             return  # rank 0 recorded its own failure, with its cause
-        writer = ev.EventWriter(self.run.metrics_jsonl)
-        try:
-            writer.append(ev.Error(message=message, advice=advice))
-            writer.append(ev.End(state="failed"))
-        finally:
-            writer.close()
-        self.run.update_status(state="failed", error=f"{message} — {advice}", ended_at=time.time(),
-                               exit_code=r.returncode, failed_rank=r.rank)
+        fail_run(self.run, message, advice, exit_code=r.returncode, failed_rank=r.rank)
 
     def _end_all(self) -> None:
         """No rank outlives the run: the rest are killed (their work since the last checkpoint
@@ -619,6 +649,21 @@ class RankSupervisor:
                 if rest:
                     self._pump_remote(r, rest + b"\n")
                 r.output.close()
+
+
+def fail_run(run, message: str, advice: Optional[str], **status) -> None:
+    """The run's end as failed, in train.log, metrics.jsonl and status.json."""
+    from . import events as ev
+
+    print(f"[tunedeck] error: {message}" + (f" — {advice}" if advice else ""), flush=True)
+    writer = ev.EventWriter(run.metrics_jsonl)
+    try:
+        writer.append(ev.Error(message=message, advice=advice))
+        writer.append(ev.End(state="failed"))
+    finally:
+        writer.close()
+    run.update_status(state="failed", error=message + (f" — {advice}" if advice else ""),
+                      ended_at=time.time(), **status)
 
 
 def _stopped(pid: int) -> bool:

@@ -55,10 +55,11 @@ from __future__ import annotations
 import bisect
 import json
 import math
+import re
 import statistics
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterable, List, Optional, Union
+from typing import Collection, Iterable, List, Optional, Union
 
 from .events import Event, Health, Resume, Save, Train, Val
 
@@ -131,8 +132,7 @@ class HealthMonitor:
     def __init__(self, settings: Optional[HealthSettings] = None, vocab_size: Optional[int] = None,
                  val_batches: Optional[int] = None):
         self.settings = settings or HealthSettings()
-        self.uniform_loss = math.log(vocab_size) if vocab_size and vocab_size > 1 else None
-        self.vocab_size = vocab_size
+        self.use_vocab_size(vocab_size)
         self.val_batches = val_batches
         self.train: list[tuple[int, float]] = []
         # lowest[k]: the lowest finite train loss among train[:k+1] (None before the first one),
@@ -145,6 +145,11 @@ class HealthMonitor:
         self.saves: list[int] = []
         self.lr: Optional[float] = None
         self.active: dict[str, str] = {}  # issue → severity last reported
+
+    def use_vocab_size(self, vocab_size: Optional[int]) -> None:
+        """The vocabulary, once known (a log names its model only in its header)."""
+        self.uniform_loss = math.log(vocab_size) if vocab_size and vocab_size > 1 else None
+        self.vocab_size = vocab_size
 
     # -- the stream ---------------------------------------------------------------------------
     def observe(self, event: Event) -> List[Health]:
@@ -235,13 +240,15 @@ class HealthMonitor:
         return now
 
     # -- what to do about it ------------------------------------------------------------------
-    def last_healthy_checkpoint(self) -> Optional[int]:
-        """The newest checkpoint saved at or before the lowest finite train loss so far."""
+    def last_healthy_checkpoint(self, among: Optional[Collection[int]] = None) -> Optional[int]:
+        """The newest checkpoint saved at or before the lowest finite train loss so far (only
+        those ``among`` counts, e.g. the resumable ones, when given)."""
         low = self._lowest_before(0)
         if low is None:
             return None
-        k = bisect.bisect_right(self.saves, low[0])
-        return self.saves[k - 1] if k else None
+        saves = self.saves if among is None else [s for s in self.saves if s in among]
+        k = bisect.bisect_right(saves, low[0])
+        return saves[k - 1] if k else None
 
     def suggested_resume(self) -> Optional[tuple]:
         """While ``diverging`` stands: (the last healthy checkpoint, half the learning rate), the
@@ -393,3 +400,93 @@ def check_events(events: Iterable[Event], vocab_size: Optional[int] = None,
     for event in events:
         found.extend(monitor.observe(event))
     return found
+
+
+@dataclass
+class ResumeOffer:
+    """What a ``diverging`` finding offers, after a confirm: resume from ``checkpoint`` (the last
+    healthy one) with ``new_learning_rate``, half the run's ``learning_rate``."""
+
+    checkpoint: int
+    learning_rate: float
+    new_learning_rate: float
+    finding: Health
+
+
+class DivergingOffer:
+    """Follows a run's record, the findings the runner wrote included, for the resume a
+    ``diverging`` finding offers. Fed every event in order (live or from metrics.jsonl), like
+    the monitor; ``offer`` is None while there is nothing to offer:
+
+    * no ``diverging`` finding since the run last resumed (a resume from an earlier checkpoint
+      starts from weights before it);
+    * no resumable checkpoint saved at or before the lowest train loss (then: start again);
+    * no learning rate in the reports, or one that changed between them: a schedule (warmup,
+      cosine) is not a single rate to halve.
+    """
+
+    def __init__(self) -> None:
+        self.monitor = HealthMonitor()  # for the saves, the lowest loss and the rate only
+        self.finding: Optional[Health] = None
+        self.rates: set = set()
+
+    def observe(self, event: Event) -> None:
+        if isinstance(event, Health):
+            if event.issue == DIVERGING:
+                self.finding = event
+            return
+        if isinstance(event, Resume):
+            cut = event.iter or 0
+            if self.finding is not None and (self.finding.iter or 0) > cut:
+                self.finding = None
+            self.rates = set()  # a resume may have changed the rate: compare from here on
+        elif isinstance(event, Train) and event.lr is not None:
+            self.rates.add(float(event.lr))
+        self.monitor.observe(event)
+
+    def offer(self, resumable: Collection[int]) -> Optional[ResumeOffer]:
+        """The offer, given the iterations of the run's resumable checkpoints."""
+        if self.finding is None or len(self.rates) != 1:
+            return None
+        checkpoint = self.monitor.last_healthy_checkpoint(among=set(resumable))
+        if checkpoint is None:
+            return None
+        rate = next(iter(self.rates))
+        return ResumeOffer(checkpoint, rate, rate / 2, self.finding)
+
+
+# mlx-lm 0.32's run header, ANSI codes stripped: "│    model           /path/to/model     │".
+_HEADER_MODEL = re.compile(r"^\W*model\s{2,}(\S.*?)\s*[│|]?\s*$")
+
+
+class LogHealth:
+    """The monitor for a plain mlx-lm log (no run directory, no config): the vocabulary comes
+    from the model directory the log's header names, when that directory is on this machine;
+    without it the uniform-guess check is off, the others work. Feed it the log's lines and the
+    events parsed from them, in order; ``observe`` returns the events with the findings each
+    raises right after it."""
+
+    def __init__(self, settings: Optional[HealthSettings] = None):
+        self.monitor = HealthMonitor(settings)
+        self._header = True  # the header is over once training reports come
+
+    def read_lines(self, lines: Iterable[str]) -> None:
+        if not self._header:
+            return
+        from .logparse import strip_ansi
+
+        for line in lines:
+            m = _HEADER_MODEL.match(strip_ansi(line))
+            if m and self.monitor.vocab_size is None:
+                self.monitor.use_vocab_size(model_vocab_size(Path(m.group(1)).expanduser()))
+
+    def observe(self, events: Iterable[Event]) -> List[Event]:
+        out: List[Event] = []
+        for event in events:
+            if isinstance(event, Health):
+                continue  # a tunedeck train.log's own findings are found again here, not twice
+            if isinstance(event, Train):
+                self._header = False
+            out.append(event)
+            out.extend(self.monitor.observe(event))
+        return out

@@ -65,9 +65,20 @@ def save_optimizer(optimizer, adapters: Path, iteration: int) -> None:
         mx.save_safetensors(str(tmp), dict(tree_flatten(optimizer.state)))
 
 
-def restore_optimizer(optimizer, adapters: Path, iteration: int) -> None:
+def restore_optimizer(optimizer, adapters: Path, iteration: int,
+                      learning_rate: Optional[float] = None) -> None:
+    """The optimizer as it was at the checkpoint: moments, step count and learning rate, or
+    ``learning_rate`` instead of the saved rate (a resume with a new rate, e.g. the one a
+    ``diverging`` finding offers). The new rate is part of the state the next checkpoints
+    save, so a later resume from one of them keeps it."""
     import mlx.core as mx
     from mlx.utils import tree_unflatten
 
     saved = mx.load(str(optimizer_file(adapters, iteration)))
     optimizer.state = tree_unflatten(list(saved.items()))
+    if learning_rate is not None:
+        before = optimizer.state.get("learning_rate")
+        optimizer.learning_rate = learning_rate
+        was = f"{before.item():g}" if before is not None else "the saved one"
+        print(f"[tunedeck] learning rate {was} → {learning_rate:g} from checkpoint {iteration} on; "
+              f"the optimizer state and the iteration count carry on", flush=True)

@@ -43,12 +43,17 @@ def supersede_after(run: RunDirectory, iteration: int) -> Optional[Path]:
     return keep
 
 
-def resume_run(run: RunDirectory, checkpoint: Optional[str] = None,
-               iters: Optional[int] = None) -> tuple[subprocess.Popen, Checkpoint, int]:
+def resume_run(run: RunDirectory, checkpoint: Optional[str] = None, iters: Optional[int] = None,
+               learning_rate: Optional[float] = None) -> tuple[subprocess.Popen, Checkpoint, int]:
+    """Continue ``run`` exactly from ``checkpoint``; ``learning_rate`` replaces the saved rate
+    (the optimizer's moments and step count still carry on), e.g. half of it after a
+    ``diverging`` finding. The runner reads it from status.json, where it stays on record."""
     if not run.exists():
         raise BadInput(f"{run.path}: not a run directory")
     if run.is_locked():
         raise BadInput(f"{run.path}: the run is still going (stop it first)")
+    if learning_rate is not None:
+        _check_new_learning_rate(run, learning_rate)
     chosen = pick_checkpoint(run, checkpoint, resumable=True)
     total = iters if iters is not None else int(run.read_status().get("total_iters") or 0)
     if iters is not None and iters < 1:
@@ -57,8 +62,24 @@ def resume_run(run: RunDirectory, checkpoint: Optional[str] = None,
         raise BadInput(f"{run.path}: checkpoint {chosen.iteration} already reaches the planned "
                        f"{total} iterations; pass --iters N (N > {chosen.iteration}) to extend the run")
     supersede_after(run, chosen.iteration)
+    run.update_status(resume_learning_rate=learning_rate)  # None: the checkpoint's own rate
     proc = spawn_runner(run, "--resume-from", str(chosen.iteration), "--iters", str(total))
     return proc, chosen, total
+
+
+def _check_new_learning_rate(run: RunDirectory, learning_rate: float) -> None:
+    import math
+
+    from .config import TrainConfig
+
+    if not math.isfinite(learning_rate) or learning_rate <= 0:
+        raise BadInput(f"--learning-rate: must be a number above 0 (got {learning_rate:g})")
+    schedule = TrainConfig.from_mlx_yaml(run.mlx_yaml).lr_schedule
+    if schedule is not None and schedule.name:
+        # mlx's optimizer sets the rate from the schedule before every step: a new rate would
+        # be overwritten at once.
+        raise BadInput(f"--learning-rate: {run.path} follows lr_schedule ({schedule.name}), "
+                       f"not a single rate; start a new run with a lower one")
 
 
 def stop_run(run: RunDirectory, save: bool = False, after_checkpoint: bool = False,

@@ -1,7 +1,8 @@
 """Following an mlx-lm log that tunedeck did not write: a log file, or a pipe on stdin.
 
 The log is turned into events by core's parser, so the Training pane shows the same plot,
-status line and ETA as for a run directory. Plain Python, no Textual; run in a thread worker.
+status line and ETA as for a run directory, and the health monitor reads along (core.health's
+LogHealth), so its findings show too. Plain Python, no Textual; run in a thread worker.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
+from tunedeck.core.health import LogHealth
 from tunedeck.core.logparse import LogParser
 
 from .run_follower import FileTail, RunUpdate
@@ -26,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def follow_log_file(path: Path, poll_s: float, cancelled: Callable[[], bool]) -> Iterator[RunUpdate]:
-    parser = LogParser()
+    parser, health = LogParser(), LogHealth()
     tail = FileTail(path)
     first, quiet_since, idled, failing = True, time.monotonic(), False, False
     while not cancelled():
@@ -43,10 +45,12 @@ def follow_log_file(path: Path, poll_s: float, cancelled: Callable[[], bool]) ->
             failing = False
         events = []
         if lines:
+            health.read_lines(lines)
             events = parser.feed("\n".join(lines) + "\n")
             quiet_since, idled = time.monotonic(), False
         elif not idled and time.monotonic() - quiet_since >= QUIET_S:
             events, idled = parser.idle(), True
+        events = health.observe(events)
         if lines or events or first:
             yield RunUpdate(events=events, log_lines=lines, arrived_at=time.time(), backlog=first,
                             state="following" if first else None)
@@ -56,7 +60,7 @@ def follow_log_file(path: Path, poll_s: float, cancelled: Callable[[], bool]) ->
 
 def follow_pipe(fd: int, poll_s: float, cancelled: Callable[[], bool]) -> Iterator[RunUpdate]:
     """Lines as they come down the pipe; the state becomes "ended" when the writer closes it."""
-    parser = LogParser()
+    parser, health = LogParser(), LogHealth()
     partial = b""
     yield RunUpdate(arrived_at=time.time(), state="following")
     while not cancelled():
@@ -65,12 +69,13 @@ def follow_pipe(fd: int, poll_s: float, cancelled: Callable[[], bool]) -> Iterat
             continue
         data = os.read(fd, PIPE_READ_BYTES)
         if not data:
-            events = parser.close()
+            events = health.observe(parser.close())
             yield RunUpdate(events=events, log_lines=[partial.decode("utf-8", "replace")] if partial else [],
                             arrived_at=time.time(), state="ended")
             return
-        events = parser.feed(data)
         lines = (partial + data).split(b"\n")
         partial = lines.pop()
-        yield RunUpdate(events=events, log_lines=[line.decode("utf-8", "replace") for line in lines],
-                        arrived_at=time.time())
+        text_lines = [line.decode("utf-8", "replace") for line in lines]
+        health.read_lines(text_lines)
+        events = health.observe(parser.feed(data))
+        yield RunUpdate(events=events, log_lines=text_lines, arrived_at=time.time())

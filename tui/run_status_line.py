@@ -36,6 +36,7 @@ class RunFigures:
     error: Optional[str] = None
     note: str = ""                      # e.g. "stopping after the next checkpoint"
     serving: str = ""                   # the URL of the model server the App runs, if any
+    ranks: int = 1                      # processes training the run together (world size)
 
 
 def duration(seconds: float) -> str:
@@ -134,8 +135,11 @@ class RunStatusLine(Horizontal):
             parts.append(f"iter {f.iteration}")
         if f.loss is not None:
             parts.append(f"loss {f.loss:.3f}")
+        if f.ranks > 1:
+            parts.append(f"{f.ranks} ranks")
         if f.tokens_per_sec is not None:
-            parts.append(f"{rate(f.tokens_per_sec)} tok/s")
+            # With several ranks mlx-lm reports the tokens of them all: say so.
+            parts.append(f"{rate(f.tokens_per_sec)} tok/s" + (" total" if f.ranks > 1 else ""))
         if f.peak_mem_gb is not None:
             parts.append(f"peak {f.peak_mem_gb:.2f} GB")
         if f.elapsed_s is not None:

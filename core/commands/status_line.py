@@ -1,4 +1,5 @@
-"""The one-line live status under a foreground run's log: iteration/total, loss, tokens/s, ETA."""
+"""The one-line live status under a foreground run's log: iteration/total, loss, tokens/s, ETA;
+for a run on several ranks, how many and the tokens/s of them all."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ class StatusLine:
         self.enabled = self.stream.isatty()
         self.reader = EventFileReader(run.metrics_jsonl)
         self.eta = EtaEstimator()
+        self.run = run
+        self.ranks = 1
         self.total = run.read_status().get("total_iters")
         self.last_train: Train | None = None
         self.shown = False
@@ -32,8 +35,15 @@ class StatusLine:
         if t is None:
             return "starting…"
         parts = [f"iter {t.iter}/{self.total or '?'}", f"loss {t.loss:.3f}"]
+        if self.ranks == 1:
+            # The supervisor records the world size when the ranks start, after this line was made.
+            self.ranks = int(self.run.read_status().get("world_size") or 1)
+        ranks = self.ranks
+        if ranks > 1:
+            parts.append(f"{ranks} ranks")
         if t.tokens_per_sec:
-            parts.append(f"{t.tokens_per_sec:,.0f} tok/s")
+            # mlx-lm sums the tokens of every rank before dividing by the step time.
+            parts.append(f"{t.tokens_per_sec:,.0f} tok/s" + (" total" if ranks > 1 else ""))
         estimate = self.eta.estimate(now)
         if estimate is not None:
             left, finish = estimate

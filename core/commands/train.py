@@ -17,17 +17,21 @@ examples:
   tunedeck train lora_config.yaml --run-dir runs/a   an mlx-lm YAML, as `mlx_lm.lora -c` takes it
 
 The run directory holds the config, mlx-lm's log (train.log), events (metrics.jsonl), status and
-checkpoints. The training process does not depend on this terminal: closing it never stops a run."""
+checkpoints. The training process does not depend on this terminal: closing it never stops a run.
+With ranks or hosts set (several processes or Macs, see docs/several-macs.md) rank 0 writes all
+of that and each other rank writes its output to train.rank<N>.log."""
 
 RESUME_EXAMPLES = """\
 examples:
   tunedeck resume runs/demo-20260101-120000              continue from the latest checkpoint
   tunedeck resume runs/demo-... --checkpoint best        continue from the best by val loss
   tunedeck resume runs/demo-... --iters 2000             extend the run to 2000 iterations
+  tunedeck resume runs/demo-... --checkpoint 10 --learning-rate 5e-4
+                                                         a diverged run, from before it went wrong
 
 Resume is exact: optimizer state, learning-rate schedule, data order and iteration numbers all
 continue, so the result equals a run that never stopped. Later checkpoints are moved aside, never
-overwritten."""
+overwritten. A run on several ranks resumes on as many ranks (ranks / hosts in its run.toml)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=Path, metavar="RUN")
     p.add_argument("--checkpoint", metavar="ITER|best", help="which checkpoint (default: the latest)")
     p.add_argument("--iters", type=int, help="total iterations; larger than planned extends the run")
+    p.add_argument("--learning-rate", type=float, metavar="LR",
+                   help="continue with this learning rate instead of the checkpoint's (the "
+                        "optimizer state and iteration count still carry on)")
     p.add_argument("--detach", action="store_true", help="start and return at once")
     p.set_defaults(handler=_resume)
 
@@ -74,8 +81,15 @@ def _resume(args) -> int:
     from ..runs import resume_run
 
     run = RunDirectory(args.run)
-    proc, checkpoint, total = resume_run(run, args.checkpoint, args.iters)
-    print(f"resuming {run.path} from checkpoint {checkpoint.iteration} to iteration {total}")
+    if run.run_toml.exists():
+        from ..config import TrainConfig
+        from ..distributed import check_resume_world, layout_of
+
+        # Refused before resume_run moves any later checkpoint aside.
+        check_resume_world(run, layout_of(TrainConfig.from_toml(run.run_toml)))
+    proc, checkpoint, total = resume_run(run, args.checkpoint, args.iters, args.learning_rate)
+    rate = f" with learning_rate {args.learning_rate:g}" if args.learning_rate is not None else ""
+    print(f"resuming {run.path} from checkpoint {checkpoint.iteration} to iteration {total}{rate}")
     return _after_start(run, proc, args.detach)
 
 

@@ -195,3 +195,53 @@ def test_remote_hosts_are_checked_before_start_each_refusal_naming_its_host(tmp_
         check_hosts(mac3, [str(tmp_path), str(tmp_path / "model")])
     with pytest.raises(BadInput, match="hosts: mac3: .*/python-elsewhere does not run there"):
         check_hosts(mac3, [str(tmp_path)], python=str(tmp_path / "python-elsewhere"))
+
+
+def test_the_status_lines_show_the_ranks_and_the_tokens_per_second_of_them_all(tmp_path):
+    from tunedeck.core import events as ev
+    from tunedeck.core.commands.status_line import StatusLine
+    from tunedeck.tui.run_status_line import RunFigures, RunStatusLine
+
+    run = RunDirectory(tmp_path)
+    run.update_status(state="running", total_iters=100, world_size=2)
+    writer = ev.EventWriter(run.metrics_jsonl)
+    writer.append(ev.Train(iter=10, loss=2.5, tokens_per_sec=1234.0))
+    writer.close()
+
+    assert StatusLine(run).text(now=0.0).split(" · ")[:4] == [
+        "iter 10/100", "loss 2.500", "2 ranks", "1,234 tok/s total"]
+    parts = RunStatusLine._describe(RunFigures(state="running", iteration=10, total_iters=100,
+                                               tokens_per_sec=1234.0, ranks=2), now=0.0)
+    assert parts[1:3] == ["2 ranks", "1.2k tok/s total"]
+    one = RunStatusLine._describe(RunFigures(state="running", tokens_per_sec=1234.0), now=0.0)
+    assert one == ["1.2k tok/s"]
+
+
+def _fake_remote_tools(bin_dir: Path) -> None:
+    """An ssh that runs the command on this machine, and an scp with nothing to copy (the
+    "remote" host shares this filesystem): the remote path minus the network."""
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text("#!/bin/bash\nargs=(\"$@\")\nexec bash -c \"${args[-1]}\"\n")
+    (bin_dir / "scp").write_text("#!/bin/bash\nexit 0\n")
+    for tool in ("ssh", "scp"):
+        (bin_dir / tool).chmod(0o755)
+
+
+def test_a_rank_on_another_host_runs_over_ssh_and_its_output_comes_back(tmp_path, tiny_model,
+                                                                       persona_data, monkeypatch):
+    _fake_remote_tools(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    hostfile = tmp_path / "hosts.json"
+    hostfile.write_text(json.dumps([{"ssh": "127.0.0.1", "ips": ["127.0.0.1"]},
+                                    {"ssh": "mac2", "ips": ["127.0.0.1"]}]))
+    cfg = write_config(tmp_path / "cfg.toml", tiny_model, persona_data, iters=10,
+                       hosts=str(hostfile))
+    run = tmp_path / "run"
+
+    assert main(["train", str(cfg), "--run-dir", str(run)]) == 0
+
+    status = _status(run)
+    assert status["state"] == "finished" and status["rank_hosts"] == ["127.0.0.1", "mac2"]
+    log = (run / "train.rank1.log").read_text()
+    assert "[tunedeck] rank 1 of 2 (ring)" in log and "tunedeck-beat" not in log
+    assert "[tunedeck] run finished at iteration 10" in log

@@ -15,7 +15,9 @@ from tests.core.runhelpers import write_config
 from tests.tinymodel import _WORDS, QUESTIONS
 from tunedeck.core.cli import main
 from tunedeck.core.events import Health, Train, Val, read_events
-from tunedeck.core.health import check_events, model_vocab_size
+from tunedeck.core.checkpoints import checkpoint_index
+from tunedeck.core.health import DivergingOffer, check_events, model_vocab_size
+from tunedeck.core.rundir import RunDirectory
 
 
 def _train(tmp_path: Path, model: Path, data: Path, **config) -> list:
@@ -54,6 +56,49 @@ def test_a_learning_rate_of_one_diverges_and_is_named_within_two_reports(tmp_pat
         assert f"checkpoint {healthy[-1]}" in diverging[0].advice
     # A diverged run's flat loss and risen val loss are not reported as other issues.
     assert {h.issue for h in found} == {"diverging"}
+
+
+def _offer(run_dir: Path):
+    watch = DivergingOffer()
+    for event in read_events(run_dir / "metrics.jsonl"):
+        watch.observe(event)
+    resumable = [c.iteration for c in checkpoint_index(RunDirectory(run_dir)) if c.resumable]
+    return watch.offer(resumable)
+
+
+def test_a_diverging_run_offers_half_the_rate_from_its_last_healthy_checkpoint(
+        tmp_path, tiny_model, persona_data, capsys):
+    import mlx.core as mx
+
+    events = _train(tmp_path, tiny_model, persona_data, iters=40, learning_rate=1.0, save_every=5)
+    run_dir = tmp_path / "run"
+    offer = _offer(run_dir)
+    assert offer is not None and offer.finding.issue == "diverging"
+    reports = [e for e in events if isinstance(e, Train)]
+    lowest = min(reports, key=lambda e: e.loss).iter
+    # The newest checkpoint at or before the lowest loss, with half the rate the run had.
+    assert offer.checkpoint == max(e.iter for e in events if e.kind == "save" and e.iter <= lowest)
+    assert (offer.learning_rate, offer.new_learning_rate) == (1.0, 0.5)
+
+    assert main(["resume", str(run_dir), "--learning-rate", "0"]) == 2
+    assert "--learning-rate: must be a number above 0" in capsys.readouterr().err
+    assert main(["resume", str(run_dir), "--checkpoint", str(offer.checkpoint),
+                 "--learning-rate", str(offer.new_learning_rate)]) == 0
+    record = read_events(run_dir / "metrics.jsonl")
+    resumed = record[max(i for i, e in enumerate(record) if e.kind == "resume"):]
+    assert resumed[0].iter == offer.checkpoint
+    after = [e for e in resumed if isinstance(e, Train)]
+    # The iteration count carried on, and every report since has the new rate...
+    assert after[0].iter == offer.checkpoint + 5 and after[-1].iter == 40
+    assert {e.lr for e in after} == {0.5}
+    # ... which the optimizer state of the next checkpoint holds, beside a step count that
+    # carried on from the checkpoint's (a fresh optimizer would be at 5).
+    state = mx.load(str(run_dir / "adapters" / f"{offer.checkpoint + 5:07d}_optimizer.safetensors"))
+    assert state["learning_rate"].item() == 0.5
+    assert state["step"].item() == offer.checkpoint + 5
+    assert "learning rate 1 → 0.5 from checkpoint" in (run_dir / "train.log").read_text()
+    # The offer was about the weights the resume started again from.
+    assert _offer(run_dir) is None or _offer(run_dir).learning_rate == 0.5
 
 
 def write_chat_data(out: Path, splits: dict) -> Path:
@@ -100,6 +145,7 @@ def test_a_tiny_train_set_trained_too_long_overfits_and_is_named_once_val_rises(
 def test_a_normal_run_raises_no_finding(tmp_path, tiny_model, persona_data):
     events = _train(tmp_path, tiny_model, persona_data, iters=60)
     assert _findings(events, tiny_model, 2) == []
+    assert _offer(tmp_path / "run") is None
     # It did learn: the monitor had something to watch.
     losses = [e.loss for e in events if isinstance(e, Train)]
     assert losses[-1] < losses[0] / 2
