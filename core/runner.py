@@ -777,15 +777,9 @@ def record_failure(run: RunDirectory, returncode: int) -> None:
         message, advice = f"the training process exited with code {returncode}", None
     else:
         message, advice = failure.cause, failure.advice
-    print(f"[tunedeck] error: {message}" + (f" — {advice}" if advice else ""), flush=True)
-    events = ev.EventWriter(run.metrics_jsonl)
-    try:
-        events.append(ev.Error(message=message, advice=advice))
-        events.append(ev.End(state="failed"))
-    finally:
-        events.close()
-    run.update_status(state="failed", error=message + (f" — {advice}" if advice else ""),
-                      ended_at=time.time(), exit_code=returncode)
+    from .distributed import fail_run
+
+    fail_run(run, message, advice, exit_code=returncode)
 
 
 def supervise_ranks(run: RunDirectory, layout, argv: list[str]) -> int:
