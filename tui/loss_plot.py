@@ -14,6 +14,7 @@ import time
 from typing import Optional, Sequence
 
 from rich.style import Style
+from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
@@ -21,7 +22,7 @@ from textual.widget import Widget
 from tunedeck.core.events import Health
 
 from .health_findings import SEVERITY_VARIABLE
-from .line_chart import Chart, Curve, draw, plain
+from .line_chart import PLOTEXT, Chart, Curve, draw, plain
 from .run_history import Series
 
 MIN_REDRAW_INTERVAL_S = 0.1
@@ -99,14 +100,27 @@ class StalePlot(Widget):
         else:
             self.call_later(self.redraw)  # Textual's timers cannot wait zero seconds
 
+    class LibraryLoaded(Message):
+        """plotext is imported (posted from the thread that imported it)."""
+
     def redraw(self) -> None:
         self._redraw_due = False
         width, height = self.size
         if not (width and height):
             return  # hidden: drawn when it gets a size
+        lines = draw(self.chart(width), width, height, self.style_of("plot-axis"), self.rich_style)
+        if lines is None:  # plotext is still being imported: drawn once it is
+            self._redraw_due = True
+            if PLOTEXT.ready(lambda: self.post_message(self.LibraryLoaded())):
+                self.call_later(self.redraw)  # imported between the drawing and this check
+            return
         self._stale, self._drawn_at = False, time.monotonic()
-        self.lines = draw(self.chart(width), width, height, self.style_of("plot-axis"), self.rich_style)
+        self.lines = lines
         self.refresh()
+
+    def on_stale_plot_library_loaded(self) -> None:
+        self._redraw_due = False
+        self.mark_stale()
 
     @property
     def settled(self) -> bool:

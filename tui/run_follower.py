@@ -1,12 +1,15 @@
 """Following a run directory from outside: what it gained since the last look.
 
-Plain Python, no Textual: the app calls ``poll()`` from a thread worker about ten times a second
-and posts what it returns. Polling ``stat`` is cheap, works on every filesystem (network mounts
-included) and keeps the latency from a line written to the screen near the poll interval.
+Plain Python, no Textual: the app iterates ``RunFollower.updates()`` in a thread worker and posts
+what it yields. The follower sleeps until the filesystem says something under the run directory
+changed (watchfiles: inotify on Linux, FSEvents on macOS), then reads what was added. It also
+looks once a ``FALLBACK_POLL_S`` whatever it was told: a filesystem that sends no events (a
+network mount) is still followed at that pace, and a trainer killed without a word (nothing is
+written when it dies) is noticed through the run's lock.
 
 The run directory changes under the follower: a resume from an earlier checkpoint moves later
 files aside, a delete unlinks them, between the follower listing a file and reading it. Whatever
-one part of a poll meets is logged and that part tried again at the next poll; the other parts
+one part of a look meets is logged and that part tried again at the next look; the other parts
 (the lines already read) still come, and the follower goes on.
 """
 
@@ -17,7 +20,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Iterator, Optional
 
 from tunedeck.core.checkpoints import Checkpoint, checkpoint_index
 from tunedeck.core.crash import Failure, run_failure
@@ -30,6 +33,19 @@ LOG_HISTORY_BYTES = 256 * 1024
 READ_CHUNK_BYTES = 4 * 1024 * 1024
 # How often the lock is checked for a process that died without saying so.
 STATE_CHECK_S = 1.0
+# The look the follower takes whatever the filesystem said: the pace on a filesystem that sends
+# no events, and the wake-up that checks the lock (so equal to STATE_CHECK_S).
+FALLBACK_POLL_S = STATE_CHECK_S
+# watchfiles checks what the kernel reported this often (its own loop, in Rust, GIL released) and
+# returns a change once a further step brought nothing new: a line reaches the follower 50-100 ms
+# after it is written, a wake-up costs a few microseconds.
+WATCH_STEP_MS = 50
+# A burst (a checkpoint saves several files) is grouped for at most this long.
+WATCH_DEBOUNCE_MS = 200
+# Without events, how often a cancelled follower notices it must stop (a cheap check, no stat).
+CANCEL_CHECK_S = 0.25
+# After watchfiles failed, how long the follower polls before it tries events again.
+EVENTS_RETRY_S = 30.0
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +103,105 @@ class FileTail:
         return [line.decode("utf-8", errors="replace") for line in lines]
 
 
+class _Cancel:
+    """A ``cancelled()`` callable as the stop event watchfiles asks at each step."""
+
+    def __init__(self, cancelled: Callable[[], bool]):
+        self.is_set = cancelled
+
+
+class FileChanges:
+    """Waits until something under ``directory`` changes, or ``poll_s`` passed, or cancelled.
+
+    Events come from watchfiles' Rust watcher (its documented direct use: it can be started
+    before the first look, so nothing written in between is missed). Where it cannot watch (the
+    directory is not there yet, the system's limit of watches is reached, the directory was
+    replaced by another of the same name) the waits are plain sleeps of ``poll_s``, and watching
+    starts again when it can: a follower never depends on events, they only make it quicker.
+    """
+
+    def __init__(self, directory: Path, cancelled: Callable[[], bool], poll_s: float = FALLBACK_POLL_S,
+                 events: bool = True, recursive: bool = True):
+        self.directory = directory
+        self.poll_s = poll_s
+        self.recursive = recursive
+        self._cancelled = cancelled
+        self._stop = _Cancel(cancelled)
+        self._events = events
+        self._notify = None  # watchfiles' RustNotify, while it watches
+        self._watched: Optional[tuple[int, int]] = None  # the directory's (device, inode) then
+        self._retry_at = 0.0
+        self._warned = False
+
+    @property
+    def watching(self) -> bool:
+        """Woken by events (else by the clock alone)."""
+        return self._notify is not None
+
+    def start(self) -> bool:
+        """Watch the directory as it is now, if it can be; True when a new watch began (what
+        changed before it is unknown: look)."""
+        if not self._events:
+            return False
+        identity = self._identity()
+        if self._notify is not None and identity != self._watched:
+            self.close()  # replaced or gone: the old watch sees nothing of the new directory
+        if self._notify is not None or identity is None or time.monotonic() < self._retry_at:
+            return False
+        from watchfiles._rust_notify import RustNotify  # in the worker, not before the first frame
+
+        try:
+            # paths, debug, force_polling, poll_delay_ms, recursive, ignore_permission_denied
+            self._notify = RustNotify([str(self.directory)], False, False, 0, self.recursive, False)
+        except Exception:
+            self._failed()
+            return False
+        self._watched = identity
+        return True
+
+    def wait(self) -> bool:
+        """True when woken by a change; False after ``poll_s`` without one, or once cancelled."""
+        if self.start():
+            return True
+        if self._notify is None:
+            self._sleep()
+            return False
+        try:
+            found = self._notify.watch(WATCH_DEBOUNCE_MS, WATCH_STEP_MS,
+                                       max(1, round(self.poll_s * 1000)), self._stop)
+        except Exception:
+            self._failed()
+            self._sleep()
+            return False
+        return isinstance(found, set) and bool(found)  # else "timeout" or "stop"
+
+    def close(self) -> None:
+        if self._notify is not None:
+            self._notify.close()  # stops its thread and frees the kernel's watches
+        self._notify, self._watched = None, None
+
+    def _failed(self) -> None:
+        # Said once per follower: a run followed for hours must not fill the log.
+        if not self._warned:
+            self._warned = True
+            log.warning("watching %s for changes failed; looking every %.1f s instead",
+                        self.directory, self.poll_s, exc_info=True)
+        self.close()
+        self._retry_at = time.monotonic() + EVENTS_RETRY_S
+
+    def _identity(self) -> Optional[tuple[int, int]]:
+        try:
+            st = os.stat(self.directory)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _sleep(self) -> None:
+        deadline = time.monotonic() + self.poll_s
+        while not self._cancelled() and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, CANCEL_CHECK_S))
+
+
 def _signature(path: Path) -> Optional[tuple]:
     try:
         st = os.stat(path)
@@ -107,6 +222,23 @@ class RunFollower:
         self._first = True
         self._failing: set[str] = set()  # the parts whose last read failed
 
+    def updates(self, cancelled: Callable[[], bool], poll_s: float = FALLBACK_POLL_S,
+                events: bool = True) -> Iterator[RunUpdate]:
+        """Each update as the run's files change, the history first, until ``cancelled()``.
+
+        ``events=False`` only polls, every ``poll_s``.
+        """
+        changes = FileChanges(self.run.path, cancelled, poll_s=poll_s, events=events)
+        changes.start()  # before the first look: a line written after it wakes the next wait
+        try:
+            while not cancelled():
+                update = self.poll()
+                if update:
+                    yield update
+                changes.wait()
+        finally:
+            changes.close()
+
     def poll(self) -> RunUpdate:
         """What changed since the last poll. Never raises: see the module's docstring."""
         now = time.time()
@@ -126,10 +258,10 @@ class RunFollower:
         try:
             read(update)
         except Exception:
-            # Once per spell of failures, not ten times a second.
+            # Once per spell of failures, not at every look.
             if what not in self._failing:
                 self._failing.add(what)
-                log.warning("following %s: reading its %s failed; trying again at each poll",
+                log.warning("following %s: reading its %s failed; trying again at each look",
                             self.run.path, what, exc_info=True)
             return False
         if what in self._failing:

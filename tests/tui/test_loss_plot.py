@@ -67,12 +67,10 @@ async def test_a_hundred_thousand_points_draw_from_one_point_per_column():
         plot = app.query_one(LossPlot)
         train, val = _long_run(100_000)
         plot.show(train, val, best=(100_000, 0.6))
-        await pilot.pause()
-        plot.redraw()
+        text = await drawn(pilot, plot)
         # The work is bounded by the width, not the run's length (bench/bench_tui.py times it).
         assert all(len(curve.xs) <= 160 for curve in plot.chart(160).curves)
         assert len(plot.lines) == 30
-        text = plot.text()
         assert "◆" in text  # the best val point is marked
         assert "100000" in text  # the x axis reaches the last iteration
 

@@ -1,0 +1,157 @@
+"""Following a run: woken by the filesystem's events, else by a slow poll, through replacements."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tunedeck.core.events import EventWriter, Train
+from tunedeck.core.rundir import RunDirectory
+from tunedeck.tui import run_follower
+from tunedeck.tui.run_follower import FileChanges, RunFollower
+
+# Generous: the machine is shared. A follower that works answers in well under a second.
+DEADLINE_S = 60.0
+# Longer than any test: an update that comes must have come through an event.
+NEVER_S = 3600.0
+
+
+def copy_of_finished_run(finished_project: Path, tmp_path: Path) -> RunDirectory:
+    [source] = (finished_project / "runs").iterdir()
+    shutil.copytree(source, tmp_path / source.name)
+    return RunDirectory(tmp_path / source.name)
+
+
+class Following:
+    """``RunFollower.updates`` in a thread of its own, as the app's worker runs it."""
+
+    def __init__(self, run: RunDirectory, **options):
+        self.updates: queue.Queue = queue.Queue()
+        self.cancelled = threading.Event()
+        self._thread = threading.Thread(target=self._follow, args=(run, options), daemon=True)
+        self._thread.start()
+
+    def _follow(self, run: RunDirectory, options: dict) -> None:
+        for update in RunFollower(run).updates(self.cancelled.is_set, **options):
+            self.updates.put(update)
+
+    def next_train_iters(self) -> list[int]:
+        """The train iterations of the next update that has any."""
+        deadline = time.monotonic() + DEADLINE_S
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                update = self.updates.get(timeout=left)
+            except queue.Empty:
+                break
+            iters = [e.iter for e in update.events if isinstance(e, Train)]
+            if iters:
+                return iters
+        raise AssertionError("no train report reached the follower")
+
+    def stop(self) -> None:
+        self.cancelled.set()
+        self._thread.join(DEADLINE_S)
+        assert not self._thread.is_alive(), "the follower did not stop when cancelled"
+
+
+def report(run: RunDirectory, iteration: int) -> None:
+    with EventWriter(run.metrics_jsonl) as writer:
+        writer.append(Train(iter=iteration, loss=1.0))
+
+
+@pytest.fixture
+def following():
+    started = []
+
+    def start(run: RunDirectory, **options) -> Following:
+        started.append(Following(run, **options))
+        return started[-1]
+
+    yield start
+    for follower in started:
+        follower.stop()
+
+
+def test_a_report_wakes_the_follower_through_an_event(finished_project, tmp_path, following):
+    run = copy_of_finished_run(finished_project, tmp_path)
+    follower = following(run, poll_s=NEVER_S)
+    assert follower.next_train_iters()[-1] == 40  # the history
+    report(run, 41)
+    # Seen by the look that follows the start of the watch, or through an event.
+    assert follower.next_train_iters() == [41]
+    # Written after that look: only an event can bring it before the poll, an hour away.
+    report(run, 42)
+    assert follower.next_train_iters() == [42]
+
+
+def test_without_events_the_follower_polls(finished_project, tmp_path, following):
+    # A filesystem that sends no events (a network mount): the slow poll alone follows the run.
+    run = copy_of_finished_run(finished_project, tmp_path)
+    follower = following(run, poll_s=0.2, events=False)
+    assert follower.next_train_iters()[-1] == 40
+    for iteration in (41, 42):
+        report(run, iteration)
+        assert follower.next_train_iters() == [iteration]
+
+
+def test_a_run_directory_not_there_yet_is_polled_then_watched(tmp_path, following):
+    run = RunDirectory(tmp_path / "run")
+    follower = following(run, poll_s=0.2)
+    run.path.mkdir()
+    report(run, 1)
+    assert follower.next_train_iters() == [1]  # found by the poll (nothing to watch before)
+    report(run, 2)
+    assert follower.next_train_iters() == [2]
+
+
+def test_a_replaced_run_directory_is_watched_anew(finished_project, tmp_path):
+    # A run directory moved aside and another put in its place (a restore, a sync tool): the
+    # old watch sees nothing of the new one.
+    run = copy_of_finished_run(finished_project, tmp_path)
+    stop = threading.Event()
+    changes = FileChanges(run.path, stop.is_set, poll_s=NEVER_S)
+    assert changes.start() and changes.watching
+    os.rename(run.path, tmp_path / "moved-aside")
+    shutil.copytree(tmp_path / "moved-aside", run.path)
+    try:
+        assert changes.wait()  # a new watch on the new directory: look again
+        # Written once the new watch is there (it gathers events between waits too).
+        report(run, 41)
+        assert changes.wait()  # through the new watch: the poll is an hour away
+    finally:
+        changes.close()
+
+
+def test_a_watch_that_cannot_start_falls_back_to_the_poll(tmp_path, monkeypatch, caplog):
+    # The kernel's limit of watches reached (inotify says ENOSPC): poll, say so once.
+    import watchfiles._rust_notify
+
+    class NoWatches:
+        def __init__(self, *args):
+            raise OSError(28, "OS file watch limit reached")
+
+    monkeypatch.setattr(watchfiles._rust_notify, "RustNotify", NoWatches)
+    run = RunDirectory(tmp_path / "run")
+    run.path.mkdir()
+    stop = threading.Event()
+    changes = FileChanges(run.path, stop.is_set, poll_s=0.05)
+    with caplog.at_level(logging.WARNING, logger=run_follower.__name__):
+        assert not changes.start()
+        assert not changes.wait() and not changes.wait()
+    assert not changes.watching
+    assert len([r for r in caplog.records if "watching" in r.getMessage()]) == 1
+
+
+def test_a_cancelled_follower_stops_while_it_waits(finished_project, tmp_path):
+    run = copy_of_finished_run(finished_project, tmp_path)
+    for events in (True, False):
+        follower = Following(run, poll_s=NEVER_S, events=events)
+        assert follower.next_train_iters()[-1] == 40
+        follower.stop()  # asserts the thread ended
