@@ -245,3 +245,24 @@ def test_a_rank_on_another_host_runs_over_ssh_and_its_output_comes_back(tmp_path
     log = (run / "train.rank1.log").read_text()
     assert "[tunedeck] rank 1 of 2 (ring)" in log and "tunedeck-beat" not in log
     assert "[tunedeck] run finished at iteration 10" in log
+
+
+def test_a_rank_that_goes_silent_fails_the_run_by_name(tmp_path, tiny_model, persona_data,
+                                                       monkeypatch):
+    # Silence is judged against the steps seen so far, never less than this floor; a stopped
+    # rank (SIGSTOP) is silent without exiting, like a Mac gone to sleep.
+    monkeypatch.setenv("TUNEDECK_RANK_SILENCE_S", "20")
+    cfg = write_config(tmp_path / "cfg.toml", tiny_model, persona_data, iters=5000, ranks=2,
+                       steps_per_report=2, steps_per_eval=1000, save_every=1000)
+    run = tmp_path / "run"
+    assert main(["train", str(cfg), "--run-dir", str(run), "--detach"]) == 0
+    wait_for(lambda: len(_train_events(run)) >= 3, what="training reports")
+    rank1 = _status(run)["rank_pids"][1]
+
+    os.kill(rank1, signal.SIGSTOP)
+
+    wait_for(lambda: _status(run).get("state") == "failed" and not RunDirectory(run).is_locked(),
+             timeout=300, what="the silent run to be on record as failed")
+    error = _status(run)["error"]
+    assert error.startswith("rank 1 (127.0.0.1) stopped reporting: nothing for "), error
+    wait_for(lambda: not _processes_of(run), timeout=30, what="every rank process to be gone")
