@@ -186,6 +186,31 @@ def layout_of(config) -> Optional[Layout]:
     return Layout(backend, places, list(envs))
 
 
+def describe_layout(config) -> list[str]:
+    """The ranks ``config`` trains on, one line each, as the Hosts helper shows them (no ssh)."""
+    try:
+        layout = layout_of(config)
+    except BadInput as exc:
+        return [str(exc)]
+    if layout is None:
+        return ["one process on this machine (set ranks, or hosts, to train on several)"]
+    lines = [f"{layout.world_size} ranks, backend {layout.backend}"]
+    for p in layout.places:
+        where = "this machine" if p.local else f"ssh {p.host}"
+        rdma = f", RDMA {', '.join(str(d) for d in p.rdma if d)}" if any(p.rdma) else ""
+        lines.append(f"rank {p.rank}: {where}, reached at {p.ip}{rdma}")
+    return lines
+
+
+def thunderbolt_config_command(hosts: list[str], hostfile: Path, backend: str) -> list[str]:
+    """``mlx.distributed_config`` finding the Thunderbolt links between ``hosts`` over ssh and
+    writing the hostfile for them (it may ask for sudo on the hosts to set their addresses)."""
+    tool = Path(sys.executable).parent / "mlx.distributed_config"
+    command = [str(tool) if tool.exists() else "mlx.distributed_config", "--hosts", ",".join(hosts),
+               "--over", "thunderbolt", "--output-hostfile", str(hostfile)]
+    return command + (["--backend", backend] if backend in ("ring", "jaccl") else [])
+
+
 def save_layout(run_path: Path, layout: Layout) -> None:
     from .rundir import write_atomic
 
