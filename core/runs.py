@@ -67,6 +67,16 @@ def resume_run(run: RunDirectory, checkpoint: Optional[str] = None, iters: Optio
     return proc, chosen, total
 
 
+def resume_with_new_rate(run: RunDirectory, checkpoint: int,
+                         learning_rate: float) -> tuple[subprocess.Popen, Checkpoint, int]:
+    """The resume a ``diverging`` finding offers (core.health.DivergingOffer), once confirmed:
+    a run still going is stopped first (it is only sitting at a uniform guess), then it
+    continues from ``checkpoint`` with ``learning_rate``."""
+    if run.is_locked():
+        stop_run(run)
+    return resume_run(run, str(checkpoint), learning_rate=learning_rate)
+
+
 def _check_new_learning_rate(run: RunDirectory, learning_rate: float) -> None:
     import math
 

@@ -37,7 +37,7 @@ from .run_follower import RunFollower
 from .serving import CheckpointServing, ServingChanged, ServingToggled
 from .run_history import Series
 from .settings import load_settings, save_setting
-from .training_pane import TrainingPane
+from .training_pane import SlowerResumeRequested, TrainingPane
 
 # How often the followed run's files are looked at: the floor of the line-to-screen latency.
 POLL_S = 0.05
@@ -379,6 +379,21 @@ class TunedeckApp(ModelSessions, App):
         from tunedeck.core.runs import resume_run
 
         resume_run(run, checkpoint=str(iteration), iters=iters)
+        self.post_message(RunStarted(run.path))
+
+    @on(SlowerResumeRequested)
+    def _slower_resume_requested(self, message: SlowerResumeRequested) -> None:
+        if self.followed is None:
+            return
+        self.notify(f"resuming from checkpoint {message.checkpoint} with learning_rate "
+                    f"{message.learning_rate:g}…")
+        self._resume_with_new_rate(self.followed, message.checkpoint, message.learning_rate)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="start")
+    def _resume_with_new_rate(self, run: RunDirectory, iteration: int, learning_rate: float) -> None:
+        from tunedeck.core.runs import resume_with_new_rate
+
+        resume_with_new_rate(run, iteration, learning_rate)
         self.post_message(RunStarted(run.path))
 
     @on(WarmStartRequested)

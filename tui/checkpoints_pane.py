@@ -12,6 +12,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Label
 
 from tunedeck.core.checkpoints import Checkpoint
+from tunedeck.core.probes import recorded_checks
 
 from .chat_messages import EvaluationRequested
 from .dialogs import AskIterations, Confirm
@@ -67,6 +68,9 @@ class CheckpointBrowser(DataTable):
         selected = self.selected() if self._chosen else None
         self._moving = True  # clearing and refilling moves the cursor too: not the user's doing
         self.checkpoints = checkpoints
+        # The answer checks' cost, from their files beside the checkpoints (a run with
+        # answer_checks off has none).
+        checks = recorded_checks(checkpoints[0].path.parent) if checkpoints else {}
         self.clear()
         for c in checkpoints:
             self.add_row(
@@ -77,7 +81,7 @@ class CheckpointBrowser(DataTable):
                 Text(age_text(now - c.saved_at)),
                 Text("exact" if c.resumable else "weights only"),
                 Text("★ best" if c.best else ""),
-                self._health_text(c),
+                self._health_text(c, checks.get(c.iteration)),
                 key=str(c.iteration))
         rows = [c.iteration for c in checkpoints]
         best = next((c.iteration for c in checkpoints if c.best), None)
@@ -86,9 +90,13 @@ class CheckpointBrowser(DataTable):
             self.move_cursor(row=rows.index(keep) if keep in rows else len(rows) - 1)
         self._moving = False
 
-    def _health_text(self, c: Checkpoint) -> Text:
-        """ok, or the answer checks' severity and reason in the theme's colour for it."""
+    def _health_text(self, c: Checkpoint, check=None) -> Text:
+        """ok, or the answer checks' severity and reason in the theme's colour for it; what the
+        check cost when one ran (before the reason, which may be cut short)."""
         label = c.health_label
+        if check is not None:
+            head, colon, reason = label.partition(": ")
+            label = f"{head} · check {check.seconds:.1f} s{colon}{reason}"
         if len(label) > HEALTH_WIDTH:
             label = label[:HEALTH_WIDTH - 1] + "…"
         if c.health == "ok":

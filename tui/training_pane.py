@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.content import Content
+from textual.message import Message
 from textual.widgets import Static
 
 from tunedeck.core.crash import Failure, recorded
 from tunedeck.core.events import Error, Resume, Start
+from tunedeck.core.health import DivergingOffer, ResumeOffer
+from tunedeck.core.probes import recorded_checks
 
+from .dialogs import Confirm
 from .health_findings import HealthFindings, finding_content
 from .loss_plot import FINDING_MARK, SMOOTHING_STEPS, LearningRatePlot, LossPlot
 from .messages import OverlayRequested, RunSwitchRequested, StopRequested
@@ -20,6 +25,16 @@ from .run_follower import RunUpdate
 from .run_history import RunHistory, Series
 from .run_log import RunLog
 from .run_status_line import RunFigures, RunStatusLine
+
+
+class SlowerResumeRequested(Message):
+    """Resume the followed run from ``checkpoint`` with ``learning_rate`` (a diverging finding's
+    offer, confirmed): the App stops the run first if it is still going."""
+
+    def __init__(self, checkpoint: int, learning_rate: float):
+        super().__init__()
+        self.checkpoint = checkpoint
+        self.learning_rate = learning_rate
 
 
 class TrainingPane(Vertical):
@@ -38,6 +53,8 @@ class TrainingPane(Vertical):
         Binding("s", "smoothing", "Smooth", id="cycle-smoothing"),
         Binding("l", "log_scale", "Log y", id="toggle-log-scale"),
         Binding("h", "health_findings", "Findings", id="health-findings"),
+        # Shown only while a diverging finding stands and there is a checkpoint to go back to.
+        Binding("r", "resume_slower", "Resume ½ lr", id="resume-half-rate"),
     ]
 
     def __init__(self, **kwargs):
@@ -51,6 +68,10 @@ class TrainingPane(Vertical):
         self.failure: Optional[Failure] = None  # why the run (or log) ended badly, if it did
         self._key: Optional[Content] = None
         self._finding_shown = None  # the finding on the health line (an update costs a layout)
+        self.diverging = DivergingOffer()
+        self.resumable: set[int] = set()  # the followed run's resumable checkpoints
+        self.adapters_dir: Optional[Path] = None  # where its answer checks are, if it has any
+        self.offer: Optional[ResumeOffer] = None
 
     def compose(self) -> ComposeResult:
         yield RunStatusLine()
@@ -78,6 +99,8 @@ class TrainingPane(Vertical):
         self.history = RunHistory()
         self.name_shown, self.state, self.status, self.note = name, state, {}, ""
         self.failure = None
+        self.diverging, self.resumable, self.adapters_dir = DivergingOffer(), set(), None
+        self._show_offer()
         self.query_one(RunLog).clear()
         plot = self.query_one(LossPlot)
         plot.show(self.history.train, self.history.val, None)
@@ -96,6 +119,14 @@ class TrainingPane(Vertical):
             self.query_one(LearningRatePlot).show(self.history.lr)
             self._show_key()
             self._show_health()
+        if update.events or update.checkpoints is not None:
+            for event in update.events:
+                self.diverging.observe(event)
+            if update.checkpoints is not None:
+                self.resumable = {c.iteration for c in update.checkpoints if c.resumable}
+                if update.checkpoints:
+                    self.adapters_dir = update.checkpoints[0].path.parent
+            self._show_offer()
         if update.log_lines:
             self.query_one(RunLog).add_output(update.log_lines)
         if update.status is not None:
@@ -155,6 +186,19 @@ class TrainingPane(Vertical):
         line.display = newest is not None
         if newest is not None:
             line.update(finding_content(newest))  # the footer's h opens the full list
+
+    def _show_offer(self) -> None:
+        """The resume a diverging finding offers, in the footer while it stands (a followed
+        log has no checkpoints, so it never offers one)."""
+        offer = self.diverging.offer(self.resumable)
+        if offer != self.offer:
+            self.offer = offer
+            self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple) -> Optional[bool]:
+        if action == "resume_slower":
+            return self.offer is not None
+        return True
 
     def set_note(self, note: str, now: float) -> None:
         self.note = note
@@ -216,10 +260,33 @@ class TrainingPane(Vertical):
         self._show_key()
 
     def action_health_findings(self) -> None:
-        if not self.history.findings:
+        checks = recorded_checks(self.adapters_dir) if self.adapters_dir else {}
+        if not self.history.findings and not checks:
             self.notify("no health findings for this run", severity="information")
             return
-        self.app.push_screen(HealthFindings(self.name_shown, self.history.findings))
+
+        def closed(choice: Optional[str]) -> None:
+            if choice == "resume":
+                self.action_resume_slower()
+
+        self.app.push_screen(HealthFindings(self.name_shown, self.history.findings, self.offer, checks),
+                             closed)
+
+    def action_resume_slower(self) -> None:
+        offer = self.offer
+        if offer is None:
+            return
+        question = (f"{self.name_shown} is diverging. Resume it from checkpoint {offer.checkpoint} "
+                    f"(the last one before the loss went wrong) with learning_rate "
+                    f"{offer.new_learning_rate:g} instead of {offer.learning_rate:g}? The optimizer "
+                    f"state and the iteration count carry on; later checkpoints are moved aside"
+                    + ("; the run is stopped first." if self.state in ("starting", "running") else "."))
+
+        def answered(confirmed: Optional[bool]) -> None:
+            if confirmed:
+                self.post_message(SlowerResumeRequested(offer.checkpoint, offer.new_learning_rate))
+
+        self.app.push_screen(Confirm(question, confirm="Resume"), answered)
 
     def action_log_scale(self) -> None:
         plot = self.query_one(LossPlot)

@@ -149,3 +149,33 @@ def test_a_normal_run_raises_no_finding(tmp_path, tiny_model, persona_data):
     # It did learn: the monitor had something to watch.
     losses = [e.loss for e in events if isinstance(e, Train)]
     assert losses[-1] < losses[0] / 2
+
+
+def test_the_offer_taken_while_the_run_goes_on_stops_it_and_resumes_with_half_the_rate(
+        tmp_path, tiny_model, persona_data):
+    from tests.core.runhelpers import wait_for
+    from tunedeck.core.runs import resume_with_new_rate, stop_run
+
+    cfg = write_config(tmp_path / "cfg.toml", tiny_model, persona_data, iters=5000,
+                       learning_rate=1.0, save_every=5, steps_per_eval=1000)
+    run_dir = tmp_path / "run"
+    assert main(["train", str(cfg), "--run-dir", str(run_dir), "--detach"]) == 0
+    run = RunDirectory(run_dir)
+    offer = wait_for(lambda: _offer(run_dir), timeout=300, what="the diverging offer")
+    assert run.state() == "running"
+
+    resume_with_new_rate(run, offer.checkpoint, offer.new_learning_rate)
+
+    def resumed_reports():
+        record = read_events(run_dir / "metrics.jsonl")
+        starts = [i for i, e in enumerate(record) if e.kind == "resume"]
+        return starts and [e for e in record[starts[-1]:] if isinstance(e, Train)]
+
+    after = wait_for(resumed_reports, timeout=300, what="a report of the resumed run")
+    stop_run(run)
+    record = read_events(run_dir / "metrics.jsonl")
+    # The first run was stopped (not left training beside the resumed one), then resumed.
+    ends = [e.state for e in record if e.kind == "end"]
+    assert ends[0] == "stopped"
+    assert [e.iter for e in record if e.kind == "resume"] == [offer.checkpoint]
+    assert after[0].iter == offer.checkpoint + 5 and after[0].lr == 0.5

@@ -5,6 +5,9 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
+from textual import on
+
 from tunedeck.core.checkpoints import delete_checkpoint
 from tunedeck.core.events import End, Error, EventWriter, Health, Resume, Start, Train, Val
 from tunedeck.core.logparse import parse_file
@@ -16,9 +19,11 @@ from tunedeck.tui.loss_plot import LossPlot
 from tunedeck.tui.run_follower import RunFollower, RunUpdate
 from tunedeck.tui.run_log import RunLog
 from tunedeck.tui.run_status_line import Figures
-from tunedeck.tui.training_pane import TrainingPane
+from tunedeck.tui.dialogs import Confirm
+from tunedeck.tui.training_pane import SlowerResumeRequested, TrainingPane
 
 from .harness import PaneHarness, wait_until
+from .projects import train_to_the_end, write_project
 
 LOGS = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 NOW = 1_800_000_000.0
@@ -313,3 +318,143 @@ async def test_findings_after_a_resumed_checkpoint_are_forgotten():
         assert str(app.query_one("#health-line").render()).startswith("iter 20  WARN slow_down")
         await pilot.press("h")
         assert len(app.screen.query(".finding")) == 1
+
+
+# -- a diverging run: the finding offers a resume with half the learning rate -------------------
+
+@pytest.fixture(scope="module")
+def diverged_project(tmp_path_factory, tiny_model) -> Path:
+    """A real run of the tiny model at learning rate 1.0: the loss falls, then climbs back to
+    ln(vocabulary) and stays there (checkpoints every 5 iterations)."""
+    project = write_project(tmp_path_factory.mktemp("diverged") / "project", tiny_model,
+                            learning_rate=1.0, save_every=5)
+    train_to_the_end(project)
+    return project
+
+
+class OfferHarness(PaneHarness):
+    @on(SlowerResumeRequested)
+    def _slower(self, message: SlowerResumeRequested) -> None:
+        self.received.append(message)
+
+
+def footer_keys(app) -> list[str]:
+    return [b.description for _, b, enabled, _ in app.active_bindings.values() if enabled]
+
+
+async def show_finished_run(app, pilot, project: Path, tmp_path: Path) -> TrainingPane:
+    """The pane following (a copy of) the project's finished run, its backlog read."""
+    run = copy_of_finished_run(project, tmp_path)
+    pane = app.query_one(TrainingPane)
+    pane.follow(run.path.name, "finished")
+    pane.add_update(RunFollower(run).poll(), live=False, now=NOW)
+    await pilot.pause()
+    return pane
+
+
+async def test_a_diverging_run_offers_a_resume_with_half_the_rate_after_a_confirm(diverged_project, tmp_path):
+    app = OfferHarness(lambda: TrainingPane(), clock=lambda: NOW)
+    async with app.run_test(size=(160, 40)) as pilot:
+        pane = await show_finished_run(app, pilot, diverged_project, tmp_path)
+        assert str(app.query_one("#health-line").render()).split(":")[0].endswith("BAD diverging")
+        offer = pane.offer
+        assert offer is not None and (offer.learning_rate, offer.new_learning_rate) == (1.0, 0.5)
+        assert "Resume ½ lr" in footer_keys(app)
+
+        # From the findings list: it says what r does, r asks to confirm, Cancel does nothing.
+        await pilot.press("h")
+        assert isinstance(app.screen, HealthFindings)
+        said = str(app.screen.query_one("#resume-offer").render())
+        assert said == f"r resume from checkpoint {offer.checkpoint} with learning_rate 0.5 (now 1)"
+        await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, Confirm), what="the confirm")
+        question = str(app.screen.query_one(".question").render())
+        assert f"from checkpoint {offer.checkpoint}" in question
+        assert "learning_rate 0.5 instead of 1" in question
+        await pilot.click("#cancel")
+        await pilot.pause()
+        assert not app.of_type(SlowerResumeRequested)
+
+        # From the pane's own key, confirmed: the App is asked for that resume.
+        await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, Confirm), what="the confirm")
+        await pilot.click("#confirm")
+        await wait_until(pilot, lambda: app.of_type(SlowerResumeRequested), what="the request")
+        [asked] = app.of_type(SlowerResumeRequested)
+        assert (asked.checkpoint, asked.learning_rate) == (offer.checkpoint, 0.5)
+
+
+async def test_a_healthy_run_offers_no_resume(finished_project, tmp_path):
+    app = OfferHarness(lambda: TrainingPane(), clock=lambda: NOW)
+    async with app.run_test(size=(160, 40)) as pilot:
+        pane = await show_finished_run(app, pilot, finished_project, tmp_path)
+        assert pane.offer is None and "Resume ½ lr" not in footer_keys(app)
+        await pilot.press("r")
+        await pilot.pause()
+        assert not isinstance(app.screen, Confirm) and not app.of_type(SlowerResumeRequested)
+
+
+async def test_watching_a_plain_log_of_a_diverging_run_shows_the_finding(diverged_project, tmp_path):
+    # mlx-lm's own output only: the runner's "[tunedeck]" lines (its findings among them) left out.
+    [source] = (diverged_project / "runs").iterdir()
+    log = tmp_path / "train.log"
+    log.write_text("".join(line for line in (source / "train.log").read_text().splitlines(True)
+                           if not line.startswith("[tunedeck]")))
+    assert "diverging" not in log.read_text()
+    updates, found = [], []
+    deadline = time.monotonic() + 60
+    for update in follow_log_file(log, 0.05, lambda: time.monotonic() > deadline or bool(found)):
+        updates.append(update)
+        found += [e for e in update.events if isinstance(e, Health)]
+    assert [h.issue for h in found] == ["diverging"]
+
+    app = OfferHarness(lambda: TrainingPane(), clock=lambda: NOW)
+    async with app.run_test(size=(160, 40)) as pilot:
+        pane = app.query_one(TrainingPane)
+        pane.follow(log.name, "following")
+        for update in updates:
+            pane.add_update(update, live=False, now=NOW)
+        await pilot.pause()
+        line = str(app.query_one("#health-line").render())
+        assert "BAD diverging" in line and "ln(400)" in line
+        assert pane.offer is None  # a log has no checkpoints to resume from
+        await pilot.press("h")
+        assert [str(s.render()).split(":")[0] for s in app.screen.query(".finding")] == [
+            f"iter {found[0].iter}  BAD diverging"]
+
+
+async def test_an_answer_check_shows_its_cost_in_checkpoints_and_in_the_findings_list(
+        finished_project, tmp_path):
+    from tunedeck.core import probes
+    from tunedeck.tui.checkpoints_pane import CheckpointBrowser
+
+    run = copy_of_finished_run(finished_project, tmp_path)
+    follower = RunFollower(run)
+    backlog = follower.poll()
+    # The check a run with answer_checks on starts after its checkpoint, here by hand.
+    assert probes.main([str(run.path), "40"]) == 0
+    [check] = probes.recorded_checks(run.adapters).values()
+    update = follower.poll()
+    assert update.checkpoints is not None  # the check's file is beside the checkpoints
+
+    app = PaneHarness(lambda: CheckpointBrowser(), clock=lambda: NOW)
+    async with app.run_test(size=(200, 30)) as pilot:
+        table = app.query_one(CheckpointBrowser)
+        table.show(update.checkpoints, NOW)
+        await pilot.pause()
+        health = {c.iteration: str(table.get_cell(str(c.iteration), "health")) for c in update.checkpoints}
+        assert health[40].split(":")[0] == f"{update.checkpoints[-1].health} · check {check.seconds:.1f} s"
+        assert health[30] == "ok"  # never checked
+
+    app = PaneHarness(lambda: TrainingPane(), clock=lambda: NOW)
+    async with app.run_test(size=(200, 40)) as pilot:
+        pane = app.query_one(TrainingPane)
+        pane.follow(run.path.name, "finished")
+        pane.add_update(backlog, live=False, now=NOW)
+        pane.add_update(update, live=True, now=NOW)
+        await pilot.pause()
+        await pilot.press("h")
+        assert isinstance(app.screen, HealthFindings)
+        said = str(app.screen.query_one("#answer-checks").render())
+        assert said == f"answer checks by checkpoint: 40 {check.summary}"
+        assert f"{check.seconds:.1f} s" in said
