@@ -15,11 +15,12 @@ from typing import Optional
 
 from tests.tinymodel import _corpus, build_tiny_model
 
-# Mistral's: the BOS token, then [INST] … [/INST] around each user turn.
+# Mistral's: the BOS token, then [INST] … [/INST] around each user turn; no other roles.
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
     "{% if message['role'] == 'user' %}[INST] {{ message['content'] }} [/INST]"
-    "{% else %}{{ message['content'] }}{{ eos_token }}{% endif %}"
+    "{% elif message['role'] == 'assistant' %}{{ message['content'] }}{{ eos_token }}"
+    "{% else %}{{ raise_exception('only user and assistant turns') }}{% endif %}"
     "{% endfor %}"
 )
 

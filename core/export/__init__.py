@@ -190,18 +190,20 @@ def _export_into(scratch: Path, plan: _Plan, request: ExportRequest, say: Progre
     verification: dict = {}
     if verify:
         started = stage("verify", "fused against base + adapter")
-        verification = _verify(scratch, plan, request, fused, gguf_path, say)
+        verification = _verify(scratch, plan, request, fused, gguf_path, say, seconds)
         seconds["verify"] = time.perf_counter() - started
     return ExportResult(plan.out, request.to, plan.adapter.label if plan.adapter else "no adapter",
                         plan.name, verification, seconds)
 
 
 def _verify(scratch: Path, plan: _Plan, request: ExportRequest, fused, gguf_path: Path,
-            say: Progress) -> dict:
+            say: Progress, seconds: dict) -> dict:
+    """The checks, each timed into ``seconds`` ("verify: answers", …) next to the stages."""
     from ..chat import ChatModel
     from .fuse import base_is_quantized
     from .verify import compare_answers, greedy_answer, verification_prompts
 
+    started = time.perf_counter()
     prompts = verification_prompts(plan.args.get("data"), plan.args, request.prompts)
     reference = ChatModel(plan.base_dir, plan.adapter)
     expected = [greedy_answer(reference.model, reference.tokenizer, p) for p in prompts]
@@ -215,15 +217,19 @@ def _verify(scratch: Path, plan: _Plan, request: ExportRequest, fused, gguf_path
     got = [greedy_answer(model, tokenizer, p) for p in prompts]
     result = {"answers": compare_answers(expected, got, reference.model, model, tokenizer,
                                          requantized).to_json()}
+    seconds["verify: answers"] = time.perf_counter() - started
     if request.to != "mlx":
         from .gguf_file import check_gguf_file
-
-        say("verify: GGUF tensors and vocabulary", None)
-        result.update(check_gguf_file(gguf_path, fused, prompts))
         from .llama_check import llama_cpp_check
 
+        say("verify: GGUF tensors and vocabulary", None)
+        started = time.perf_counter()
+        result.update(check_gguf_file(gguf_path, fused, prompts))
+        seconds["verify: GGUF file"] = time.perf_counter() - started
         say("verify: llama.cpp's greedy answers", None)
+        started = time.perf_counter()
         result["llama_cpp"] = llama_cpp_check(gguf_path, tokenizer, prompts, got)
+        seconds["verify: llama.cpp"] = time.perf_counter() - started
     return result
 
 

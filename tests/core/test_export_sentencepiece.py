@@ -162,3 +162,23 @@ def test_a_sentencepiece_style_tokenizer_json_without_its_model_is_refused(tuned
     code, _, err = tunedeck("export", model, "--to", "gguf", "--out", tmp_path / "x")
     assert code == 2
     assert "no SentencePiece tokenizer.model" in err and "--to mlx works" in err
+
+
+def test_ollama_export_of_a_sentencepiece_model_renders_the_mistral_prompt(tunedeck, sp_run, tmp_path):
+    from tunedeck.core.export.go_template import ollama_data, render
+    from tunedeck.core.export.ollama import load_tokenizer, parse_modelfile
+    from tunedeck.core.runner import read_mlx_args
+    from tunedeck.core.rundir import RunDirectory
+
+    out = tmp_path / "ollama"
+    code, stdout, err = tunedeck("export", sp_run, "--to", "ollama", "--out", out, "--name", "sp")
+    assert code == 0, stdout + err
+    assert json.loads((out / "verify.json").read_text())["vocabulary"]["equal"]
+    instructions = parse_modelfile((out / "Modelfile").read_text())
+    assert (out / instructions["FROM"]).is_file()
+    turns = [{"role": "user", "content": "who are you"}, {"role": "assistant", "content": "the deck"},
+             {"role": "user", "content": "say hello"}]
+    tokenizer = load_tokenizer(Path(read_mlx_args(RunDirectory(sp_run), None)["model"]))
+    # llama.cpp puts the BOS token itself (add_bos_token), so the TEMPLATE starts after it.
+    assert "<s>" + render(instructions["TEMPLATE"], ollama_data(turns, None)) == tokenizer.apply_chat_template(
+        turns, add_generation_prompt=True, tokenize=False)
