@@ -567,17 +567,23 @@ class RankSupervisor:
     def _read_beats(self) -> None:
         now = time.monotonic()
         for r in self.ranks:
-            data = b""
             try:
                 if r.beats_fd is not None:
                     data = os.read(r.beats_fd, 65536)
                 elif r.output is not None and not r.output.closed:
-                    data = r.output.read() or b""
-            except (BlockingIOError, TypeError):
+                    data = r.output.read()
+                else:
+                    continue
+            except OSError:  # BlockingIOError included: nothing new
                 continue
-            except OSError:
+            if data is None:
+                continue  # a non-blocking pipe with nothing in it
+            if data == b"":
+                # The rank closed its end (it exited): stop watching it, or select would
+                # report it readable in a busy loop while the others finish.
+                self._close_channels(r)
                 continue
-            if r.output is not None and data:
+            if r.output is not None:
                 data = self._pump_remote(r, data)
             for line in data.decode(errors="replace").split():
                 if line.isdigit():
@@ -666,14 +672,20 @@ class RankSupervisor:
             if r.returncode is None:
                 r.proc.wait()
                 r.returncode = r.proc.returncode
-            if r.beats_fd is not None:
-                os.close(r.beats_fd)
-                r.beats_fd = None
-            if r.output is not None and not r.output.closed:
-                rest = r.output.read() if not r.output.closed else b""
-                if rest:
-                    self._pump_remote(r, rest + b"\n")
-                r.output.close()
+            self._close_channels(r)
+
+    def _close_channels(self, r: RankProcess) -> None:
+        if r.beats_fd is not None:
+            os.close(r.beats_fd)
+            r.beats_fd = None
+        if r.output is not None and not r.output.closed:
+            try:
+                rest = r.output.read() or b""
+            except OSError:
+                rest = b""
+            if rest or r.buffer:
+                self._pump_remote(r, rest + b"\n")  # whatever it printed last, even unfinished
+            r.output.close()
 
 
 def fail_run(run, message: str, advice: Optional[str], **status) -> None:
