@@ -89,10 +89,10 @@ def quit_app(master: int, proc: subprocess.Popen) -> None:
 
 
 # -- first frame --------------------------------------------------------------------------------
-def first_frame_s(project: Path, home: Path) -> float:
+def first_frame_s(project: Path, home: Path, command: str = "") -> float:
     """Seconds from starting ``tunedeck PROJECT`` to the first complete frame in a terminal."""
     started = time.perf_counter()
-    master, proc = open_app(project, home)
+    master, proc = open_app(project, home, command)
     seen = b""
     try:
         while True:
@@ -139,7 +139,7 @@ class MetricsWatcher(threading.Thread):
             time.sleep(0.001)
 
 
-def latencies_ms(project: Path, home: Path) -> tuple[list[float], list[float]]:
+def latencies_ms(project: Path, home: Path, command: str = "") -> tuple[list[float], list[float]]:
     """(status line, plot) latencies of every train report of a run the app follows in a
     terminal: from the report's line in metrics.jsonl to the terminal receiving it drawn."""
     from tunedeck.core.config import TrainConfig
@@ -149,7 +149,7 @@ def latencies_ms(project: Path, home: Path) -> tuple[list[float], list[float]]:
     run, process = start_run(config, root=project / "runs")
     watcher = MetricsWatcher(run.metrics_jsonl)
     watcher.start()
-    master, app = open_app(project, home)
+    master, app = open_app(project, home, command)
     # The status line says "iter N/TOTAL"; the plots' x axis ends with the last iteration drawn.
     status_pattern = re.compile(rb"iter (\d+)/\d+")
     ticks_pattern = re.compile(rb"\d+ {5,}\d+ {5,}\d+ {5,}\d+ {5,}(\d+)")
@@ -226,6 +226,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="first-frame measurements per case")
     parser.add_argument("--iters", type=int, default=300, help="iterations of the reporting run")
+    parser.add_argument("--command", default="",
+                        help="the program that opens the app, instead of tunedeck (another build of "
+                             "it, to compare)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-tui-") as tmp:
@@ -235,12 +238,12 @@ def main() -> int:
         fresh = make_project(root / "fresh", iters=40)
         with_run = make_project(root / "with-run", iters=40)
         train(with_run)
-        frames = {name: [first_frame_s(project, home) for _ in range(args.runs)]
+        frames = {name: [first_frame_s(project, home, args.command) for _ in range(args.runs)]
                   for name, project in (("form first", fresh), ("Training first", with_run))}
 
         fast = make_project(root / "fast", iters=args.iters, steps_per_report=1, steps_per_eval=100,
                             save_every=100)
-        on_status, on_plot = latencies_ms(fast, home)
+        on_status, on_plot = latencies_ms(fast, home, args.command)
         redraws = asyncio.run(redraw_ms())
 
     rows = []

@@ -1,13 +1,17 @@
 """A line chart drawn by plotext: the loss and learning-rate plots' canvas.
 
-plotext (6.x, its kernel in C++) draws the braille curves, the frame and the ticks; this module
-says what to draw (at most one point per column, see loss_plot.downsample), picks the ticks
-(whole iterations on x, evenly spread values or ratios on y, labelled as the status line writes
-them) and turns plotext's coloured text into Textual strips.
+plotext draws the braille curves, the frame and the ticks; this module says what to draw (at
+most one point per column, see loss_plot.downsample), picks the ticks (whole iterations on x,
+evenly spread values or ratios on y, labelled as the status line writes them), does the log
+scale itself (plotext's own drops its limits when the ticks are given) and turns plotext's
+coloured text into Textual strips.
 
-plotext takes seconds to import (most of it building its own documentation), too long for the
-first frame: it is imported in a thread the first time a chart with data is asked for
-(``PLOTEXT.ready``), and until it is there ``draw`` returns None.
+Costs measured on this 2-core machine (160x48, three curves of 160 points): plotext 6.1 takes
+13 ms of CPU per drawing where the hand-drawn braille chart it replaced took 7.5 ms (process
+time, same process, alternating, at load 15); plotext 5.3 took 126 ms, so 6.x (its kernel in
+C++) is required. plotext takes seconds to import (1.2 s of 2.7 s at load 8 is building its own
+documentation), too long for the first frame: it is imported in a thread the first time a chart
+with data is asked for (``PLOTEXT.ready``), and until it is there ``draw`` returns None.
 """
 
 from __future__ import annotations

@@ -115,7 +115,8 @@ def test_a_replaced_run_directory_is_watched_anew(finished_project, tmp_path):
     # A run directory moved aside and another put in its place (a restore, a sync tool): the
     # old watch sees nothing of the new one.
     run = copy_of_finished_run(finished_project, tmp_path)
-    stop = threading.Event()
+    give_up = threading.Timer(DEADLINE_S, (stop := threading.Event()).set)  # a failure, not a hang
+    give_up.start()
     changes = FileChanges(run.path, stop.is_set, poll_s=NEVER_S)
     assert changes.start() and changes.watching
     os.rename(run.path, tmp_path / "moved-aside")
@@ -125,7 +126,9 @@ def test_a_replaced_run_directory_is_watched_anew(finished_project, tmp_path):
         # Written once the new watch is there (it gathers events between waits too).
         report(run, 41)
         assert changes.wait()  # through the new watch: the poll is an hour away
+        assert not stop.is_set()
     finally:
+        give_up.cancel()
         changes.close()
 
 
