@@ -109,14 +109,18 @@ class StalePlot(Widget):
         if not (width and height):
             return  # hidden: drawn when it gets a size
         lines = draw(self.chart(width), width, height, self.style_of("plot-axis"), self.rich_style)
-        if lines is None:  # plotext is still being imported: drawn once it is
+        if lines is None:  # plotext is not imported yet: drawn once it is
             self._redraw_due = True
-            if PLOTEXT.ready(lambda: self.post_message(self.LibraryLoaded())):
-                self.call_later(self.redraw)  # imported between the drawing and this check
+            # Once the frame being made is on screen: the import holds the interpreter for a while.
+            self.call_after_refresh(self._wait_for_library)
             return
         self._stale, self._drawn_at = False, time.monotonic()
         self.lines = lines
         self.refresh()
+
+    def _wait_for_library(self) -> None:
+        if PLOTEXT.ready(lambda: self.post_message(self.LibraryLoaded())):
+            self.on_stale_plot_library_loaded()  # imported meanwhile, for another plot
 
     def on_stale_plot_library_loaded(self) -> None:
         self._redraw_due = False

@@ -131,3 +131,19 @@ async def test_the_learning_rate_has_its_own_plot_and_scale():
         text = await drawn(pilot, plot)
         assert "learning rate" in text
         assert "0.001" in text and "100" in text
+
+
+async def test_a_plot_with_data_before_plotext_is_imported_is_drawn_once_it_is(monkeypatch):
+    from tunedeck.tui import line_chart, loss_plot
+
+    fresh = line_chart._Library()  # as in a new process: plotext not imported by tunedeck yet
+    monkeypatch.setattr(line_chart, "PLOTEXT", fresh)
+    monkeypatch.setattr(loss_plot, "PLOTEXT", fresh)
+    app = PlotApp()
+    async with app.run_test(size=(100, 24)) as pilot:
+        plot = app.query_one(LossPlot)
+        train, val = _long_run(2_000)
+        plot.show(train, val, best=(2_000, 0.6))
+        text = await drawn(pilot, plot)
+        assert fresh.module is not None
+        assert "◆" in text and "2000" in text
