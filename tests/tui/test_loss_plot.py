@@ -61,13 +61,18 @@ async def drawn(pilot, plot, before: str = "") -> str:
     return plot.text()
 
 
+async def show_long_run(pilot, n: int) -> tuple[LossPlot, str]:
+    """A run of ``n`` iterations on the plot, its best val at the end; the plot and its text."""
+    plot = pilot.app.query_one(LossPlot)
+    train, val = _long_run(n)
+    plot.show(train, val, best=(n, 0.6))
+    return plot, await drawn(pilot, plot)
+
+
 async def test_a_hundred_thousand_points_draw_from_one_point_per_column():
     app = PlotApp()
     async with app.run_test(size=(160, 30)) as pilot:
-        plot = app.query_one(LossPlot)
-        train, val = _long_run(100_000)
-        plot.show(train, val, best=(100_000, 0.6))
-        text = await drawn(pilot, plot)
+        plot, text = await show_long_run(pilot, 100_000)
         # The work is bounded by the width, not the run's length (bench/bench_tui.py times it).
         assert all(len(curve.xs) <= 160 for curve in plot.chart(160).curves)
         assert len(plot.lines) == 30
@@ -141,9 +146,6 @@ async def test_a_plot_with_data_before_plotext_is_imported_is_drawn_once_it_is(m
     monkeypatch.setattr(loss_plot, "PLOTEXT", fresh)
     app = PlotApp()
     async with app.run_test(size=(100, 24)) as pilot:
-        plot = app.query_one(LossPlot)
-        train, val = _long_run(2_000)
-        plot.show(train, val, best=(2_000, 0.6))
-        text = await drawn(pilot, plot)
+        _, text = await show_long_run(pilot, 2_000)
         assert fresh.module is not None
         assert "◆" in text and "2000" in text
