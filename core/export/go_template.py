@@ -91,7 +91,7 @@ def _parse(parts: list, i: int, closers: tuple) -> tuple[list, int, str]:
         else:
             body.append(_Node("value", text))
     if closers:
-        raise TemplateError(f"missing {{{{ end }}}}")
+        raise TemplateError("missing {{ end }}")
     return body, i, ""
 
 

@@ -182,3 +182,19 @@ def test_ollama_export_of_a_sentencepiece_model_renders_the_mistral_prompt(tuned
     # llama.cpp puts the BOS token itself (add_bos_token), so the TEMPLATE starts after it.
     assert "<s>" + render(instructions["TEMPLATE"], ollama_data(turns, None)) == tokenizer.apply_chat_template(
         turns, add_generation_prompt=True, tokenize=False)
+
+
+def test_a_mistral_model_with_a_sentencepiece_tokenizer_exports_and_llama_cpp_answers_alike(
+        tunedeck, sp_model, tmp_path):
+    model = tmp_path / "mistral"
+    shutil.copytree(sp_model, model)
+    config = json.loads((model / "config.json").read_text())
+    config.update(model_type="mistral", sliding_window=None)
+    (model / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "gguf"
+    code, stdout, err = tunedeck("export", model, "--to", "gguf", "--out", out, "--verify-prompts", "1")
+    verify = json.loads((out / "verify.json").read_text())
+    assert verify["tensors"]["equal"] and verify["vocabulary"]["equal"], stdout + err
+    assert _reader(out / "mistral.gguf")[1]("general.architecture") == "llama"
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (tunedeck[llama])")
+    assert verify["llama_cpp"]["equal"] and code == 0, verify["llama_cpp"]
