@@ -4,9 +4,9 @@ A byte-level BPE vocabulary (Llama 3, Qwen, SmolLM) is written as ``tokenizer.gg
 with the merges and the name of the pre-tokenizer (llama.cpp splits text with its own regex for
 that name); a SentencePiece one (Llama 2, Mistral: a ``tokenizer.model``) as ``llama`` with the
 pieces, scores and piece types (see ``spm``). Both with token types as an INT32 array, the special
-token ids, the add-bos/add-eos flags and the chat template. Tensor names come from gguf's own tensor map. Q and K rows are
-stored in llama.cpp's interleaved rotary order; a model whose config says ``rope_traditional``
-(one converted from a GGUF, like the demo) already has them in that order.
+token ids, the add-bos/add-eos flags and the chat template. Tensor names come from gguf's own
+tensor map. Q and K rows are stored in llama.cpp's interleaved rotary order; a model whose config
+says ``rope_traditional`` (one converted from a GGUF, like the demo) already has them in that order.
 
 Reading the file back (``check_gguf_file``) proves every tensor equals the fused model's and the
 file's own vocabulary encodes sample texts to the same ids as the model's tokenizer.
@@ -298,11 +298,6 @@ def write_gguf(path: Path, fused, name: str, gguf_type: str = "f16") -> None:
 
 
 # -- reading it back -----------------------------------------------------------------------------
-def _field(reader, key: str):
-    field = reader.get_field(key)
-    return None if field is None else field.contents()
-
-
 def _tokenizer_fields(reader) -> dict:
     return {name: field.contents() for name, field in reader.fields.items() if name.startswith("tokenizer.")}
 
