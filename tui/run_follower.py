@@ -113,8 +113,9 @@ class _Cancel:
 class FileChanges:
     """Waits until something under ``directory`` changes, or ``poll_s`` passed, or cancelled.
 
-    Events come from watchfiles' Rust watcher (its documented direct use: it can be started
-    before the first look, so nothing written in between is missed). Where it cannot watch (the
+    Events come from watchfiles' Rust watcher, used directly as its documentation shows: it
+    gathers events from the moment it is made, so ``start`` then a look misses nothing, and the
+    follower's loop stays in Python, not inside watchfiles' generator. Where it cannot watch (the
     directory is not there yet, the system's limit of watches is reached, the directory was
     replaced by another of the same name) the waits are plain sleeps of ``poll_s``, and watching
     starts again when it can: a follower never depends on events, they only make it quicker.
@@ -228,8 +229,9 @@ class RunFollower:
 
         ``events=False`` only polls, every ``poll_s``.
         """
+        # The history comes first; the watch starts with the first wait, which then returns at
+        # once: the look after it finds whatever was written before the watch began.
         changes = FileChanges(self.run.path, cancelled, poll_s=poll_s, events=events)
-        changes.start()  # before the first look: a line written after it wakes the next wait
         try:
             while not cancelled():
                 update = self.poll()
