@@ -392,17 +392,20 @@ class RankProcess:
         return self.place.rank
 
 
-def start_ranks(run_path: Path, layout: Layout, runner_args: list[str], env: dict) -> list[RankProcess]:
+def start_ranks(run_path: Path, layout: Layout, runner_args: list[str], env: dict,
+                scratch: Path, ranks: list[RankProcess]) -> None:
+    """Every rank, started, into ``ranks`` (as each starts: a failure part way still leaves the
+    started ones to end); ``scratch`` holds the local ranks' files (the ring's hostfile) until
+    the run ends."""
     import shlex
 
     files: dict = {}
     extra = rank_environment(layout, files)
-    tmp = Path(tempfile.mkdtemp(prefix="tunedeck-ranks-"))
+    tmp = Path(scratch)
     local_files = {}
     for name, content in files.items():
         (tmp / name).write_text(content)
         local_files[name] = str(tmp / name)
-    ranks = []
     for place in layout.places:
         command = [sys.executable, "-m", "tunedeck.core.runner", str(run_path),
                    "--rank", str(place.rank), *runner_args]
@@ -437,7 +440,6 @@ def start_ranks(run_path: Path, layout: Layout, runner_args: list[str], env: dic
                                 stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         os.set_blocking(proc.stdout.fileno(), False)
         ranks.append(RankProcess(place, proc, log_path, None, output=proc.stdout))
-    return ranks
 
 
 def copy_run_files(host: str, run_path: Path, runner_args: list[str]) -> None:
@@ -525,9 +527,13 @@ class RankSupervisor:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(sig, lambda signum, frame: self.forward(signum))
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        scratch = tempfile.TemporaryDirectory(prefix="tunedeck-ranks-")
         try:
-            self.ranks = start_ranks(self.run.path, self.layout, self.runner_args, self.env)
+            start_ranks(self.run.path, self.layout, self.runner_args, self.env,
+                        Path(scratch.name), self.ranks)
         except Exception as exc:  # a remote host that refused the copy, a missing python...
+            self._end_all()
+            scratch.cleanup()
             fail_run(self.run, f"the ranks could not start: {exc}", None)
             return 1
         self.run.update_status(world_size=self.layout.world_size, backend=self.layout.backend,
@@ -537,6 +543,7 @@ class RankSupervisor:
             return self._watch(wake_read)
         finally:
             self._end_all()
+            scratch.cleanup()
             signal.set_wakeup_fd(-1)
 
     def _watch(self, wake_read: int) -> int:
