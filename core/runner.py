@@ -13,7 +13,10 @@ tunedeck adds, around that loop and without touching its maths:
 * reporting to wandb / swanlab through mlx-lm's own reporting callbacks, next to tunedeck's recorder;
 * a supervisor: the process that holds the run's lock forks the trainer and waits for it, so a
   trainer that dies without a word (the kernel's out-of-memory killer, a segfault, a Metal abort)
-  still ends as ``failed`` with its cause in status.json and metrics.jsonl.
+  still ends as ``failed`` with its cause in status.json and metrics.jsonl;
+* several ranks (``ranks`` / ``hosts``, core.distributed): the supervisor starts one training
+  process per rank (``--rank N``) instead of forking one; rank 0 records the run, the ranks agree
+  on stops in a collective, and each reports its steps to the supervisor.
 
 With gradient accumulation the partly accumulated gradient lives inside mlx-lm's loop and cannot be
 saved, so resumable checkpoints fall on accumulation boundaries: a ``save_every`` that lands inside
