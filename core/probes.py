@@ -286,8 +286,8 @@ def judge(answers: List[Answer], iteration: Optional[int], settings: ProbeSettin
 
 def check_model(model, tokenizer, probes: List[Probe], iteration: Optional[int],
                 settings: Optional[ProbeSettings] = None) -> CheckResult:
-    """Answer and judge every probe with ``model`` as it is now (e.g. in the training process,
-    right after a checkpoint). Dropout is switched off for the answers and restored after."""
+    """Answer and judge every probe with ``model`` as it is now (a model being trained too:
+    dropout is switched off for the answers and restored after)."""
     settings = settings or ProbeSettings()
     start = time.perf_counter()
     with _answering(model):
