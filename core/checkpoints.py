@@ -185,10 +185,11 @@ def delete_checkpoint(run: RunDirectory, iteration: int) -> None:
     The resume record goes first, so a kill half-way never leaves a checkpoint that looks
     resumable without its weights.
     """
+    from .probes import answers_file
     from .resume_state import adapter_file, optimizer_file, state_file
 
     for path in (state_file(run.adapters, iteration), optimizer_file(run.adapters, iteration),
-                 adapter_file(run.adapters, iteration)):
+                 adapter_file(run.adapters, iteration), answers_file(run.adapters, iteration)):
         path.unlink(missing_ok=True)
 
 

@@ -127,9 +127,12 @@ class Test(Event):
 class Resume(Event):
     kind: ClassVar[str] = "resume"
     _renames: ClassVar[Dict[str, str]] = {"source": "from"}
+    _omit_none: ClassVar[tuple] = ("learning_rate",)
     # The iteration the resumed weights were saved at, when their file name tells it.
     iter: Optional[int]
     source: str
+    # The new learning rate of a resume that changed it (`resume --learning-rate`).
+    learning_rate: Optional[float] = None
 
 
 @dataclass(slots=True)
@@ -146,11 +149,14 @@ class Health(Event):
     """A finding of the run-health monitor (core.health): what went wrong, how sure, what to do."""
 
     kind: ClassVar[str] = "health"
+    _omit_none: ClassVar[tuple] = ("seconds",)
     iter: Optional[int]
     issue: str
     severity: str
     evidence: str
     advice: str
+    # What the answer check that found it cost (the monitor's own findings cost nothing to speak of).
+    seconds: Optional[float] = None
 
 
 @dataclass(slots=True)

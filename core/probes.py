@@ -386,14 +386,6 @@ def recorded_checks(adapters: Path) -> dict:
     return checks
 
 
-@dataclass(slots=True)
-class CheckFinding(Health):
-    """A finding of an answer check, with what the whole check of its checkpoint cost: the
-    ``seconds`` go into the event's JSON line."""
-
-    seconds: Optional[float] = None
-
-
 class CheckpointChecks:
     """The answer checks of a training run's checkpoints, each in a process of its own so that
     the training process keeps its memory and its pace (the check runs at a lower priority).
@@ -551,7 +543,7 @@ def main(argv=None) -> int:
         return 2
     seconds = round(result.seconds, 3)
     for finding in result.findings:
-        append_event(run.metrics_jsonl, CheckFinding(
+        append_event(run.metrics_jsonl, Health(
             iter=finding.iter, issue=finding.issue, severity=finding.severity,
             evidence=finding.evidence, advice=finding.advice, seconds=seconds))
     save_answers(run.adapters, result)

@@ -610,7 +610,8 @@ class TrainingSession:
             first = resume.iteration + 1 if resume else 1
             if resume:
                 self.events.append(ev.Resume(
-                    iter=resume.iteration, source=str(adapter_file(self.run.adapters, resume.iteration))))
+                    iter=resume.iteration, source=str(adapter_file(self.run.adapters, resume.iteration)),
+                    learning_rate=self.run.read_status().get("resume_learning_rate")))
             self.events.append(ev.Start(total_iters=self.args["iters"]))
             self.status(total_iters=self.args["iters"])
             self.warn_if_disk_too_small(first)

@@ -112,6 +112,9 @@ def test_a_deleted_checkpoint_is_gone_with_its_resume_state(tmp_path, tiny_model
     cfg = write_config(tmp_path / "cfg.toml", tiny_model, persona_data, iters=20)
     run = RunDirectory(tmp_path / "R")
     assert main(["train", str(cfg), "--run-dir", str(run.path)]) == 0
+    from tunedeck.core.probes import answers_file
+
+    answers_file(run.adapters, 10).write_text("{}")  # as an answer check leaves it
     delete_checkpoint(run, 10)
     assert [c.iteration for c in checkpoint_index(run)] == [20]
     assert not list(run.adapters.glob("0000010_*"))
