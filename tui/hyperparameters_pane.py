@@ -15,7 +15,6 @@ import dataclasses
 from pathlib import Path
 from typing import Optional
 
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -23,7 +22,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.suggester import SuggestFromList
 from textual.widget import MountError
-from textual.widgets import Input, Label, Static
+from textual.widgets import Input, Label
 
 from tunedeck.core.checkpoints import Checkpoint
 from tunedeck.core.config import (FIELDS, GROUPS, FileChanged, TrainConfig, format_field,
@@ -32,12 +31,14 @@ from tunedeck.core.errors import BadInput
 from tunedeck.core.rundir import RunDirectory
 
 from .dialogs import Ask, Confirm
+from .form_widgets import FieldEditor, FormText
 from .literal import visible
 from .messages import StartRequested
 from .run_status_line import duration
 from .training_estimates import ModelShape, estimate_memory, measured_speed, read_model_shape
 
 PROJECT_CONFIG = "tunedeck.toml"
+FIELDS_HELP = "tab moves through the fields, each explained here; ctrl+r starts a run"
 
 
 def load_project_config(project: Optional[Path]) -> tuple[TrainConfig, Optional[str]]:
@@ -95,9 +96,9 @@ class ConfigField(Horizontal):
         suggester = SuggestFromList(choices, case_sensitive=False) if choices else None
         placeholder = " | ".join(choices) if choices else ("optional" if spec.optional else "")
         yield Label(spec.name, classes="field-name")
-        yield Input(self.text, placeholder=placeholder, suggester=suggester, compact=True,
+        yield FieldEditor(self.text, placeholder=placeholder, suggester=suggester, compact=True,
                     classes="editor", disabled=self.locked)
-        yield Label("", classes="field-note")
+        yield FormText(classes="field-note")
 
     @property
     def editor(self) -> Input:
@@ -121,7 +122,7 @@ class ConfigField(Horizontal):
             self._show()
 
     def _show(self) -> None:
-        self.query_one(".field-note", Label).update(Text(self.problem or self.note))
+        self.query_one(FormText).show(self.problem or self.note)
 
     @on(Input.Changed)
     def _edited(self, event: Input.Changed) -> None:
@@ -194,11 +195,9 @@ class HyperparametersPane(Vertical):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="form"):
             yield self._group(GROUPS[0])
-        yield Static(Text(self._blocked_text()) if self.blocked else
-                     "tab moves through the fields, each explained here; ctrl+r starts a run",
-                     id="field-help")
-        yield Static(id="estimates")
-        yield Static(id="command")
+        yield FormText(self._blocked_text() if self.blocked else FIELDS_HELP, id="field-help")
+        yield FormText(id="estimates")
+        yield FormText(id="command", keep_height=True)
 
     def _group(self, group: str) -> Vertical:
         # Locked fields one by one, not the whole form: the form keeps the focus, so ctrl+o
@@ -242,7 +241,8 @@ class HyperparametersPane(Vertical):
         fields = [node for node in event.widget.ancestors_with_self if isinstance(node, ConfigField)]
         if fields:
             spec = fields[0].spec
-            self.query_one("#field-help", Static).update(Text(f"{spec.name}: {spec.help}"))
+            self.query_one("#field-help", FormText).show(f"{spec.name}: {spec.help}")
+            self.query_one("#command", FormText).fit_height()
 
     # -- editing -----------------------------------------------------------------------------
     @on(FieldEdited)
@@ -272,8 +272,7 @@ class HyperparametersPane(Vertical):
             for field in self.fields.values():
                 field.locked = False
                 field.editor.disabled = False
-            self.query_one("#field-help", Static).update(
-                "tab moves through the fields, each explained here; ctrl+r starts a run")
+            self.query_one("#field-help", FormText).show(FIELDS_HELP)
         for field in self.fields.values():  # groups mounted later start from self.config
             field.set_text(format_field(field.spec.name, config.get_field(field.spec.name)))
         self._config_changed()
@@ -294,7 +293,7 @@ class HyperparametersPane(Vertical):
 
     def _config_changed(self) -> None:
         if self.blocked:
-            self.query_one("#command", Static).update("")
+            self.query_one("#command", FormText).show("")
             return
         # Cross-field problems name their field first ("epochs: set either iters or epochs…").
         cross = {}
@@ -366,7 +365,7 @@ class HyperparametersPane(Vertical):
                          f"(measured in {speed.run_name})")
         elif measured is None or measured.model != model:
             self._measure_speed(model, config.batch_size)
-        self.query_one("#estimates", Static).update(Text("  ·  ".join(parts)))
+        self.query_one("#estimates", FormText).show("  ·  ".join(parts))
 
     def _command(self, config: TrainConfig):
         """The mlx_lm.lora command that runs as it is, or why there is none yet.
@@ -392,7 +391,7 @@ class HyperparametersPane(Vertical):
             text = "$ " + command.text
             if command.config_file:
                 text += f"\n  (it reads {command.config_file}: save the config under that name with ctrl+s)"
-        self.query_one("#command", Static).update(Text("\n".join(visible(line) for line in text.split("\n"))))
+        self.query_one("#command", FormText).show("\n".join(visible(line) for line in text.split("\n")))
 
     @work(thread=True, exit_on_error=False, group="train-rows")
     def _count_train_rows(self, config: TrainConfig) -> None:

@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input, Label, TabbedContent
+from textual.widgets import Input, TabbedContent
 
 from tunedeck.core.config import TrainConfig
 from tunedeck.tui.dialogs import Ask, Confirm
@@ -25,11 +25,11 @@ def field(app, name: str) -> ConfigField:
 
 def problem(app, name: str) -> str:
     shown = field(app, name)
-    return str(shown.query_one(".field-note", Label).render()) if shown.has_class("-invalid") else ""
+    return str(shown.query_one(".field-note").render()) if shown.has_class("-invalid") else ""
 
 
 def note(app, name: str) -> str:
-    return str(field(app, name).query_one(".field-note", Label).render())
+    return str(field(app, name).query_one(".field-note").render())
 
 
 async def opened(pilot, app) -> HyperparametersPane:
@@ -98,6 +98,7 @@ async def test_letter_and_digit_keys_type_into_a_field(project):
 async def test_start_sends_the_resolved_config_up(project):
     app = PaneHarness(lambda: HyperparametersPane(project))
     async with app.run_test(size=(120, 40)) as pilot:
+        await opened(pilot, app)
         await pilot.press("ctrl+r")
         config = app.of_type(StartRequested)[0].config
         assert Path(config.data) == project / "data"
@@ -277,6 +278,37 @@ async def test_epochs_use_the_rows_counted_once_not_a_read_per_keystroke(project
         await type_into(pilot, app, "epochs", "3")
         assert "--iters 30" in str(app.query_one("#command").render())
         assert note(app, "epochs") == "= 30 iterations"
+
+
+async def test_a_keystroke_repaints_what_it_changes_without_laying_out_the_form(
+        tmp_path, tiny_model, monkeypatch):
+    """A layout walks the form's ~200 widgets: it was most of a keystroke's time."""
+    from textual.screen import Screen
+
+    from .projects import write_project
+
+    project = write_project(tmp_path / "p", tiny_model, iters=None, epochs=1, batch_size=1)
+    layouts = []
+    refresh_layout = Screen._refresh_layout
+    monkeypatch.setattr(Screen, "_refresh_layout", lambda screen, *args, **kwargs: (
+        layouts.append(screen), refresh_layout(screen, *args, **kwargs))[1])
+    app = PaneHarness(lambda: HyperparametersPane(project))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await opened(pilot, app)
+        await wait_until(pilot, lambda: note(app, "epochs") == "= 40 iterations", what="the rows")
+        editor = field(app, "batch_size").editor
+        editor.focus()
+        await pilot.press("end", "2", "backspace")  # the command may take its second line once
+        await pilot.pause()
+        layouts.clear()
+        for key, batch in [("2", 12), ("backspace", 1)] * 3:
+            await pilot.press(key)
+            await pilot.pause()
+            iterations = 40 // batch  # 40 rows, one epoch
+            assert note(app, "epochs") == f"= {iterations} iterations"
+            assert f"--iters {iterations}" in str(app.query_one("#command").render())
+            assert editor.value == str(batch)
+        assert layouts == []
 
 
 @pytest.mark.demo
