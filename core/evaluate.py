@@ -7,7 +7,9 @@ the rest of the answer is (token F1 with the sign-off stripped from both sides),
 learned the sign-off but lost the facts shows it.
 
 The base model is loaded once: it is measured, then the adapter is applied to the same weights.
-Answers are generated together with mlx-lm's batch generation. The base model's answers and loss
+Answers are generated with mlx-lm's batch generator, the base model's and the adapter's in one
+batch (the LoRA layers switched off for the base model's rows), the prompts' shared opening
+(the chat template's system prompt) computed once per side. The base model's answers and loss
 do not change between evaluations of the same split, so they are cached in the home directory,
 keyed by the model's files, the split's content and the generation settings.
 """
@@ -33,6 +35,9 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 # A sign-off is what at least this share of the expected answers ends with.
 SIGN_OFF_SHARE = 0.8
 CACHE_VERSION = 1
+# At most this many answers are generated at once; the rest wait their turn (mlx-lm's batch
+# generator starts one as another finishes), so a long split does not hold every KV cache at once.
+ANSWER_BATCH = 64
 
 
 def _words(text: str) -> list[str]:
@@ -193,6 +198,150 @@ def _base_cache_file(model: Path, split_file: Path, settings: dict) -> Path:
     return tunedeck_home() / "eval-cache" / f"{key[:32]}.json"
 
 
+class _AdapterRows:
+    """Which rows of a generation batch get the adapter (1.0) and which are the base model's (0.0).
+
+    It rides in each row's prompt cache, after the layers' own entries, because mlx-lm's batch
+    generator merges, filters, extends and extracts every cache entry together with its rows:
+    the switch stays with its row as finished answers leave the batch.
+    """
+
+    def __init__(self, on):
+        self.on = on  # mx.array, one float per row
+
+    @classmethod
+    def merge(cls, caches: list["_AdapterRows"]) -> "_AdapterRows":
+        import mlx.core as mx
+
+        return cls(mx.concatenate([c.on for c in caches]))
+
+    def filter(self, keep) -> None:
+        import mlx.core as mx
+
+        self.on = self.on[mx.array(keep)]
+
+    def extend(self, other: "_AdapterRows") -> None:
+        import mlx.core as mx
+
+        self.on = mx.concatenate([self.on, other.on])
+
+    def extract(self, idx: int) -> "_AdapterRows":
+        return _AdapterRows(self.on[idx:idx + 1])
+
+    def prepare(self, **kwargs) -> None:
+        pass  # padding is the KV caches' business
+
+    def finalize(self) -> None:
+        pass
+
+    @property
+    def state(self):
+        return self.on
+
+    @property
+    def nbytes(self) -> int:
+        return self.on.nbytes
+
+    def size(self) -> int:
+        return 0
+
+    def empty(self) -> bool:
+        return False
+
+
+class _SwitchedModel:
+    """The model with its LoRA layers on or off per row, as the cache's _AdapterRows say.
+
+    A LoRA layer adds ``scale * (x @ a) @ b`` to the base layer's output; a scale of 0 for a row
+    leaves that row exactly the base model's. On a CPU a decoding step reads every weight once
+    whatever the number of rows, so doubling the rows costs far less than a second pass.
+    """
+
+    def __init__(self, model, switched: list):
+        self.model = model
+        self._switched = [(layer, layer.scale) for layer in switched]
+
+    def __call__(self, inputs, cache=None, **kwargs):
+        *layer_caches, rows = cache
+        on = rows.on.reshape(-1, 1, 1)  # (rows, tokens, features) in the layers
+        for layer, scale in self._switched:
+            layer.scale = on * scale
+        try:
+            return self.model(inputs, cache=layer_caches, **kwargs)
+        finally:
+            for layer, scale in self._switched:
+                layer.scale = scale
+
+
+def _switchable(model, adapter: AdapterRef) -> bool:
+    """Whether the adapter's layers can be switched off per row: LoRA (DoRA rescales the whole
+    weight, a full fine-tune replaces it) on a model without mixture-of-experts layers (those
+    regroup the rows by expert)."""
+    from mlx_lm.models.switch_layers import QuantizedSwitchLinear, SwitchLinear
+
+    if adapter.config().get("fine_tune_type", "lora") != "lora":
+        return False
+    return not any(isinstance(m, (SwitchLinear, QuantizedSwitchLinear))
+                   for _, m in model.named_modules())
+
+
+def _lora_layers(model) -> list:
+    from mlx_lm.tuner.lora import LoRAEmbedding, LoRALinear
+
+    return [m for _, m in model.named_modules() if type(m) in (LoRALinear, LoRAEmbedding)]
+
+
+def _generate_answers(model, tokenizer, prompts: list[list[int]], sides: list[float],
+                      switched: list, max_tokens: int, say: Progress,
+                      cancelled: Callable[[], bool]) -> list[list[str]]:
+    """Greedy answers to ``prompts`` for each side (0.0 the base model, 1.0 the adapter), all in
+    one batch; one list of answers per side."""
+    import mlx.core as mx
+    from mlx_lm.generate import BatchGenerator
+    from mlx_lm.models.cache import make_prompt_cache
+
+    if not prompts or not sides:
+        return [[] for _ in sides]
+    gated = _SwitchedModel(model, switched)
+    # The opening every prompt shares (the chat template's system prompt) is computed once per
+    # side; at least one token of each prompt is left for the generator.
+    shared = 0
+    while (shared < min(len(p) for p in prompts) - 1
+           and all(p[shared] == prompts[0][shared] for p in prompts)):
+        shared += 1
+    openings = []
+    for on in sides:
+        cache = make_prompt_cache(model) + [_AdapterRows(mx.array([on], dtype=mx.float32))]
+        if shared:
+            gated(mx.array(prompts[0][:shared])[None], cache=cache)
+            mx.eval([c.state for c in cache])
+        openings.append(cache)  # the generator copies a prompt cache; it never writes into one
+    rows = len(prompts) * len(sides)
+    generator = BatchGenerator(gated, stop_tokens=[[t] for t in tokenizer.eos_token_ids],
+                               max_tokens=max_tokens, completion_batch_size=min(rows, ANSWER_BATCH),
+                               prefill_batch_size=min(rows, ANSWER_BATCH))
+    try:
+        uids = generator.insert([p[shared:] for _ in sides for p in prompts],
+                                caches=[cache for cache in openings for _ in prompts])
+        tokens: dict[int, list[int]] = {uid: [] for uid in uids}
+        done = 0
+        while responses := generator.next_generated():
+            finished = done
+            for r in responses:
+                if r.finish_reason != "stop":
+                    tokens[r.uid].append(r.token)
+                if r.finish_reason is not None:
+                    done += 1
+            if cancelled():
+                raise KeyboardInterrupt
+            if done > finished:
+                say(f"{done} of {rows} answers", done / rows)
+    finally:
+        generator.close()
+    texts = [tokenizer.decode(tokens[uid]).strip() for uid in uids]
+    return [texts[i * len(prompts):(i + 1) * len(prompts)] for i in range(len(sides))]
+
+
 def evaluate_run(run: RunDirectory, adapter: AdapterRef, split: str = "test",
                  generate: Optional[int] = None, max_tokens: int = 64,
                  progress: Optional[Progress] = None,
@@ -205,7 +354,7 @@ def evaluate_run(run: RunDirectory, adapter: AdapterRef, split: str = "test",
     import numpy as np
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from mlx_lm import batch_generate, load
+    from mlx_lm import load
     from mlx_lm.tuner.datasets import CacheDataset, create_dataset
     from mlx_lm.tuner.trainer import evaluate
 
@@ -263,16 +412,24 @@ def evaluate_run(run: RunDirectory, adapter: AdapterRef, split: str = "test",
         return evaluate(model=model, dataset=dataset, batch_size=args["batch_size"],
                         num_batches=args["test_batches"], max_seq_length=args["max_seq_length"])
 
-    def answers() -> list[str]:
-        if not prompts:
-            return []
-        response = batch_generate(model, tokenizer, prompts, max_tokens=max_tokens,
-                                  completion_batch_size=len(prompts),
-                                  prefill_batch_size=len(prompts))
-        return [text.strip() for text in response.texts]
+    def answers(sides: list[float], switched: list, first: float, last: float) -> list[list[str]]:
+        def step(text: str, fraction: Optional[float]) -> None:
+            say(text, first + (last - first) * (fraction or 0.0))
+
+        return _generate_answers(model, tokenizer, prompts, sides, switched, max_tokens, step,
+                                 cancelled)
+
+    def remember_base() -> None:
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(cache_file, json.dumps({"loss": base_loss, "answers": base_answers,
+                                                 "model": str(model_dir), "split": str(path)}))
+        except OSError:
+            pass  # a read-only home: the next evaluation measures the base again
 
     model.eval()
     check("load")
+    one_batch = False
     if cached is not None:
         say(f"base: loss and {len(samples)} answers from the cache", 0.1)
         base_loss, base_answers = cached["loss"], cached["answers"]
@@ -280,22 +437,25 @@ def evaluate_run(run: RunDirectory, adapter: AdapterRef, split: str = "test",
         say(f"base: loss on {split}", 0.05)
         base_loss = loss()
         check("base loss")
-        say(f"base: {len(samples)} answers", 0.2)
-        base_answers = answers()
-        try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(cache_file, json.dumps({"loss": base_loss, "answers": base_answers,
-                                                 "model": str(model_dir), "split": str(path)}))
-        except OSError:
-            pass  # a read-only home: the next evaluation measures the base again
-    check("base answers")
+        one_batch = _switchable(model, adapter)
+        if not one_batch:
+            say(f"base: {len(samples)} answers", 0.2)
+            [base_answers] = answers([0.0], [], 0.2, 0.4)
+            remember_base()
+            check("base answers")
     apply_adapter(model, adapter)
-    say(f"adapter: loss on {split}", 0.5)
+    say(f"adapter: loss on {split}", 0.4)
     adapter_loss = loss()
     check("adapter loss")
-    say(f"adapter: {len(samples)} answers", 0.65)
-    adapter_answers = answers()
-    check("adapter answers")
+    if one_batch:
+        say(f"base and adapter: {len(samples)} answers each", 0.6)
+        base_answers, adapter_answers = answers([0.0, 1.0], _lora_layers(model), 0.6, 1.0)
+        remember_base()
+        check("answers")
+    else:
+        say(f"adapter: {len(samples)} answers", 0.6)
+        [adapter_answers] = answers([1.0], [], 0.6, 1.0)
+        check("adapter answers")
     for s, base, tuned in zip(samples, base_answers, adapter_answers):
         s.base, s.adapter = base, tuned
         s.base_f1, s.adapter_f1 = token_f1(base, s.expected), token_f1(tuned, s.expected)

@@ -109,3 +109,47 @@ def test_eval_refuses_a_missing_checkpoint(run, capsys):
     capsys.readouterr()
     assert main(["eval", str(run), "--checkpoint", "999"]) == 2
     assert "999" in capsys.readouterr().err
+
+
+def _answers_alone(model_dir, adapter_dir, questions: list[list[dict]], max_tokens: int) -> list[str]:
+    """Each prompt answered on its own by mlx-lm's plain generate: the reference."""
+    from mlx_lm import generate, load
+
+    model, tokenizer = load(str(model_dir), adapter_path=str(adapter_dir) if adapter_dir else None)
+    return [generate(model, tokenizer, tokenizer.apply_chat_template(q, add_generation_prompt=True),
+                     max_tokens=max_tokens).strip() for q in questions]
+
+
+def _check_answers_match_each_model_alone(run, tiny_model, capsys, phases: set[str]):
+    capsys.readouterr()
+    assert main(["eval", str(run), "--generate", "4", "--max-tokens", "12", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert not report["base_from_cache"]
+    assert phases <= set(report["phases"])
+    questions = [s["prompt"] for s in report["samples"]]
+    base = _answers_alone(tiny_model, None, questions, 12)
+    tuned = _answers_alone(tiny_model, run / "adapters", questions, 12)
+    assert base != tuned  # the two models can be told apart
+    assert [s["base"] for s in report["samples"]] == base
+    assert [s["adapter"] for s in report["samples"]] == tuned
+
+
+def test_base_and_adapter_answered_in_one_batch_answer_as_each_model_alone(run, tiny_model, capsys):
+    # LoRA: one batch, the adapter switched off for the base model's rows.
+    _check_answers_match_each_model_alone(run, tiny_model, capsys, {"answers"})
+
+
+@pytest.fixture(scope="module")
+def dora_run(tmp_path_factory, tiny_model):
+    root = tmp_path_factory.mktemp("eval-dora")
+    data = write_persona_dataset(root / "data")
+    cfg = write_config(root / "cfg.toml", tiny_model, data, iters=100, save_every=50,
+                       steps_per_eval=50, fine_tune_type="dora")
+    assert main(["train", str(cfg), "--run-dir", str(root / "run")]) == 0
+    return root / "run"
+
+
+def test_a_dora_adapter_is_answered_apart_from_the_base(dora_run, tiny_model, capsys):
+    # DoRA rescales whole weights, so its layers cannot be switched off per row.
+    _check_answers_match_each_model_alone(dora_run, tiny_model, capsys,
+                                          {"base answers", "adapter answers"})
