@@ -244,12 +244,8 @@ class TunedeckApp(ModelSessions, App):
     @work(thread=True, exclusive=True, exit_on_error=False, group="follow")
     def _follow_run(self, run: RunDirectory) -> None:
         worker = get_current_worker()
-        follower = RunFollower(run)
-        while not worker.is_cancelled:
-            update = follower.poll()
-            if update:
-                self.post_message(RunUpdated(str(run.path), update))
-            time.sleep(POLL_S)
+        for update in RunFollower(run).updates(lambda: worker.is_cancelled):
+            self.post_message(RunUpdated(str(run.path), update))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="follow")
     def _follow_log(self, target: str) -> None:
@@ -260,7 +256,7 @@ class TunedeckApp(ModelSessions, App):
         if target == "-":
             updates = follow_pipe(self.pipe_fd if self.pipe_fd is not None else 0, POLL_S, cancelled)
         else:
-            updates = follow_log_file(Path(target), POLL_S, cancelled)
+            updates = follow_log_file(Path(target), cancelled)
         for update in updates:
             self.post_message(RunUpdated(target, update))
 

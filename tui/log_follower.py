@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 from tunedeck.core.health import LogHealth
 from tunedeck.core.logparse import LogParser
 
-from .run_follower import FileTail, RunUpdate
+from .run_follower import FileChanges, FileTail, RunUpdate
 
 PIPE_READ_BYTES = 1 << 16
 # The parser holds a traceback's last line until the next line shows no chained exception
@@ -27,9 +27,19 @@ QUIET_S = 1.0
 log = logging.getLogger(__name__)
 
 
-def follow_log_file(path: Path, poll_s: float, cancelled: Callable[[], bool]) -> Iterator[RunUpdate]:
+def follow_log_file(path: Path, cancelled: Callable[[], bool]) -> Iterator[RunUpdate]:
     parser, health = LogParser(), LogHealth()
     tail = FileTail(path)
+    # Woken by a change in the file's directory, or after QUIET_S at the latest: the parser's
+    # flush of a quiet log's last lines waits for no event.
+    changes = FileChanges(path.parent, cancelled, poll_s=QUIET_S, recursive=False)
+    try:
+        yield from _follow_log_lines(path, tail, parser, health, changes, cancelled)
+    finally:
+        changes.close()
+
+
+def _follow_log_lines(path, tail, parser, health, changes, cancelled) -> Iterator[RunUpdate]:
     first, quiet_since, idled, failing = True, time.monotonic(), False, False
     while not cancelled():
         try:
@@ -55,7 +65,7 @@ def follow_log_file(path: Path, poll_s: float, cancelled: Callable[[], bool]) ->
             yield RunUpdate(events=events, log_lines=lines, arrived_at=time.time(), backlog=first,
                             state="following" if first else None)
             first = False
-        time.sleep(poll_s)
+        changes.wait()
 
 
 def follow_pipe(fd: int, poll_s: float, cancelled: Callable[[], bool]) -> Iterator[RunUpdate]:

@@ -238,7 +238,7 @@ def test_a_followed_log_file_gives_its_crash_once_it_goes_quiet(tmp_path):
     shutil.copy(LOGS / "v032_crash_metal_oom.log", log)
     deadline = time.monotonic() + 60  # generous: the follower waits one quiet second
     errors = []
-    for update in follow_log_file(log, 0.05, lambda: time.monotonic() > deadline):
+    for update in follow_log_file(log, lambda: time.monotonic() > deadline):
         errors += [e for e in update.events if isinstance(e, Error)]
         if errors:
             break
@@ -403,7 +403,7 @@ async def test_watching_a_plain_log_of_a_diverging_run_shows_the_finding(diverge
     assert "diverging" not in log.read_text()
     updates, found = [], []
     deadline = time.monotonic() + 60
-    for update in follow_log_file(log, 0.05, lambda: time.monotonic() > deadline or bool(found)):
+    for update in follow_log_file(log, lambda: time.monotonic() > deadline or bool(found)):
         updates.append(update)
         found += [e for e in update.events if isinstance(e, Health)]
     assert [h.issue for h in found] == ["diverging"]
