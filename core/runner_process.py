@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from .errors import WorkFailed
+from .errors import BadInput, WorkFailed
 from .rundir import RunDirectory
 
 STARTUP_TIMEOUT_S = 30.0
@@ -48,7 +48,13 @@ def prepare_ranks(run: RunDirectory, runner_args: tuple) -> None:
 def spawn_runner(run: RunDirectory, *runner_args: str) -> subprocess.Popen:
     """Start the training process detached from this terminal and wait until it holds the lock."""
     run.path.mkdir(parents=True, exist_ok=True)
-    prepare_ranks(run, runner_args)
+    try:
+        prepare_ranks(run, runner_args)
+    except BadInput as exc:
+        if "--resume-from" not in runner_args:
+            # start_run wrote the run directory already: on record as failed, not "interrupted".
+            run.update_status(state="failed", error=str(exc), ended_at=time.time())
+        raise
     before = run.read_status().get("started_at")
     with open(run.train_log, "ab") as log:
         proc = subprocess.Popen(

@@ -266,3 +266,26 @@ def test_a_rank_that_goes_silent_fails_the_run_by_name(tmp_path, tiny_model, per
     error = _status(run)["error"]
     assert error.startswith("rank 1 (127.0.0.1) stopped reporting: nothing for "), error
     wait_for(lambda: not _processes_of(run), timeout=30, what="every rank process to be gone")
+
+
+def test_an_unreachable_host_refuses_the_run_in_one_line(tmp_path, tiny_model, persona_data,
+                                                         monkeypatch, tunedeck):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text("#!/bin/bash\necho 'ssh: Could not resolve hostname mac2' >&2\n"
+                                 "exit 255\n")
+    (bin_dir / "ssh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    hostfile = tmp_path / "hosts.json"
+    hostfile.write_text(json.dumps([{"ssh": "127.0.0.1", "ips": ["10.0.0.1"]},
+                                    {"ssh": "mac2", "ips": ["10.0.0.2"]}]))
+    cfg = write_config(tmp_path / "cfg.toml", tiny_model, persona_data, hosts=str(hostfile))
+
+    code, _, err = tunedeck("train", cfg, "--run-dir", tmp_path / "run")
+
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "tunedeck: error: hosts: mac2: not reachable by ssh (ssh: Could not resolve hostname "
+        "mac2); set up key-based ssh from this machine to every host"]
+    assert _status(tmp_path / "run")["state"] == "failed"
+    assert not _processes_of(tmp_path / "run")
