@@ -456,9 +456,9 @@ class TrainConfig:
         """A copy with relative local paths made absolute against ``base``; this config is
         left as it is (it may be what a form shows and saves).
 
-        ``adapter_path`` and ``resume_adapter_file`` are always paths. ``model``, ``data`` and
-        each ``hf_dataset`` path may be Hugging Face ids, so they are resolved only when they
-        look local: absolute, starting with ``~`` or ``.``, or naming something under ``base``.
+        ``adapter_path`` and ``resume_adapter_file`` are always paths. ``model``, ``data``, each
+        ``hf_dataset`` path and ``hosts`` may be Hugging Face ids (or ssh names), so they are
+        resolved only when they look local: absolute, starting with ``~`` or ``.``, or naming something under ``base``.
         """
         base = Path(base).expanduser().absolute()
 
@@ -480,7 +480,9 @@ class TrainConfig:
         return dataclasses.replace(
             self, model=resolve(self.model, False), data=resolve(self.data, False),
             hf_dataset=hf_dataset, adapter_path=resolve(self.adapter_path, True),
-            resume_adapter_file=resolve(self.resume_adapter_file, True))
+            resume_adapter_file=resolve(self.resume_adapter_file, True),
+            # A hostfile next to the config (ssh names such as "mac1,mac2" name no file there).
+            hosts=resolve(self.hosts, False))
 
     @property
     def run_name(self) -> str:

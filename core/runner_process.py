@@ -40,8 +40,9 @@ def prepare_ranks(run: RunDirectory, runner_args: tuple) -> None:
     if layout is None:
         (run.path / LAYOUT_FILE).unlink(missing_ok=True)
         return
-    planned = TrainConfig.from_mlx_yaml(run.mlx_yaml)
-    check_hosts(layout, [str(planned.model), str(planned.data)])
+    if "--resume-from" in runner_args:  # start_run checked the hosts of a new run already
+        planned = TrainConfig.from_mlx_yaml(run.mlx_yaml)
+        check_hosts(layout, [str(planned.model), str(planned.data)])
     save_layout(run.path, layout)
 
 

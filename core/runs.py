@@ -61,6 +61,11 @@ def resume_run(run: RunDirectory, checkpoint: Optional[str] = None, iters: Optio
     if total <= chosen.iteration:
         raise BadInput(f"{run.path}: checkpoint {chosen.iteration} already reaches the planned "
                        f"{total} iterations; pass --iters N (N > {chosen.iteration}) to extend the run")
+    from .config import TrainConfig
+    from .distributed import check_resume_world, layout_of
+
+    # Before supersede_after: a refused resume leaves the later checkpoints where they were.
+    check_resume_world(run, layout_of(TrainConfig.from_toml(run.run_toml)))
     supersede_after(run, chosen.iteration)
     run.update_status(resume_learning_rate=learning_rate)  # None: the checkpoint's own rate
     proc = spawn_runner(run, "--resume-from", str(chosen.iteration), "--iters", str(total))
@@ -261,6 +266,11 @@ def start_run(config, run_dir: Optional[Path] = None, root: Path = Path("runs"),
     run_config = dataclasses.replace(_check_data(config), model=str(model_dir),
                                      adapter_path=str(run.adapters))
     total_iters = run_config.total_iters()
+    from .distributed import check_hosts, layout_of
+
+    layout = layout_of(run_config)
+    if layout is not None:  # refused before anything is written, as any other bad config
+        check_hosts(layout, [str(model_dir), str(run_config.data)])
     run.path.mkdir(parents=True, exist_ok=True)
     write_atomic(run.run_toml, source_text if source_text is not None else run_config.to_toml())
     write_atomic(run.mlx_yaml, run_config.to_mlx_yaml())

@@ -103,7 +103,9 @@ class ChatPane(Vertical):
         with Horizontal(classes="chat-row"):
             yield Static(Text("no model loaded: pick one, or just ask (the chosen model loads first)"),
                          id="chat-status")
-            yield ProgressBar(total=None, show_eta=False, id="chat-progress")
+            # A bar without a total animates 15 times a second even while hidden: it has one
+            # only while a load of unknown length goes on.
+            yield ProgressBar(total=100, show_eta=False, id="chat-progress")
         with Horizontal(id="chat-columns"):
             with Vertical(classes="chat-side", id="chat-left"):
                 yield Static(Text(""), classes="chat-title", id="chat-left-title")
@@ -254,6 +256,7 @@ class ChatPane(Vertical):
         self.loaded = self.requested = (model, adapter)
         self.model_loading = False
         self.set_class(False, "-loading")
+        self.query_one("#chat-progress", ProgressBar).update(total=100, progress=0)
         self.refresh_bindings()
         how = "" if reloaded else " (the base model stayed loaded)"
         with_adapter = f" + {self._label_of(adapter)}" if adapter else " (no adapter)"
@@ -273,6 +276,7 @@ class ChatPane(Vertical):
     def _loading_ended(self) -> None:
         """A load that did not happen: the choices show again what is loaded."""
         self.model_loading = False
+        self.query_one("#chat-progress", ProgressBar).update(total=100, progress=0)
         self.requested = self.loaded
         self.set_class(False, "-loading")
         self.refresh_bindings()

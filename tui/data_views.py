@@ -274,7 +274,9 @@ class TaskLine(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Label()
-        yield ProgressBar(total=None, show_eta=False)
+        # A bar without a total animates 15 times a second even while hidden: it has one only
+        # while a task of unknown length runs.
+        yield ProgressBar(total=100, show_eta=False)
 
     @property
     def running(self) -> bool:
@@ -297,3 +299,4 @@ class TaskLine(Horizontal):
         """``outcome``: "succeeded", "failed" or "" (neutral)."""
         self.set_classes(f"-{outcome}" if outcome else "")
         self.query_one(Label).update(Content(one_line(text)))
+        self.query_one(ProgressBar).update(total=100, progress=0)

@@ -228,6 +228,7 @@ class TrainingPane(Vertical):
             loss=last.loss if last else None, tokens_per_sec=last.tokens_per_sec if last else None,
             peak_mem_gb=last.peak_mem_gb if last else None, elapsed_s=elapsed,
             eta_s=estimate[0] if estimate else None, finish_at=estimate[1] if estimate else None,
+            ranks=int(status.get("world_size") or 1),
             error=self._failure_line(state),
             note=self.note, serving=self.serving_url), now)
 

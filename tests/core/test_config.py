@@ -743,3 +743,11 @@ def test_import_is_cheap_and_reads_yaml_floats_without_mlx_lm():
         """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.splitlines() == ["[]", "float 20.0 False"]
+
+
+def test_a_hostfile_beside_the_config_is_found_from_anywhere_and_ssh_names_stay(tmp_path):
+    (tmp_path / "hosts.json").write_text("[]")
+    by_file = TrainConfig(model="m", data="d", hosts="hosts.json").resolve_paths(tmp_path)
+    by_names = TrainConfig(model="m", data="d", hosts="mac1,mac2").resolve_paths(tmp_path)
+    assert by_file.hosts == str(tmp_path / "hosts.json")
+    assert by_names.hosts == "mac1,mac2"
