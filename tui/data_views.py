@@ -287,8 +287,13 @@ class TaskLine(Horizontal):
         return str(self.query_one(Label).visual)
 
     def progress(self, label: str, fraction: Optional[float]) -> None:
+        text = one_line(label)
+        widget = self.query_one(Label)
+        # Progress comes ten times a second, for a pane out of sight too: a text that still fits
+        # the one line it has is repainted without a layout of the whole screen.
+        same_height = self.running and widget.size.height == 1 and len(text) <= widget.size.width
         self.set_classes("-running")
-        self.query_one(Label).update(Content(one_line(label)))
+        widget.update(Content(text), layout=not same_height)
         bar = self.query_one(ProgressBar)
         if fraction is None:
             bar.update(total=None)

@@ -166,6 +166,7 @@ class HyperparametersPane(Vertical):
         Binding("ctrl+s", "save", "Save", id="save-config"),
         Binding("ctrl+o", "open", "Open TOML/YAML", id="open-config"),
         Binding("ctrl+y", "copy_command", "Copy command", id="copy-command"),
+        Binding("ctrl+g", "hosts_helper", "Hosts", id="hosts-helper"),
     ]
 
     def __init__(self, project: Optional[Path], **kwargs):
@@ -455,6 +456,18 @@ class HyperparametersPane(Vertical):
         config = self._ready()
         if config is not None:
             self.post_message(StartRequested(config))
+
+    def action_hosts_helper(self) -> None:
+        """The ranks the form's config trains on and its hostfile; a Thunderbolt hostfile the
+        dialog writes becomes the form's ``hosts``."""
+        from .hosts_dialog import HostsDialog
+
+        def chosen(path: Optional[str]) -> None:
+            if path:
+                self.fields["hosts"].editor.value = path  # an edit like any other: dirty, saved
+
+        self.app.push_screen(HostsDialog(self._resolved(), (self.project or Path.cwd()) / "hosts.json"),
+                             chosen)
 
     def action_copy_command(self) -> None:
         config = self._ready()

@@ -7,6 +7,7 @@ FEATURES START:END... (FEATURES: the feature keys as a JSON object). Prints one 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from .formats import FeatureKeys
@@ -14,6 +15,8 @@ from .validate import _scan_range, chunk_to_json
 
 
 def main(argv: list) -> int:
+    if hasattr(os, "nice"):
+        os.nice(10)  # a check of a large file never takes a core from the app's keystrokes
     path, ref_format, ref_line, keep, features, *ranges = argv
     keys = FeatureKeys.of(json.loads(features))
     for rng in ranges:

@@ -385,3 +385,25 @@ async def test_a_new_project_starts_with_a_model_on_this_machine(tmp_path, tiny_
         assert field(app, "data").editor.value == "data"
         await wait_until(pilot, lambda: "memory ≈" in str(app.query_one("#estimates").render()),
                          what="the estimate of a model that is there")
+
+
+async def test_ctrl_g_shows_the_ranks_of_the_form_as_typed_and_its_hostfile_becomes_hosts(project,
+                                                                                          monkeypatch):
+    from textual.widgets import Static
+
+    from tunedeck.tui import hosts_dialog
+
+    app = PaneHarness(lambda: HyperparametersPane(project))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await opened(pilot, app)
+        await type_into(pilot, app, "ranks", "2")
+        await pilot.press("ctrl+g")
+        await wait_until(pilot, lambda: isinstance(app.screen, hosts_dialog.HostsDialog),
+                         what="the Hosts helper")
+        layout = str(app.screen.query_one("#layout", Static).render())
+        assert layout.splitlines()[0] == "2 ranks, backend ring"  # the form's ranks, unsaved
+        (project / "hosts.json").write_text('[{"ssh": "localhost", "ips": ["127.0.0.1"]}]')
+        app.screen.dismiss(str(project / "hosts.json"))  # as after ctrl+t wrote it
+        await wait_until(pilot, lambda: field(app, "hosts").editor.value == str(project / "hosts.json"),
+                         what="the hostfile in the form")
+        assert "hosts" in app.query_one(HyperparametersPane).config.to_toml()
