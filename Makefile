@@ -29,6 +29,7 @@ demo: install
 	$(BIN)/tunedeck demo
 
 test: install-test
+	$(BIN)/ruff check --quiet .
 	$(BIN)/python -m pytest -q
 
 bench: install-test

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from tests.core.runhelpers import write_config
 
@@ -59,6 +58,7 @@ def test_dataset_with_a_bad_line(tmp_path, tiny_model, persona_data):
         f.write('{"messages": [{"role": "user", "content": "tru\n')
     cfg = write_config(tmp_path / "c.toml", tiny_model, persona_data)
     line = _one_line_error(_run("train", str(cfg), "--run-dir", str(tmp_path / "r")), "train.jsonl:41:")
+    assert line.startswith("tunedeck: error: ") and "train.jsonl:41:" in line  # the file and line first
     assert not (tmp_path / "r").exists()
 
 

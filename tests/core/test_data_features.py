@@ -125,7 +125,7 @@ def test_preference_data_is_named_as_such_not_missing_completions(tunedeck, name
     assert "missing" not in out and "no assistant" not in out
     assert f"{path}:1: preference data (prompt with chosen/rejected answers)" in out
     assert "--keep chosen" in out
-    assert f"preference (chosen/rejected), " in out and f"{rows} rows, 1 error" in out
+    assert "preference (chosen/rejected), " in out and f"{rows} rows, 1 error" in out
 
 
 def test_kto_data_is_named_as_such(tunedeck):

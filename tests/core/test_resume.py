@@ -6,7 +6,6 @@ import json
 import os
 import signal
 
-import pytest
 
 from tests.core.runhelpers import events, wait_for, write_config
 from tunedeck.core.cli import main
