@@ -11,7 +11,8 @@ the machine falls on both alike. Two figures per side, medians over the pairs:
 * wall time per iteration between the first and the last train report, from the moments the
   report lines reach this script through the command's standard output.
 
-The per-iteration ratio (plain / tunedeck, so higher is better for tunedeck) must be ≥ 0.98.
+The per-iteration ratio (plain / tunedeck, so higher is better for tunedeck), the median of the
+pairs' own ratios with their spread, must be ≥ 0.98.
 The fixed start-up overhead is what the whole-process difference leaves once the per-iteration
 difference over all iterations is taken out; it must be ≤ 0.3 s.
 
@@ -94,7 +95,10 @@ def main() -> None:
             loads.append(os.getloadavg()[0])
     wall_p, wall_o = (statistics.median(r["wall"] for r in side) for side in (plain, ours))
     spi_p, spi_o = (statistics.median(r["per_iter"] for r in side) for side in (plain, ours))
-    ratio = spi_p / spi_o
+    # Per pair, then the median: the two runs of a pair are minutes apart at most, so a change in
+    # the machine's load falls on both; the spread shows how far one pair can be off.
+    ratios = sorted(p["per_iter"] / o["per_iter"] for p, o in zip(plain, ours))
+    ratio = statistics.median(ratios)
     overhead = statistics.median((o["wall"] - p["wall"]) - args.iters * (o["per_iter"] - p["per_iter"])
                                  for p, o in zip(plain, ours))
     first_p, first_o = (statistics.median(r["to_first"] for r in side) for side in (plain, ours))
@@ -108,7 +112,8 @@ def main() -> None:
     print("| what | command | plain `mlx_lm.lora -c` | `tunedeck train` | figure | budget | met |")
     print("|---|---|---|---|---|---|---|")
     print(f"| wall time per iteration, first to last report ({what}) | {command} | "
-          f"{spi_p * 1000:.2f} ms | {spi_o * 1000:.2f} ms | throughput ratio {ratio:.3f} | ≥ 0.98 | "
+          f"{spi_p * 1000:.2f} ms | {spi_o * 1000:.2f} ms | throughput ratio {ratio:.3f} (median of "
+          f"the pairs' ratios; {ratios[0]:.3f}–{ratios[-1]:.3f}) | ≥ 0.98 | "
           f"{'yes' if ratio >= 0.98 else 'no'} |")
     print(f"| whole-process wall time (same runs) | same | {wall_p:.2f} s | {wall_o:.2f} s | "
           f"fixed start-up overhead {overhead:+.2f} s | ≤ 0.3 s | {'yes' if overhead <= 0.3 else 'no'} |")
