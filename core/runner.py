@@ -263,6 +263,9 @@ class NoEvents:
 
 # Stop requests from the weakest to the strongest: ranks that disagree take the strongest.
 STOP_ORDER = (None, STOP_AFTER_CHECKPOINT, SAVE_AND_STOP, EARLY_STOP, STOP_NOW)
+# The status line of a run shows its iteration from status.json (and metrics.jsonl): once a
+# second is often enough for a reader, and keeps the fsync out of most steps.
+STATUS_EVERY_S = 1.0
 
 
 class TrainingSession:
@@ -288,6 +291,7 @@ class TrainingSession:
         self.last_checkpoint: Optional[int] = None
         self.tokens_offset = 0
         self.trained_tokens = 0
+        self.status_written_at = -math.inf  # time.monotonic() of the last report's status write
         self.best_val = math.inf
         self.evals_since_best = 0
         self.checkpoint_due = False  # mlx-lm saved mid-accumulation; write one at the boundary
@@ -423,7 +427,11 @@ class TrainingSession:
                     lr=float(info["learning_rate"]), it_per_sec=info["iterations_per_second"],
                     tokens_per_sec=info["tokens_per_second"], trained_tokens=session.trained_tokens,
                     peak_mem_gb=peak_memory_gb(info["peak_memory"])))
-                if session.records:
+                # status.json is rewritten with an fsync (1-9 ms): at most once a STATUS_EVERY_S
+                # between reports, not inside every step; metrics.jsonl has each iteration anyway.
+                now = time.monotonic()
+                if session.records and now - session.status_written_at >= STATUS_EVERY_S:
+                    session.status_written_at = now
                     session.run.update_status(iter=info["iteration"])
 
             def on_val_loss_report(self, info):
