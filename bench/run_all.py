@@ -34,6 +34,7 @@ BENCHES = [
     ("bench_training", ["--pairs", "5", "--iters", "300"], "training under tunedeck vs mlx_lm.lora"),
     ("bench_distributed", ["--pairs", "2", "--iters", "200"], "2 local ranks vs 1 process"),
     ("bench_health", [], "run health monitor cost"),
+    ("bench_demo", [], "the demo run and its first eval"),
     ("bench_chat", [], "chat speed with an adapter"),
     ("bench_generate", [], "data generate answers"),
     ("bench_export", [], "export vs mlx_lm.fuse"),
