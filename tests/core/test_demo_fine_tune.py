@@ -36,6 +36,7 @@ def _eval(project: Path, *args: str) -> dict:
 
 
 @pytest.mark.demo
+@pytest.mark.timeout(1800)  # minutes of training and answering on a quiet machine; more under load
 def test_the_demo_fine_tune_learns_the_persona_and_keeps_the_facts(tmp_path, demo_model,
                                                                    monkeypatch):
     from tests.conftest import DEMO_HOME

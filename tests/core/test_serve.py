@@ -72,7 +72,7 @@ def test_openai_client_gets_tunedeck_chats_greedy_answer_and_ctrl_c_stops_the_se
             assert response.headers.get("Access-Control-Allow-Origin") == f"http://localhost:{port}"
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
+        assert proc.wait(timeout=180) == 0
     assert "server stopped" in proc.stderr.read()
     assert not listening(port)
 
@@ -104,7 +104,7 @@ def test_host_binds_wider_with_a_warning(tiny_model):
         assert listening(port)
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        proc.wait(timeout=180)
     err = proc.stderr.read()
     assert "warning: serving on 0.0.0.0" in err and "no authentication" in err
 
@@ -124,7 +124,7 @@ def test_default_bind_is_loopback_only(tiny_model):
         assert listening(port) and not listening(port, address)
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        proc.wait(timeout=180)
 
 
 def test_a_port_in_use_is_one_clear_line(tunedeck, tiny_model):

@@ -65,6 +65,9 @@ async def test_digits_switch_panes_but_type_into_a_text_field(project):
         await wait_until(pilot, lambda: app.query_one(HyperparametersPane).complete, what="the form")
         name = app.query_one("#field-name", ConfigField).editor
         name.focus()
+        # Focusing selects the text; "end" must come after that, or "3" replaces "tiny".
+        await wait_until(pilot, lambda: name.has_focus, what="the name field's focus")
+        await pilot.pause()
         await pilot.press("end", "3", "x")
         assert name.value == "tiny3x"
         assert active(app) == "hyperparameters"
