@@ -46,3 +46,15 @@ def wait_for(condition, timeout: float = 120.0, what: str = "condition"):
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def like_a_terminal() -> None:
+    """``preexec_fn`` for a child the test stops with SIGINT, as Ctrl-C in a terminal does.
+
+    A suite started in the background by a non-interactive shell (``make test &``) inherits
+    SIGINT ignored, and Python then installs no KeyboardInterrupt handler in its children: the
+    Ctrl-C a test sends would never arrive. A terminal's foreground process has it at its default.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

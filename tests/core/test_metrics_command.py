@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY_LEARNING_RATE, TINY_LORA
+from tests.core.runhelpers import like_a_terminal
 from tunedeck.core.cli import main
 from tunedeck.core.events import End, Error, EventWriter, Health, Resume, Save, Start, Train, Val
 from tunedeck.core.logparse import parse_file
@@ -257,7 +258,8 @@ def test_follow_a_growing_log_file_until_ctrl_c(tmp_path):
     log.write_bytes(data[:half])
     tunedeck = Path(sys.executable).parent / "tunedeck"
     proc = subprocess.Popen([str(tunedeck), "metrics", str(log), "--follow"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=like_a_terminal)
     try:
         seen = []
         for line in proc.stdout:  # rows arrive while the command keeps following
@@ -286,7 +288,8 @@ def test_following_a_log_shows_the_crash_once_the_output_stops(tmp_path):
     log.write_bytes(data[:abort])
     tunedeck = Path(sys.executable).parent / "tunedeck"
     proc = subprocess.Popen([str(tunedeck), "metrics", str(log), "--follow", "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=like_a_terminal)
     deadline = threading.Timer(120, proc.kill)  # a generous bound: no error ever would hang
     deadline.start()
     try:

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.core.runhelpers import events, wait_for, write_config
+from tests.core.runhelpers import events, like_a_terminal, wait_for, write_config
 from tunedeck.core.cli import main
 from tunedeck.core.rundir import RunDirectory
 
@@ -102,7 +102,8 @@ def test_ctrl_c_in_the_foreground_stops_gracefully(tmp_path, tiny_model, persona
                        steps_per_eval=100000)
     run_dir = tmp_path / "C"
     proc = subprocess.Popen([EXE, "train", str(cfg), "--run-dir", str(run_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=like_a_terminal)
     wait_for(lambda: (run_dir / "adapters" / "0000020_resume.json").exists(), what="a checkpoint")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=180)  # a stop waits for the step in flight: slow under load
