@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.core.runhelpers import like_a_terminal
 from tests.core.test_export import train
 from tunedeck.core.errors import BadInput
 from tunedeck.core.serve import ModelServer, free_port, serve_target
@@ -27,7 +28,8 @@ def start_serving(*args) -> tuple[subprocess.Popen, dict, list[str]]:
     """`tunedeck serve ARGS` until it says it is ready; returns the process, what it printed
     (base URL and model) and its stderr lines so far."""
     proc = subprocess.Popen([TUNEDECK, "serve", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=like_a_terminal)  # the tests stop it with Ctrl-C's SIGINT
     printed = {}
     for line in proc.stdout:
         key, _, value = line.strip().partition("  ")
