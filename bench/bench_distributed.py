@@ -35,8 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import TINY_LEARNING_RATE, TINY_LORA  # noqa: E402
-from tests.tinymodel import build_tiny_model, write_persona_dataset  # noqa: E402
+from tests.conftest import TINY_LORA  # noqa: E402
 
 BIN = Path(sys.executable).parent
 REPEATS = 300
@@ -115,19 +114,12 @@ def main() -> None:
     if args.comm_rank:
         comm_rank(args.comm_rank)
         return
-    from tunedeck.core.blas import fast_blas_env
-    from tunedeck.core.config import LoraParameters, TrainConfig
+    from bench_training import bench_env, tiny_config
 
-    env = fast_blas_env({k: v for k, v in os.environ.items() if k != "FORCE_COLOR"})
-    env.update(PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+    env = bench_env()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = build_tiny_model(tmp / "model")
-        data = write_persona_dataset(tmp / "data", n_train=200)
-        config = TrainConfig(model=str(model), data=str(data), num_layers=2, batch_size=8,
-                             iters=args.iters, learning_rate=TINY_LEARNING_RATE, steps_per_report=10,
-                             steps_per_eval=args.iters, save_every=args.iters, val_batches=2,
-                             lora_parameters=LoraParameters(**TINY_LORA))
+        config = tiny_config(tmp, args.iters, every=args.iters)
         one, two = tmp / "one.toml", tmp / "two.toml"
         one.write_text(config.to_toml())
         two.write_text(dataclasses.replace(config, ranks=2).to_toml())
@@ -137,7 +129,7 @@ def main() -> None:
             singles.append(run_training(one, tmp / f"one{i}", env))
             pairs.append(run_training(two, tmp / f"two{i}", env))
             loads.append(os.getloadavg()[0])
-        comm = communication(model, env)
+        comm = communication(config.model, env)
         loads.append(os.getloadavg()[0])
     tok_1, tok_2 = (statistics.median(r["tok_s"] for r in side) for side in (singles, pairs))
     spi_1, spi_2 = (statistics.median(r["per_iter"] for r in side) for side in (singles, pairs))

@@ -41,6 +41,27 @@ from tunedeck.core.logparse import LogParser  # noqa: E402
 BIN = Path(sys.executable).parent
 
 
+
+def bench_env() -> dict:
+    """The environment both sides of a training benchmark run in: the fast BLAS, plain output."""
+    from tunedeck.core.blas import fast_blas_env
+
+    env = fast_blas_env({k: v for k, v in os.environ.items() if k != "FORCE_COLOR"})
+    env.update(PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+    return env
+
+
+def tiny_config(tmp: Path, iters: int, every: int):
+    """The tiny model and dataset under ``tmp``, and the training config the benchmarks share
+    (validation and a checkpoint every ``every`` iterations)."""
+    from tunedeck.core.config import LoraParameters, TrainConfig
+
+    model = build_tiny_model(tmp / "model")
+    data = write_persona_dataset(tmp / "data", n_train=200)
+    return TrainConfig(model=str(model), data=str(data), num_layers=2, batch_size=8, iters=iters,
+                       learning_rate=TINY_LEARNING_RATE, steps_per_report=10, steps_per_eval=every,
+                       save_every=every, val_batches=2, lora_parameters=LoraParameters(**TINY_LORA))
+
 def timed_run(command: list[str], env: dict, cwd: Path) -> dict:
     """Run ``command``; its wall time and the arrival time of each train report it prints."""
     parser = LogParser()
@@ -68,19 +89,12 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=300)
     ap.add_argument("--every", type=int, default=50, help="validation and checkpoint interval")
     args = ap.parse_args()
-    from tunedeck.core.blas import blas_report, fast_blas_env
-    from tunedeck.core.config import LoraParameters, TrainConfig
+    from tunedeck.core.blas import blas_report
 
-    env = fast_blas_env({k: v for k, v in os.environ.items() if k != "FORCE_COLOR"})
-    env.update(PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+    env = bench_env()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = build_tiny_model(tmp / "model")
-        data = write_persona_dataset(tmp / "data", n_train=200)
-        config = TrainConfig(model=str(model), data=str(data), num_layers=2, batch_size=8,
-                             iters=args.iters, learning_rate=TINY_LEARNING_RATE, steps_per_report=10,
-                             steps_per_eval=args.every, save_every=args.every, val_batches=2,
-                             lora_parameters=LoraParameters(**TINY_LORA))
+        config = tiny_config(tmp, args.iters, every=args.every)
         toml = tmp / "cfg.toml"
         toml.write_text(config.to_toml())
         yaml = tmp / "cfg.yaml"
