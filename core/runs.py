@@ -50,7 +50,7 @@ def resume_run(run: RunDirectory, checkpoint: Optional[str] = None, iters: Optio
     ``diverging`` finding. The runner reads it from status.json, where it stays on record."""
     if not run.exists():
         raise BadInput(f"{run.path}: not a run directory")
-    if run.is_locked():
+    if run.is_locked() and not _ends_soon(run):
         raise BadInput(f"{run.path}: the run is still going (stop it first)")
     if learning_rate is not None:
         _check_new_learning_rate(run, learning_rate)
@@ -70,6 +70,22 @@ def resume_run(run: RunDirectory, checkpoint: Optional[str] = None, iters: Optio
     run.update_status(resume_learning_rate=learning_rate)  # None: the checkpoint's own rate
     proc = spawn_runner(run, "--resume-from", str(chosen.iteration), "--iters", str(total))
     return proc, chosen, total
+
+
+def _ends_soon(run: RunDirectory, wait: float = 60.0) -> bool:
+    """A run whose end is on record (its status says stopped, finished or failed) still holds
+    its lock until its process has exited, which on a busy machine takes seconds: a resume asked
+    for in that moment waits for it rather than calling the run "still going"."""
+    from .events import END_STATES
+
+    if run.read_status().get("state") not in END_STATES:
+        return False
+    deadline = time.monotonic() + wait
+    while run.is_locked():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def resume_with_new_rate(run: RunDirectory, checkpoint: int,

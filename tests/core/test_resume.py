@@ -117,3 +117,37 @@ def test_a_deleted_checkpoint_is_gone_with_its_resume_state(tmp_path, tiny_model
     delete_checkpoint(run, 10)
     assert [c.iteration for c in checkpoint_index(run)] == [20]
     assert not list(run.adapters.glob("0000010_*"))
+
+
+def test_resume_the_moment_a_run_says_stopped_waits_for_its_process_to_exit(
+        tmp_path, tiny_model, persona_data, monkeypatch):
+    """The status says "stopped" before the run's process has exited and let go of the lock (on a
+    busy machine, seconds): r pressed then must resume, not refuse a run "still going"."""
+    import subprocess
+    import sys
+
+    from tunedeck.core import runs
+
+    cfg = write_config(tmp_path / "cfg.toml", tiny_model, persona_data, iters=20)
+    run = RunDirectory(tmp_path / "R")
+    assert main(["train", str(cfg), "--run-dir", str(run.path)]) == 0
+    run.update_status(state="stopped")
+    # A process exiting after its end is on record: it holds the lock until told to go.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from tunedeck.core.rundir import RunDirectory; "
+         "fd = RunDirectory(sys.argv[1]).acquire_lock(); print(fd, flush=True); sys.stdin.read()",
+         str(run.path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() != "None"
+    assert run.is_locked()
+    real_sleep = runs.time.sleep
+
+    def exit_holder(seconds):
+        if holder.poll() is None:
+            holder.stdin.close()
+            holder.wait()
+        real_sleep(seconds)
+
+    monkeypatch.setattr(runs.time, "sleep", exit_holder)
+    assert main(["resume", str(run.path), "--iters", "30"]) == 0
+    assert holder.returncode == 0
+    assert (run.adapters / "0000030_adapters.safetensors").exists()
