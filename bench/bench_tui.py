@@ -194,7 +194,7 @@ async def redraw_ms(points: int = 100_000, repeats: int = 30) -> tuple[list[floa
 
     from tunedeck.themes import THEMES
     from tunedeck.tui.loss_plot import LossPlot
-    from tunedeck.tui.run_history import Series
+    from tunedeck.core.run_history import Series
 
     class PlotApp(App):
         def compose(self):

@@ -33,9 +33,9 @@ from .key_footer import KeyFooter
 from .messages import (ChatRequested, DeleteRequested, OverlayLoaded, OverlayRequested,
                        ResumeRequested, RunStarted, RunStopped, RunSwitchRequested, RunUpdated,
                        StartRequested, StopRequested, WarmStartRequested)
-from .run_follower import RunFollower
+from tunedeck.core.run_follower import RunFollower
 from .serving import CheckpointServing, ServingChanged, ServingToggled
-from .run_history import Series
+from tunedeck.core.run_history import Series
 from .settings import load_settings, save_setting
 from .training_pane import SlowerResumeRequested, TrainingPane
 
@@ -249,7 +249,7 @@ class TunedeckApp(ModelSessions, App):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="follow")
     def _follow_log(self, target: str) -> None:
-        from .log_follower import follow_log_file, follow_pipe
+        from tunedeck.core.log_follower import follow_log_file, follow_pipe
 
         worker = get_current_worker()
         cancelled = lambda: worker.is_cancelled  # noqa: E731

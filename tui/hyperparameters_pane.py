@@ -35,7 +35,7 @@ from .form_widgets import FieldEditor, FormText
 from .literal import visible
 from .messages import StartRequested
 from .run_status_line import duration
-from .training_estimates import ModelShape, estimate_memory, measured_speed, read_model_shape
+from tunedeck.core.training_estimates import ModelShape, estimate_memory, measured_speed, read_model_shape
 
 PROJECT_CONFIG = "tunedeck.toml"
 FIELDS_HELP = "tab moves through the fields, each explained here; ctrl+r starts a run"

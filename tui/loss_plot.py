@@ -23,7 +23,7 @@ from tunedeck.core.events import Health
 
 from .health_findings import SEVERITY_VARIABLE
 from .line_chart import PLOTEXT, Chart, Curve, draw, plain
-from .run_history import Series
+from tunedeck.core.run_history import Series
 
 MIN_REDRAW_INTERVAL_S = 0.1
 SMOOTHING_STEPS = (0.0, 0.6, 0.8, 0.9, 0.95, 0.99)

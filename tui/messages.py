@@ -13,7 +13,7 @@ from textual.message import Message
 
 from tunedeck.core.checkpoints import Checkpoint
 
-from .run_follower import RunUpdate
+from tunedeck.core.run_follower import RunUpdate
 
 
 # -- from panes -------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ from .dialogs import Confirm
 from .health_findings import HealthFindings, finding_content
 from .loss_plot import FINDING_MARK, SMOOTHING_STEPS, LearningRatePlot, LossPlot
 from .messages import OverlayRequested, RunSwitchRequested, StopRequested
-from .run_follower import RunUpdate
-from .run_history import RunHistory, Series
+from tunedeck.core.run_follower import RunUpdate
+from tunedeck.core.run_history import RunHistory, Series
 from .run_log import RunLog
 from .run_status_line import RunFigures, RunStatusLine
 

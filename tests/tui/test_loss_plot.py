@@ -8,7 +8,7 @@ from textual.app import App, ComposeResult
 
 from tunedeck.themes import THEMES
 from tunedeck.tui.loss_plot import LearningRatePlot, LossPlot, downsample, smooth
-from tunedeck.tui.run_history import Series
+from tunedeck.core.run_history import Series
 
 from .harness import wait_until
 

@@ -14,8 +14,8 @@ import pytest
 
 from tunedeck.core.events import EventWriter, Train
 from tunedeck.core.rundir import RunDirectory
-from tunedeck.tui import run_follower
-from tunedeck.tui.run_follower import FileChanges, RunFollower
+from tunedeck.core import run_follower
+from tunedeck.core.run_follower import FileChanges, RunFollower
 
 # Generous: the machine is shared. A follower that works answers in well under a second.
 DEADLINE_S = 60.0

@@ -14,9 +14,9 @@ from tunedeck.core.logparse import parse_file
 from tunedeck.tui.messages import OverlayRequested, RunSwitchRequested, StopRequested
 from tunedeck.core.rundir import RunDirectory
 from tunedeck.tui.health_findings import HealthFindings
-from tunedeck.tui.log_follower import follow_log_file
+from tunedeck.core.log_follower import follow_log_file
 from tunedeck.tui.loss_plot import LossPlot
-from tunedeck.tui.run_follower import RunFollower, RunUpdate
+from tunedeck.core.run_follower import RunFollower, RunUpdate
 from tunedeck.tui.run_log import RunLog
 from tunedeck.tui.run_status_line import Figures
 from tunedeck.tui.dialogs import Confirm
@@ -208,7 +208,7 @@ def test_follower_goes_on_when_a_checkpoint_file_vanishes(finished_project, tmp_
     ghost = run.adapters / "0000050_adapters.safetensors"
     ghost.symlink_to(run.adapters / "0000050_moved_away.safetensors")
     follower = RunFollower(run)
-    with caplog.at_level(logging.WARNING, logger="tunedeck.tui.run_follower"):
+    with caplog.at_level(logging.WARNING, logger="tunedeck.core.run_follower"):
         first = follower.poll()
         second = follower.poll()
     # The rest of the poll still came: the run's history, its log, its status and state.
