@@ -29,7 +29,7 @@ from tunedeck.themes import DEFAULT_THEME, THEMES
 from .chat_session import ModelSessions
 from .checkpoints_pane import CheckpointsPane
 from .hyperparameters_pane import FormBuilt, HyperparametersPane
-from .key_footer import KeyFooter
+from .widgets.key_footer import KeyFooter
 from .messages import (ChatRequested, DeleteRequested, OverlayLoaded, OverlayRequested,
                        ResumeRequested, RunStarted, RunStopped, RunSwitchRequested, RunUpdated,
                        StartRequested, StopRequested, WarmStartRequested)
@@ -105,7 +105,7 @@ class TunedeckApp(ModelSessions, App):
         yield KeyFooter()
 
     def _data_pane(self):
-        from .data_pane import DataPane  # numpy and the data tools: loaded after the first frame
+        from .panes.data import DataPane  # numpy and the data tools: loaded after the first frame
 
         return DataPane(self.project, id="data-pane")
 

@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Label, ProgressBar, Static
 
 from .chat_messages import EvaluationStopRequested
 from .chat_transcript import literal
-from .key_footer import KeyFooter
+from .widgets.key_footer import KeyFooter
 
 
 def _figure(value: Optional[float], digits: int = 3) -> str:

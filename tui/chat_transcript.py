@@ -13,7 +13,7 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from .literal import visible
+from .widgets.literal import visible
 
 
 def literal(text: str) -> str:

@@ -15,7 +15,7 @@ from tunedeck.core.checkpoints import Checkpoint
 from tunedeck.core.probes import recorded_checks
 
 from .chat_messages import EvaluationRequested
-from .dialogs import AskIterations, Confirm
+from .widgets.dialogs import AskIterations, Confirm
 from .export_dialog import ExportDialog
 from .health_findings import SEVERITY_VARIABLE
 from .messages import ChatRequested, DeleteRequested, ResumeRequested, WarmStartRequested

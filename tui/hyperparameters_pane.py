@@ -30,9 +30,9 @@ from tunedeck.core.config import (FIELDS, GROUPS, FileChanged, TrainConfig, form
 from tunedeck.core.errors import BadInput
 from tunedeck.core.rundir import RunDirectory
 
-from .dialogs import Ask, Confirm
-from .form_widgets import FieldEditor, FormText
-from .literal import visible
+from .widgets.dialogs import Ask, Confirm
+from .widgets.form_widgets import FieldEditor, FormText
+from .widgets.literal import visible
 from .messages import StartRequested
 from .run_status_line import duration
 from tunedeck.core.training_estimates import ModelShape, estimate_memory, measured_speed, read_model_shape

@@ -22,7 +22,7 @@ from textual.widget import Widget
 from tunedeck.core.events import Health
 
 from .health_findings import SEVERITY_VARIABLE
-from .line_chart import PLOTEXT, Chart, Curve, draw, plain
+from .widgets.line_chart import PLOTEXT, Chart, Curve, draw, plain
 from tunedeck.core.run_history import Series
 
 MIN_REDRAW_INTERVAL_S = 0.1

@@ -17,7 +17,7 @@ from tunedeck.core.events import Error, Resume, Start
 from tunedeck.core.health import DivergingOffer, ResumeOffer
 from tunedeck.core.probes import recorded_checks
 
-from .dialogs import Confirm
+from .widgets.dialogs import Confirm
 from .health_findings import HealthFindings, finding_content
 from .loss_plot import FINDING_MARK, SMOOTHING_STEPS, LearningRatePlot, LossPlot
 from .messages import OverlayRequested, RunSwitchRequested, StopRequested

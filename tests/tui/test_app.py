@@ -11,7 +11,7 @@ from tunedeck.core.rundir import find_runs
 from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.checkpoints_pane import CheckpointBrowser
 from tunedeck.tui.hyperparameters_pane import ConfigField, HyperparametersPane
-from tunedeck.tui.key_footer import KeyFooter
+from tunedeck.tui.widgets.key_footer import KeyFooter
 from tunedeck.tui.run_status_line import Figures
 from tunedeck.tui.training_pane import TrainingPane
 

@@ -12,7 +12,7 @@ from tunedeck.core.serve import free_port
 from tunedeck.tui.serving import ServingChanged, ServingToggled
 from tunedeck.core.rundir import find_runs
 from tunedeck.tui.checkpoints_pane import CheckpointBrowser, CheckpointsPane
-from tunedeck.tui.dialogs import Ask, Confirm
+from tunedeck.tui.widgets.dialogs import Ask, Confirm
 from tunedeck.tui.messages import ChatRequested, DeleteRequested, ResumeRequested, WarmStartRequested
 
 from .harness import PaneHarness, wait_until

@@ -9,7 +9,7 @@ import pytest
 from textual.widgets import Input, TabbedContent
 
 from tunedeck.core.config import TrainConfig
-from tunedeck.tui.dialogs import Ask, Confirm
+from tunedeck.tui.widgets.dialogs import Ask, Confirm
 from tunedeck.tui.hyperparameters_pane import ConfigField, HyperparametersPane
 from tunedeck.tui.messages import StartRequested
 

@@ -19,7 +19,7 @@ from tunedeck.tui.loss_plot import LossPlot
 from tunedeck.core.run_follower import RunFollower, RunUpdate
 from tunedeck.tui.run_log import RunLog
 from tunedeck.tui.run_status_line import Figures
-from tunedeck.tui.dialogs import Confirm
+from tunedeck.tui.widgets.dialogs import Confirm
 from tunedeck.tui.training_pane import SlowerResumeRequested, TrainingPane
 
 from .harness import PaneHarness, wait_until
