@@ -7,11 +7,11 @@ from textual.widgets import Select
 
 from tests.tinymodel import PERSONA_ANSWER
 from tunedeck.core.data.tokens import render_row
-from tunedeck.tui.data_convert import ConvertForm
-from tunedeck.tui.data_list import RowList
-from tunedeck.tui.data_pane import DataPane
-from tunedeck.tui.data_report import TokenStatsView, ValidationReport
-from tunedeck.tui.data_views import CUT, TRAINED, TextPanel
+from tunedeck.tui.panes.data.convert_form import ConvertForm
+from tunedeck.tui.panes.data.row_list import RowList
+from tunedeck.tui.panes.data import DataPane
+from tunedeck.tui.panes.data.check_view import TokenStatsView, ValidationReport
+from tunedeck.tui.panes.data.content import CUT, TRAINED, TextPanel
 
 from .harness import PaneHarness, wait_until
 from .projects import write_project
@@ -379,7 +379,7 @@ async def test_the_pane_reads_the_projects_feature_keys(tmp_path, tiny_model):
 
 async def test_generate_answers_rows_appear_stop_resume_and_flags_in_problems(tmp_path,
                                                                               tiny_model):
-    from tunedeck.tui.data_generate import GenerateForm
+    from tunedeck.tui.panes.data.generate_form import GenerateForm
 
     project = write_project(tmp_path / "project", tiny_model)
     # Enough batches (8 prompts each) that the stop comes while most are still to do.

@@ -15,8 +15,8 @@ from tunedeck.core.data import formats as F
 from tunedeck.core.data.sources import JSON_ARRAY, TXT
 from tunedeck.core.data.validate import FileReport, Problem
 
-from .data_rows import one_line
-from .data_views import ERROR, WARNING, TaskLine, TextPanel, plural
+from .rows import one_line
+from .content import ERROR, WARNING, TaskLine, TextPanel, plural
 
 
 def problem_text(problem: Problem) -> Content:

@@ -20,8 +20,8 @@ from textual.widgets import Label, ProgressBar
 
 from tunedeck.core.data import formats as F
 
-from .data_rows import RowDetail, one_line
-from .literal import visible
+from .rows import RowDetail, one_line
+from ...widgets.literal import visible
 
 # Beyond these, a view shows a note instead of the rest (the terminal would only show a sliver
 # of it, and building it would freeze the pane).

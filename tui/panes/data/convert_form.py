@@ -15,7 +15,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 from tunedeck.core.data.convert import TARGETS, TXT_MODES, parse_split
 from tunedeck.core.errors import BadInput
 
-from .data_views import TaskLine, issue_lines, lines
+from .content import TaskLine, issue_lines, lines
 
 MAX_LISTED_PROBLEMS = 20
 

@@ -19,7 +19,7 @@ from textual.widgets import Button, Input, Label, Select
 from tunedeck.core.data.convert import parse_split
 from tunedeck.core.errors import BadInput
 
-from .data_views import TaskLine
+from .content import TaskLine
 
 KINDS = (("answers to a prompts file", "answers"), ("questions on a topic", "questions"))
 

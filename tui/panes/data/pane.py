@@ -1,6 +1,6 @@
 """The Data pane: browse, check, measure and convert the project's datasets before training.
 
-Rows come through a line index built in the background (data_rows), so the first rows of a
+Rows come through a line index built in the background (rows.py), so the first rows of a
 1 GB file show at once and any line can be reached. Below the row list, the row as raw JSON, as
 the chat template renders it, or token by token with what carries loss; or, for the whole file,
 the validation report, the token statistics, and a conversion form. Everything slow (indexing,
@@ -38,14 +38,14 @@ from tunedeck.core.data.tokens import (DEFAULT_MAX_SEQ_LENGTH, count_tokens, loa
 from tunedeck.core.data.validate import SPLIT_NAMES, validate_file
 from tunedeck.core.errors import BadInput, WorkFailed
 
-from .data_convert import ConversionRequest, ConvertForm
-from .data_generate import GenerateForm, GenerationRequest
-from .data_list import RowList
-from .data_report import TokenStatsView, ValidationReport
-from .data_rows import ArrayRows, LineRows, one_line
-from .data_views import (MUTED, TextPanel, issue_lines, lines, plural, raw_content,
+from .convert_form import ConversionRequest, ConvertForm
+from .generate_form import GenerateForm, GenerationRequest
+from .row_list import RowList
+from .check_view import TokenStatsView, ValidationReport
+from .rows import ArrayRows, LineRows, one_line
+from .content import (MUTED, TextPanel, issue_lines, lines, plural, raw_content,
                          stats_content, template_content, token_content)
-from .hyperparameters_pane import default_config
+from ...hyperparameters_pane import default_config
 
 # Rows waited for before the list first shows: more than a screen, within the index's first
 # chunk, so the wait is about a millisecond even on a 1 GB file.
@@ -274,7 +274,7 @@ class DataPane(Vertical):
             or DEFAULT_MAX_SEQ_LENGTH
         self.view = "raw"
         self.path: Optional[Path] = None   # the file shown
-        self.rows = None                   # its rows (data_rows), once opened
+        self.rows = None                   # its rows (rows.py), once opened
         self.row: Optional[int] = None     # the row under the cursor
         self.extra_files: list[Path] = []  # opened or written here, beside the data dir's
         self.report = None                 # the open file's validation report

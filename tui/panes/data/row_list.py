@@ -19,7 +19,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from .data_rows import RowSummary, one_line
+from .rows import RowSummary, one_line
 
 CACHED_ROWS = 4096
 FORMAT_WIDTH = 12
@@ -87,7 +87,7 @@ class RowList(ScrollView, can_focus=True):
         return self.source.known if self.source is not None else 0
 
     def show_source(self, source) -> None:
-        """Browse ``source`` (data_rows) from its first row."""
+        """Browse ``source`` (rows.py) from its first row."""
         self.source = source
         self._cache.clear()
         self.set_reactive(RowList.cursor, 0)
