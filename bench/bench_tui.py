@@ -193,7 +193,7 @@ async def redraw_ms(points: int = 100_000, repeats: int = 30) -> tuple[list[floa
     from textual.app import App
 
     from tunedeck.themes import THEMES
-    from tunedeck.tui.loss_plot import LossPlot
+    from tunedeck.tui.panes.training.loss_plot import LossPlot
     from tunedeck.core.run_history import Series
 
     class PlotApp(App):

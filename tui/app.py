@@ -31,13 +31,13 @@ from .checkpoints_pane import CheckpointsPane
 from .hyperparameters_pane import FormBuilt, HyperparametersPane
 from .widgets.key_footer import KeyFooter
 from .messages import (ChatRequested, DeleteRequested, OverlayLoaded, OverlayRequested,
-                       ResumeRequested, RunStarted, RunStopped, RunSwitchRequested, RunUpdated,
+                       ResumeRequested, RunStarted, RunStopped, RunSwitchRequested, RunUpdated, SlowerResumeRequested,
                        StartRequested, StopRequested, WarmStartRequested)
 from tunedeck.core.run_follower import RunFollower
 from .serving import CheckpointServing, ServingChanged, ServingToggled
 from tunedeck.core.run_history import Series
 from .settings import load_settings, save_setting
-from .training_pane import SlowerResumeRequested, TrainingPane
+from .panes.training import TrainingPane
 
 # How often the followed run's files are looked at: the floor of the line-to-screen latency.
 POLL_S = 0.05

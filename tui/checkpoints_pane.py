@@ -17,7 +17,7 @@ from tunedeck.core.probes import recorded_checks
 from .chat_messages import EvaluationRequested
 from .widgets.dialogs import AskIterations, Confirm
 from .export_dialog import ExportDialog
-from .health_findings import SEVERITY_VARIABLE
+from .panes.training.health_findings import SEVERITY_VARIABLE
 from .messages import ChatRequested, DeleteRequested, ResumeRequested, WarmStartRequested
 from .serving import ServingToggled
 

@@ -34,7 +34,7 @@ from .widgets.dialogs import Ask, Confirm
 from .widgets.form_widgets import FieldEditor, FormText
 from .widgets.literal import visible
 from .messages import StartRequested
-from .run_status_line import duration
+from .panes.training.run_status_line import duration
 from tunedeck.core.training_estimates import ModelShape, estimate_memory, measured_speed, read_model_shape
 
 PROJECT_CONFIG = "tunedeck.toml"

@@ -77,6 +77,16 @@ class DeleteRequested(Message):
         self.checkpoint = checkpoint
 
 
+class SlowerResumeRequested(Message):
+    """Resume the followed run from ``checkpoint`` with ``learning_rate`` (a diverging finding's
+    offer, confirmed): the App stops the run first if it is still going."""
+
+    def __init__(self, checkpoint: int, learning_rate: float):
+        super().__init__()
+        self.checkpoint = checkpoint
+        self.learning_rate = learning_rate
+
+
 # -- from workers -----------------------------------------------------------------------------
 class RunUpdated(Message):
     """The followed run (or log) gained events, output, a new status or checkpoints."""

@@ -200,7 +200,7 @@ def test_remote_hosts_are_checked_before_start_each_refusal_naming_its_host(tmp_
 def test_the_status_lines_show_the_ranks_and_the_tokens_per_second_of_them_all(tmp_path):
     from tunedeck.core import events as ev
     from tunedeck.core.commands.status_line import StatusLine
-    from tunedeck.tui.run_status_line import RunFigures, RunStatusLine
+    from tunedeck.tui.panes.training.run_status_line import RunFigures, RunStatusLine
 
     run = RunDirectory(tmp_path)
     run.update_status(state="running", total_iters=100, world_size=2)

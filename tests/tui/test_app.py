@@ -12,8 +12,8 @@ from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.checkpoints_pane import CheckpointBrowser
 from tunedeck.tui.hyperparameters_pane import ConfigField, HyperparametersPane
 from tunedeck.tui.widgets.key_footer import KeyFooter
-from tunedeck.tui.run_status_line import Figures
-from tunedeck.tui.training_pane import TrainingPane
+from tunedeck.tui.panes.training.run_status_line import Figures
+from tunedeck.tui.panes.training.pane import TrainingPane
 
 from .projects import write_project
 from .harness import wait_until

@@ -7,7 +7,7 @@ import pytest
 from textual.app import App, ComposeResult
 
 from tunedeck.themes import THEMES
-from tunedeck.tui.loss_plot import LearningRatePlot, LossPlot, downsample, smooth
+from tunedeck.tui.panes.training.loss_plot import LearningRatePlot, LossPlot, downsample, smooth
 from tunedeck.core.run_history import Series
 
 from .harness import wait_until
@@ -140,7 +140,7 @@ async def test_the_learning_rate_has_its_own_plot_and_scale():
 
 async def test_a_plot_with_data_before_plotext_is_imported_is_drawn_once_it_is(monkeypatch):
     from tunedeck.tui.widgets import line_chart
-    from tunedeck.tui import loss_plot
+    from tunedeck.tui.panes.training import loss_plot
 
     fresh = line_chart._Library()  # as in a new process: plotext not imported by tunedeck yet
     monkeypatch.setattr(line_chart, "PLOTEXT", fresh)

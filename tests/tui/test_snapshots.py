@@ -12,9 +12,9 @@ from tunedeck.core.checkpoints import Checkpoint
 from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.checkpoints_pane import CheckpointsPane
 from tunedeck.tui.hyperparameters_pane import HyperparametersPane
-from tunedeck.tui.loss_plot import StalePlot
-from tunedeck.tui.run_log import RunLog
-from tunedeck.tui.run_status_line import Figures
+from tunedeck.tui.panes.training.loss_plot import StalePlot
+from tunedeck.tui.panes.training.run_log import RunLog
+from tunedeck.tui.panes.training.run_status_line import Figures
 
 from .harness import PaneHarness, wait_until
 from .projects import write_project

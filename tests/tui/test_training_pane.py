@@ -11,16 +11,16 @@ from textual import on
 from tunedeck.core.checkpoints import delete_checkpoint
 from tunedeck.core.events import End, Error, EventWriter, Health, Resume, Start, Train, Val
 from tunedeck.core.logparse import parse_file
-from tunedeck.tui.messages import OverlayRequested, RunSwitchRequested, StopRequested
+from tunedeck.tui.messages import OverlayRequested, RunSwitchRequested, SlowerResumeRequested, StopRequested
 from tunedeck.core.rundir import RunDirectory
-from tunedeck.tui.health_findings import HealthFindings
+from tunedeck.tui.panes.training.health_findings import HealthFindings
 from tunedeck.core.log_follower import follow_log_file
-from tunedeck.tui.loss_plot import LossPlot
+from tunedeck.tui.panes.training.loss_plot import LossPlot
 from tunedeck.core.run_follower import RunFollower, RunUpdate
-from tunedeck.tui.run_log import RunLog
-from tunedeck.tui.run_status_line import Figures
+from tunedeck.tui.panes.training.run_log import RunLog
+from tunedeck.tui.panes.training.run_status_line import Figures
 from tunedeck.tui.widgets.dialogs import Confirm
-from tunedeck.tui.training_pane import SlowerResumeRequested, TrainingPane
+from tunedeck.tui.panes.training import TrainingPane
 
 from .harness import PaneHarness, wait_until
 from .projects import train_to_the_end, write_project

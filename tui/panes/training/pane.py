@@ -9,32 +9,21 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.content import Content
-from textual.message import Message
 from textual.widgets import Static
 
 from tunedeck.core.crash import Failure, recorded
 from tunedeck.core.events import Error, Resume, Start
 from tunedeck.core.health import DivergingOffer, ResumeOffer
 from tunedeck.core.probes import recorded_checks
-
-from .widgets.dialogs import Confirm
-from .health_findings import HealthFindings, finding_content
-from .loss_plot import FINDING_MARK, SMOOTHING_STEPS, LearningRatePlot, LossPlot
-from .messages import OverlayRequested, RunSwitchRequested, StopRequested
 from tunedeck.core.run_follower import RunUpdate
 from tunedeck.core.run_history import RunHistory, Series
+
+from ...messages import OverlayRequested, RunSwitchRequested, SlowerResumeRequested, StopRequested
+from ...widgets.dialogs import Confirm
+from .health_findings import HealthFindings, finding_content
+from .loss_plot import FINDING_MARK, SMOOTHING_STEPS, LearningRatePlot, LossPlot
 from .run_log import RunLog
 from .run_status_line import RunFigures, RunStatusLine
-
-
-class SlowerResumeRequested(Message):
-    """Resume the followed run from ``checkpoint`` with ``learning_rate`` (a diverging finding's
-    offer, confirmed): the App stops the run first if it is still going."""
-
-    def __init__(self, checkpoint: int, learning_rate: float):
-        super().__init__()
-        self.checkpoint = checkpoint
-        self.learning_rate = learning_rate
 
 
 class TrainingPane(Vertical):

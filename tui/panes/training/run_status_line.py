@@ -13,7 +13,7 @@ from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import Label
 
-from .widgets.literal import visible
+from ...widgets.literal import visible
 
 STATES = ("starting", "running", "stalled", "finished", "failed", "stopped", "interrupted",
           "following", "ended", "no run")

@@ -14,16 +14,16 @@ import time
 from typing import Optional, Sequence
 
 from rich.style import Style
-from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
 from tunedeck.core.events import Health
-
-from .health_findings import SEVERITY_VARIABLE
-from .widgets.line_chart import PLOTEXT, Chart, Curve, draw, plain
 from tunedeck.core.run_history import Series
+
+from ...widgets.line_chart import PLOTEXT, Chart, Curve, draw, plain
+from .health_findings import SEVERITY_VARIABLE
+from .messages import PlotLibraryLoaded
 
 MIN_REDRAW_INTERVAL_S = 0.1
 SMOOTHING_STEPS = (0.0, 0.6, 0.8, 0.9, 0.95, 0.99)
@@ -100,9 +100,6 @@ class StalePlot(Widget):
         else:
             self.call_later(self.redraw)  # Textual's timers cannot wait zero seconds
 
-    class LibraryLoaded(Message):
-        """plotext is imported (posted from the thread that imported it)."""
-
     def redraw(self) -> None:
         self._redraw_due = False
         width, height = self.size
@@ -119,10 +116,10 @@ class StalePlot(Widget):
         self.refresh()
 
     def _wait_for_library(self) -> None:
-        if PLOTEXT.ready(lambda: self.post_message(self.LibraryLoaded())):
-            self.on_stale_plot_library_loaded()  # imported meanwhile, for another plot
+        if PLOTEXT.ready(lambda: self.post_message(PlotLibraryLoaded())):
+            self.on_plot_library_loaded()  # imported meanwhile, for another plot
 
-    def on_stale_plot_library_loaded(self) -> None:
+    def on_plot_library_loaded(self) -> None:
         self._redraw_due = False
         self.mark_stale()
 

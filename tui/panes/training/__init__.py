@@ -1,0 +1,3 @@
+from .pane import TrainingPane
+
+__all__ = ["TrainingPane"]
