@@ -267,10 +267,11 @@ class LogParser:
                 continue  # mlx-lm's warnings (long sequences): frequent, nothing to read
             # mlx-lm's own lines never start like a prefix: the test costs its frequent lines
             # nothing (a prefixed table row is read once stripped, not as rich writes it).
-            if c in prefixes and (c != "[" or line[1:2].isdigit() or " (pid " in line):
-                m = prefixes[c](line)
-                if m and m.end():
-                    line = line[m.end():]
+            prefix = prefixes.get(c)
+            if prefix is not None and (c != "[" or line[1:2].isdigit() or " (pid " in line):
+                m = prefix(line)
+                if m and (end := m.end()):
+                    line = line[end:]
                     if not line:
                         continue
                     c = line[0]

@@ -27,7 +27,7 @@ from tunedeck.core.rundir import RunDirectory, find_runs
 from tunedeck.themes import DEFAULT_THEME, THEMES
 
 from .chat_session import ModelSessions
-from .checkpoints_pane import CheckpointsPane
+from .panes.checkpoints.pane import CheckpointsPane
 from .hyperparameters_pane import FormBuilt, HyperparametersPane
 from .widgets.key_footer import KeyFooter
 from .messages import (ChatRequested, DeleteRequested, OverlayLoaded, OverlayRequested,

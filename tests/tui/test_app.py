@@ -9,7 +9,7 @@ from textual.widgets._footer import FooterKey
 from tunedeck.core.home import settings_file
 from tunedeck.core.rundir import find_runs
 from tunedeck.tui.app import TunedeckApp
-from tunedeck.tui.checkpoints_pane import CheckpointBrowser
+from tunedeck.tui.panes.checkpoints.pane import CheckpointBrowser
 from tunedeck.tui.hyperparameters_pane import ConfigField, HyperparametersPane
 from tunedeck.tui.widgets.key_footer import KeyFooter
 from tunedeck.tui.panes.training.run_status_line import Figures

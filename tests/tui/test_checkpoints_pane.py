@@ -11,7 +11,7 @@ from tunedeck.core.events import EventWriter, Health
 from tunedeck.core.serve import free_port
 from tunedeck.tui.serving import ServingChanged, ServingToggled
 from tunedeck.core.rundir import find_runs
-from tunedeck.tui.checkpoints_pane import CheckpointBrowser, CheckpointsPane
+from tunedeck.tui.panes.checkpoints.pane import CheckpointBrowser, CheckpointsPane
 from tunedeck.tui.widgets.dialogs import Ask, Confirm
 from tunedeck.tui.messages import ChatRequested, DeleteRequested, ResumeRequested, WarmStartRequested
 
@@ -197,7 +197,7 @@ async def test_s_serves_the_selected_checkpoint_and_s_again_stops_it(finished_pr
 
 
 async def test_x_exports_the_selected_checkpoint_and_shows_the_verification(finished_project, tmp_path):
-    from tunedeck.tui.export_dialog import ExportDialog
+    from tunedeck.tui.panes.checkpoints.export_dialog import ExportDialog
 
     app = PaneHarness(lambda: CheckpointsPane())
     async with app.run_test(size=(120, 40)) as pilot:

@@ -426,7 +426,7 @@ async def test_watching_a_plain_log_of_a_diverging_run_shows_the_finding(diverge
 async def test_an_answer_check_shows_its_cost_in_checkpoints_and_in_the_findings_list(
         finished_project, tmp_path):
     from tunedeck.core import probes
-    from tunedeck.tui.checkpoints_pane import CheckpointBrowser
+    from tunedeck.tui.panes.checkpoints.pane import CheckpointBrowser
 
     run = copy_of_finished_run(finished_project, tmp_path)
     follower = RunFollower(run)

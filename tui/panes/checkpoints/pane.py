@@ -14,12 +14,12 @@ from textual.widgets import DataTable, Label
 from tunedeck.core.checkpoints import Checkpoint
 from tunedeck.core.probes import recorded_checks
 
-from .chat_messages import EvaluationRequested
-from .widgets.dialogs import AskIterations, Confirm
+from ...chat_messages import EvaluationRequested
+from ...widgets.dialogs import AskIterations, Confirm
 from .export_dialog import ExportDialog
-from .panes.training.health_findings import SEVERITY_VARIABLE
-from .messages import ChatRequested, DeleteRequested, ResumeRequested, WarmStartRequested
-from .serving import ServingToggled
+from ..training.health_findings import SEVERITY_VARIABLE
+from ...messages import ChatRequested, DeleteRequested, ResumeRequested, WarmStartRequested
+from ...serving import ServingToggled
 
 COLUMNS = ("iter", "val loss", "train loss", "size", "age", "resume", "best", "health")
 AGE_REFRESH_S = 5.0
