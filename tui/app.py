@@ -27,14 +27,14 @@ from tunedeck.core.rundir import RunDirectory, find_runs
 from tunedeck.themes import DEFAULT_THEME, THEMES
 
 from .chat_session import ModelSessions
-from .panes.checkpoints.pane import CheckpointsPane
-from .hyperparameters_pane import FormBuilt, HyperparametersPane
+from .panes.checkpoints import CheckpointsPane
+from .panes.hyperparameters.pane import FormBuilt, HyperparametersPane
 from .widgets.key_footer import KeyFooter
 from .messages import (ChatRequested, DeleteRequested, OverlayLoaded, OverlayRequested,
-                       ResumeRequested, RunStarted, RunStopped, RunSwitchRequested, RunUpdated, SlowerResumeRequested,
-                       StartRequested, StopRequested, WarmStartRequested)
+                       ResumeRequested, RunStarted, RunStopped, RunSwitchRequested, RunUpdated, ServingChanged,
+                       ServingToggled, SlowerResumeRequested, StartRequested, StopRequested, WarmStartRequested)
 from tunedeck.core.run_follower import RunFollower
-from .serving import CheckpointServing, ServingChanged, ServingToggled
+from .serving import CheckpointServing
 from tunedeck.core.run_history import Series
 from .settings import load_settings, save_setting
 from .panes.training import TrainingPane

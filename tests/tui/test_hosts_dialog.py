@@ -11,8 +11,8 @@ from textual.worker import WorkerCancelled
 
 from tests.tui.harness import APP_CSS
 from tunedeck.core.config import TrainConfig
-from tunedeck.tui import hosts_dialog
-from tunedeck.tui.hosts_dialog import HostsDialog
+from tunedeck.tui.panes.hyperparameters import hosts_dialog
+from tunedeck.tui.panes.hyperparameters.hosts_dialog import HostsDialog
 
 
 class DialogApp(App):

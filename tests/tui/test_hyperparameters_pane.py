@@ -10,7 +10,7 @@ from textual.widgets import Input, TabbedContent
 
 from tunedeck.core.config import TrainConfig
 from tunedeck.tui.widgets.dialogs import Ask, Confirm
-from tunedeck.tui.hyperparameters_pane import ConfigField, HyperparametersPane
+from tunedeck.tui.panes.hyperparameters.pane import ConfigField, HyperparametersPane
 from tunedeck.tui.messages import StartRequested
 
 from tests.core.test_config_save import changed_lines
@@ -391,7 +391,7 @@ async def test_ctrl_g_shows_the_ranks_of_the_form_as_typed_and_its_hostfile_beco
                                                                                           monkeypatch):
     from textual.widgets import Static
 
-    from tunedeck.tui import hosts_dialog
+    from tunedeck.tui.panes.hyperparameters import hosts_dialog
 
     app = PaneHarness(lambda: HyperparametersPane(project))
     async with app.run_test(size=(120, 40)) as pilot:

@@ -45,7 +45,7 @@ from .check_view import TokenStatsView, ValidationReport
 from .rows import ArrayRows, LineRows, one_line
 from .content import (MUTED, TextPanel, issue_lines, lines, plural, raw_content,
                          stats_content, template_content, token_content)
-from ...hyperparameters_pane import default_config
+from ..hyperparameters.pane import default_config
 
 # Rows waited for before the list first shows: more than a screen, within the index's first
 # chunk, so the wait is about a millisecond even on a 1 GB file.

@@ -30,11 +30,11 @@ from tunedeck.core.config import (FIELDS, GROUPS, FileChanged, TrainConfig, form
 from tunedeck.core.errors import BadInput
 from tunedeck.core.rundir import RunDirectory
 
-from .widgets.dialogs import Ask, Confirm
-from .widgets.form_widgets import FieldEditor, FormText
-from .widgets.literal import visible
-from .messages import StartRequested
-from .panes.training.run_status_line import duration
+from ...widgets.dialogs import Ask, Confirm
+from ...widgets.form_widgets import FieldEditor, FormText
+from ...widgets.literal import visible
+from ...messages import StartRequested
+from ..training.run_status_line import duration
 from tunedeck.core.training_estimates import ModelShape, estimate_memory, measured_speed, read_model_shape
 
 PROJECT_CONFIG = "tunedeck.toml"
