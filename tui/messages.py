@@ -12,7 +12,6 @@ from typing import Optional
 from textual.message import Message
 
 from tunedeck.core.checkpoints import Checkpoint
-
 from tunedeck.core.run_follower import RunUpdate
 
 
@@ -85,6 +84,23 @@ class SlowerResumeRequested(Message):
         super().__init__()
         self.checkpoint = checkpoint
         self.learning_rate = learning_rate
+
+
+class ServingToggled(Message):
+    """Start serving ``checkpoint``, or stop the server if it already serves it."""
+
+    def __init__(self, checkpoint: Checkpoint):
+        super().__init__()
+        self.checkpoint = checkpoint
+
+
+class ServingChanged(Message):
+    """The server started (``url`` set), stopped (``url`` None) or failed (``error`` set)."""
+
+    def __init__(self, url: Optional[str], label: str, error: Optional[str] = None,
+                 iteration: Optional[int] = None):
+        super().__init__()
+        self.url, self.label, self.error, self.iteration = url, label, error, iteration
 
 
 # -- from workers -----------------------------------------------------------------------------

@@ -9,11 +9,11 @@ from textual import on
 from tunedeck.core.checkpoints import checkpoint_index
 from tunedeck.core.events import EventWriter, Health
 from tunedeck.core.serve import free_port
-from tunedeck.tui.serving import ServingChanged, ServingToggled
 from tunedeck.core.rundir import find_runs
 from tunedeck.tui.panes.checkpoints.pane import CheckpointBrowser, CheckpointsPane
 from tunedeck.tui.widgets.dialogs import Ask, Confirm
-from tunedeck.tui.messages import ChatRequested, DeleteRequested, ResumeRequested, WarmStartRequested
+from tunedeck.tui.messages import (ChatRequested, DeleteRequested, ResumeRequested, ServingChanged, ServingToggled,
+                                   WarmStartRequested)
 
 from .harness import PaneHarness, wait_until
 

@@ -1,0 +1,3 @@
+from .pane import CheckpointsPane
+
+__all__ = ["CheckpointsPane"]

@@ -18,24 +18,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet
 
 from tunedeck.core.checkpoints import Checkpoint
 from tunedeck.core.export import FORMATS, export_command
 
-
-class ExportProgressed(Message):
-    def __init__(self, line: str):
-        super().__init__()
-        self.line = line
-
-
-class ExportFinished(Message):
-    def __init__(self, code: int, report: Optional[dict], error: str):
-        super().__init__()
-        self.code, self.report, self.error = code, report, error
+from .messages import ExportFinished, ExportProgressed
 
 
 def default_folder(checkpoint: Checkpoint, to: str) -> Path:

@@ -15,11 +15,10 @@ from tunedeck.core.checkpoints import Checkpoint
 from tunedeck.core.probes import recorded_checks
 
 from ...chat_messages import EvaluationRequested
+from ...messages import ChatRequested, DeleteRequested, ResumeRequested, ServingToggled, WarmStartRequested
 from ...widgets.dialogs import AskIterations, Confirm
+from ...widgets.severity import SEVERITY_VARIABLE
 from .export_dialog import ExportDialog
-from ..training.health_findings import SEVERITY_VARIABLE
-from ...messages import ChatRequested, DeleteRequested, ResumeRequested, WarmStartRequested
-from ...serving import ServingToggled
 
 COLUMNS = ("iter", "val loss", "train loss", "size", "age", "resume", "best", "health")
 AGE_REFRESH_S = 5.0

@@ -17,8 +17,7 @@ from tunedeck.core.checkpoints import finding_line
 from tunedeck.core.events import Health
 from tunedeck.core.health import ResumeOffer
 
-SEVERITY_VARIABLE = {"bad": "error", "warn": "warning"}
-
+from ...widgets.severity import SEVERITY_VARIABLE
 
 def finding_content(finding: Health) -> Content:
     """A finding in one line, its iteration, severity and issue in the severity's colour."""

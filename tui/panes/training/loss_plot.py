@@ -22,7 +22,7 @@ from tunedeck.core.events import Health
 from tunedeck.core.run_history import Series
 
 from ...widgets.line_chart import PLOTEXT, Chart, Curve, draw, plain
-from .health_findings import SEVERITY_VARIABLE
+from ...widgets.severity import SEVERITY_VARIABLE
 from .messages import PlotLibraryLoaded
 
 MIN_REDRAW_INTERVAL_S = 0.1
