@@ -36,29 +36,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args) -> int:
-    from ..errors import BadInput, WorkFailed
-    from ..serve import NO_AUTH_WARNING, ModelServer, is_loopback, serve_target
+    from ..errors import BadInput
+    from ..serve import NO_AUTH_WARNING, Address, is_loopback, serve_here, serve_target
 
     if not 0 < args.port < 65536:
         raise BadInput(f"--port: must be 1..65535 (got {args.port})")
     host = args.host or "127.0.0.1"
+    address = Address(host, args.port, allow_remote=args.host is not None)
     target = serve_target(args.target, args.checkpoint)
-    server = ModelServer(target, host=host, port=args.port, allow_remote=args.host is not None)
     if not is_loopback(host):
         print(NO_AUTH_WARNING.format(host=host, port=args.port), file=sys.stderr, flush=True)
     print(f"starting mlx_lm.server for {target.label}…", file=sys.stderr, flush=True)
-    try:
-        server.start()
-        print(f"serving {target.label}", flush=True)
-        print(f"  base URL  {server.base_url}")
-        print(f"  model     {server.model_name}")
-        print(f"  try       {server.curl_example()}")
-        print("Ctrl-C stops it.", flush=True)
-        code = server.wait()
-        raise WorkFailed(f"the model server exited (code {code}): {server.log_tail()}")
-    except KeyboardInterrupt:
-        server.stop()
-        print("server stopped", file=sys.stderr, flush=True)
-        return 0
-    finally:
-        server.stop()
+
+    def ready() -> None:
+        print(f"serving {target.label}\n"
+              f"  base URL  {address.base_url}\n"
+              f"  model     {address.model_name}\n"
+              f"  try       {address.curl_example()}\n"
+              "Ctrl-C stops it.", flush=True)
+
+    # mlx_lm.server runs here, in this process, as it does by hand; it returns after Ctrl-C.
+    serve_here(target, address, ready)
+    print("server stopped", file=sys.stderr, flush=True)
+    return 0
