@@ -28,9 +28,9 @@ from tunedeck.themes import DEFAULT_THEME, THEMES
 
 from .chat_session import ModelSessions
 from .panes.checkpoints import CheckpointsPane
-from .panes.hyperparameters.pane import FormBuilt, HyperparametersPane
+from .panes.hyperparameters import HyperparametersPane
 from .widgets.key_footer import KeyFooter
-from .messages import (ChatRequested, DeleteRequested, OverlayLoaded, OverlayRequested,
+from .messages import (ChatRequested, DeleteRequested, FormBuilt, OverlayLoaded, OverlayRequested,
                        ResumeRequested, RunStarted, RunStopped, RunSwitchRequested, RunUpdated, ServingChanged,
                        ServingToggled, SlowerResumeRequested, StartRequested, StopRequested, WarmStartRequested)
 from tunedeck.core.run_follower import RunFollower

@@ -103,6 +103,10 @@ class ServingChanged(Message):
         self.url, self.label, self.error, self.iteration = url, label, error, iteration
 
 
+class FormBuilt(Message):
+    """Every group of fields is mounted (the App builds the panes out of sight after it)."""
+
+
 # -- from workers -----------------------------------------------------------------------------
 class RunUpdated(Message):
     """The followed run (or log) gained events, output, a new status or checkpoints."""

@@ -10,7 +10,8 @@ from tunedeck.core.home import settings_file
 from tunedeck.core.rundir import find_runs
 from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.panes.checkpoints.pane import CheckpointBrowser
-from tunedeck.tui.panes.hyperparameters.pane import ConfigField, HyperparametersPane
+from tunedeck.tui.panes.hyperparameters import HyperparametersPane
+from tunedeck.tui.panes.hyperparameters.config_field import ConfigField
 from tunedeck.tui.widgets.key_footer import KeyFooter
 from tunedeck.tui.panes.training.run_status_line import Figures
 from tunedeck.tui.panes.training.pane import TrainingPane

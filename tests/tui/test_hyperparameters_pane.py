@@ -10,7 +10,8 @@ from textual.widgets import Input, TabbedContent
 
 from tunedeck.core.config import TrainConfig
 from tunedeck.tui.widgets.dialogs import Ask, Confirm
-from tunedeck.tui.panes.hyperparameters.pane import ConfigField, HyperparametersPane
+from tunedeck.tui.panes.hyperparameters import HyperparametersPane
+from tunedeck.tui.panes.hyperparameters.config_field import ConfigField
 from tunedeck.tui.messages import StartRequested
 
 from tests.core.test_config_save import changed_lines

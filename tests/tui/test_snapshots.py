@@ -11,7 +11,7 @@ from textual.widgets import Input
 from tunedeck.core.checkpoints import Checkpoint
 from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.panes.checkpoints.pane import CheckpointsPane
-from tunedeck.tui.panes.hyperparameters.pane import HyperparametersPane
+from tunedeck.tui.panes.hyperparameters import HyperparametersPane
 from tunedeck.tui.panes.training.loss_plot import StalePlot
 from tunedeck.tui.panes.training.run_log import RunLog
 from tunedeck.tui.panes.training.run_status_line import Figures

@@ -1,0 +1,3 @@
+from .pane import HyperparametersPane
+
+__all__ = ["HyperparametersPane"]

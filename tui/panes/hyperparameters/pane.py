@@ -18,145 +18,31 @@ from typing import Optional
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.message import Message
-from textual.suggester import SuggestFromList
+from textual.containers import Vertical, VerticalScroll
 from textual.widget import MountError
-from textual.widgets import Input, Label
+from textual.widgets import Label
 
 from tunedeck.core.checkpoints import Checkpoint
-from tunedeck.core.config import (FIELDS, GROUPS, FileChanged, TrainConfig, format_field,
-                                  validate_field)
+from tunedeck.core.config import (FIELDS, GROUPS, PROJECT_CONFIG, FileChanged, TrainConfig, format_field,
+                                  load_project_config, validate_field)
 from tunedeck.core.errors import BadInput
 from tunedeck.core.rundir import RunDirectory
 
+from tunedeck.core.training_estimates import estimate_memory, measured_speed, read_model_shape
+
+from ...messages import FormBuilt, StartRequested
 from ...widgets.dialogs import Ask, Confirm
-from ...widgets.form_widgets import FieldEditor, FormText
+from ...widgets.form_widgets import FormText
 from ...widgets.literal import visible
-from ...messages import StartRequested
 from ..training.run_status_line import duration
-from tunedeck.core.training_estimates import ModelShape, estimate_memory, measured_speed, read_model_shape
+from .config_field import ConfigField
+from .messages import FieldEdited, ModelInspected, SpeedMeasured, TrainRowsCounted
 
-PROJECT_CONFIG = "tunedeck.toml"
 FIELDS_HELP = "tab moves through the fields, each explained here; ctrl+r starts a run"
-
-
-def load_project_config(project: Optional[Path]) -> tuple[TrainConfig, Optional[str]]:
-    """The project's tunedeck.toml and its text; without one, a new project's config: a model
-    that is on this machine, and the project's data directory. Raises BadInput."""
-    path = project / PROJECT_CONFIG if project is not None else None
-    if path is not None and path.exists():
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise BadInput(f"{path}: cannot read it: {exc}") from None
-        return TrainConfig.from_toml_text(text, str(path)), text
-    from tunedeck.core.models import default_model
-
-    config = TrainConfig(model=default_model())
-    if project is not None and (project / "data").is_dir():
-        config = dataclasses.replace(config, data="data")
-    return config, None
-
-
-def default_config(project: Optional[Path]) -> TrainConfig:
-    """The project's tunedeck.toml, else a new project's config (see ``load_project_config``)."""
-    return load_project_config(project)[0]
 
 
 def size_gb(gb: float) -> str:
     return f"{gb:.1f} GB" if gb >= 1 else f"{gb * 1024:.0f} MB"
-
-
-class FieldEdited(Message):
-    def __init__(self, name: str, text: str):
-        super().__init__()
-        self.name = name
-        self.text = text
-
-
-class ConfigField(Horizontal):
-    """One field: its name, an editor, and a note beside it (a problem, or a conversion).
-
-    Every editor is a text input (cheap to build, the form has over forty): choices are
-    completed from the allowed values as they are typed, and checked like any other value.
-    """
-
-    def __init__(self, spec, text: str, locked: bool = False):
-        super().__init__(classes="config-field", id=f"field-{spec.name.replace('.', '-')}")
-        self.spec = spec
-        self.text = text
-        self.locked = locked  # no config to edit (the project's did not load)
-        self.problem: Optional[str] = None
-        self.note = ""
-
-    def compose(self) -> ComposeResult:
-        spec = self.spec
-        choices = ("true", "false") if spec.kind == "bool" else spec.choices
-        suggester = SuggestFromList(choices, case_sensitive=False) if choices else None
-        placeholder = " | ".join(choices) if choices else ("optional" if spec.optional else "")
-        yield Label(spec.name, classes="field-name")
-        yield FieldEditor(self.text, placeholder=placeholder, suggester=suggester, compact=True,
-                    classes="editor", disabled=self.locked)
-        yield FormText(classes="field-note")
-
-    @property
-    def editor(self) -> Input:
-        return self.query_one(Input)
-
-    def set_text(self, text: str) -> None:
-        """Show ``text`` without reporting it as an edit."""
-        self.text = text
-        with self.editor.prevent(Input.Changed):
-            self.editor.value = text
-
-    def show_problem(self, problem: Optional[str]) -> None:
-        if problem != self.problem:
-            self.problem = problem
-            self.set_class(bool(problem), "-invalid")
-            self._show()
-
-    def show_note(self, note: str) -> None:
-        if note != self.note:
-            self.note = note
-            self._show()
-
-    def _show(self) -> None:
-        self.query_one(FormText).show(self.problem or self.note)
-
-    @on(Input.Changed)
-    def _edited(self, event: Input.Changed) -> None:
-        event.stop()
-        if event.value != self.text:  # an input reports its first value too: not an edit
-            self.text = event.value
-            self.post_message(FieldEdited(self.spec.name, self.text))
-
-
-class TrainRowsCounted(Message):
-    def __init__(self, data: str, rows: Optional[int], problem: Optional[str]):
-        super().__init__()
-        self.data = data
-        self.rows = rows
-        self.problem = problem
-
-
-class ModelInspected(Message):
-    def __init__(self, model: str, location: Optional[Path], shape: Optional[ModelShape]):
-        super().__init__()
-        self.model = model
-        self.location = location
-        self.shape = shape
-
-
-class SpeedMeasured(Message):
-    def __init__(self, model: str, speed):
-        super().__init__()
-        self.model = model
-        self.speed = speed
-
-
-class FormBuilt(Message):
-    """Every group of fields is mounted (the App builds the panes out of sight after it)."""
 
 
 class HyperparametersPane(Vertical):
