@@ -77,8 +77,8 @@ class TunedeckApp(ModelSessions, App):
         going = [r for r in runs if r.state() in ("starting", "running")]
         self.first_run: Optional[RunDirectory] = (going or runs or [None])[-1]
         self.first_pane = "training" if watch is not None or runs else "hyperparameters"
-        self._later: list = []  # (pane, build) still to build after the first frame
-        self._building: dict[str, asyncio.Event] = {}  # set once that pane is built
+        self.panes_to_build: list = []  # (pane, build): built out of sight after the first frame
+        self.pane_mounted: dict[str, asyncio.Event] = {}  # set once that pane is mounted
         self._quit_when_built = False  # ctrl+q came while a pane was half built
         self.serving = CheckpointServing(self)  # the model server the Checkpoints pane starts
 
@@ -96,7 +96,7 @@ class TunedeckApp(ModelSessions, App):
         # at once, so those come with the first frame.
         following = self.first_run is not None or self.watch_target is not None
         eager = {self.first_pane, *(("training", "checkpoints") if following else ())}
-        self._later = [(pane, panes[pane]) for pane, _ in PANES if pane not in eager]
+        self.panes_to_build = [(pane, panes[pane]) for pane, _ in PANES if pane not in eager]
         with TabbedContent(initial=self.first_pane):
             for pane, title in PANES:
                 with TabPane(title, id=pane):
@@ -114,25 +114,25 @@ class TunedeckApp(ModelSessions, App):
 
         return ChatPane(self.project, id="chat-pane")
 
-    async def _build_later_panes(self) -> None:
+    async def _build_next_pane_out_of_sight(self) -> None:
         """Build the next pane out of sight, then the one after it once a frame has been drawn:
         each takes a tenth of a second or more, and the footer or a key must not wait for all."""
-        if self._later and not self._quit_when_built:
-            await self._built(self._later[0][0])
-            self.call_after_refresh(self._build_later_panes)
+        if self.panes_to_build and not self._quit_when_built:
+            await self.build_panes(self.panes_to_build[0][0])
+            self.call_after_refresh(self._build_next_pane_out_of_sight)
 
-    async def _built(self, *names: str) -> None:
+    async def build_panes(self, *names: str) -> None:
         """Wait until the panes ``names`` exist, building those still to build (a run started,
         or a checkpoint opened in Chat, can ask for a pane before its turn comes)."""
         for name in names:
-            if name in self._building:
-                await self._building[name].wait()
+            if name in self.pane_mounted:
+                await self.pane_mounted[name].wait()
                 continue
-            build = dict(self._later).get(name)
+            build = dict(self.panes_to_build).get(name)
             if build is None:
                 continue  # built with the first frame, or already
-            self._later = [(pane, b) for pane, b in self._later if pane != name]
-            self._building[name] = done = asyncio.Event()
+            self.panes_to_build = [(pane, b) for pane, b in self.panes_to_build if pane != name]
+            self.pane_mounted[name] = done = asyncio.Event()
             try:
                 await self.query_one(TabbedContent).get_pane(name).mount(build())
             except MountError:
@@ -147,7 +147,7 @@ class TunedeckApp(ModelSessions, App):
     async def _shutdown(self) -> None:
         # Closed from outside its message loop (as Textual's run_test does), the App could prune
         # a pane still being built: its widgets then fail in their own on_mount. Let it finish.
-        for done in list(self._building.values()):
+        for done in list(self.pane_mounted.values()):
             await done.wait()
         await super()._shutdown()
 
@@ -164,7 +164,7 @@ class TunedeckApp(ModelSessions, App):
     @on(FormBuilt)
     def _form_built(self) -> None:
         if self.first_pane == "hyperparameters":
-            self.call_after_refresh(self._build_later_panes)
+            self.call_after_refresh(self._build_next_pane_out_of_sight)
 
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, lambda theme: save_setting("theme", theme.name))
@@ -175,7 +175,7 @@ class TunedeckApp(ModelSessions, App):
         self.action_show_pane(self.first_pane)
         # The form comes a group per frame; the other panes are built after it (FormBuilt).
         if self.first_pane != "hyperparameters":
-            self.call_after_refresh(self._build_later_panes)
+            self.call_after_refresh(self._build_next_pane_out_of_sight)
 
     def _attach_watch_target(self, target: str) -> None:
         path = Path(target)
@@ -195,7 +195,7 @@ class TunedeckApp(ModelSessions, App):
         out). The pane in flight finishes (tenths of a second), no other is started, then the
         App exits; this handler returns at once, so the App keeps handling its messages.
         """
-        if any(not done.is_set() for done in self._building.values()):
+        if any(not done.is_set() for done in self.pane_mounted.values()):
             self._quit_when_built = True
             return
         if self.serving.server is not None:
@@ -333,7 +333,7 @@ class TunedeckApp(ModelSessions, App):
 
     @on(RunStarted)
     async def _run_started(self, message: RunStarted) -> None:
-        await self._built("training", "checkpoints")
+        await self.build_panes("training", "checkpoints")
         run = RunDirectory(message.run_path)
         if self.followed is None or self.followed.path != run.path:
             self.follow(run)
@@ -396,7 +396,7 @@ class TunedeckApp(ModelSessions, App):
     async def _warm_start(self, message: WarmStartRequested) -> None:
         if self.followed is None:
             return
-        await self._built("hyperparameters")
+        await self.build_panes("hyperparameters")
         pane = self.query_one(HyperparametersPane)
         if pane.warm_start_from(self.followed, message.checkpoint):
             self.action_show_pane("hyperparameters")
@@ -405,7 +405,7 @@ class TunedeckApp(ModelSessions, App):
     async def _chat_requested(self, message: ChatRequested) -> None:
         if self.followed is None:
             return
-        await self._built("chat")
+        await self.build_panes("chat")
         model = self.followed.read_status().get("model")
         self.query_one("#chat-pane").use(model, message.checkpoint.path)
         self.action_show_pane("chat")
