@@ -24,7 +24,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from tunedeck.core.errors import BadInput, WorkFailed
 from tunedeck.core.rundir import RunDirectory, find_runs
-from tunedeck.themes import DEFAULT_THEME, THEMES
+from tunedeck.themes import DEFAULT_THEME, all_themes
 
 from .chat_session import ModelSessions
 from .panes.checkpoints import CheckpointsPane
@@ -36,6 +36,8 @@ from .messages import (ChatRequested, DeleteRequested, FormBuilt, OverlayLoaded,
 from tunedeck.core.run_follower import RunFollower
 from .serving import CheckpointServing
 from tunedeck.core.run_history import Series
+from .keymap import apply_user_keymap
+from .palette import binding_commands
 from .settings import load_settings, save_setting
 from .panes.training import TrainingPane
 
@@ -51,10 +53,10 @@ class TunedeckApp(ModelSessions, App):
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
         Binding("f10", "quit", "Quit", id="quit-f10", show=False, priority=True),
-        *(Binding(str(n), f"show_pane('{pane}')", title, id=f"show-{pane}", show=False)
+        *(Binding(str(n), f"show_pane('{pane}')", f"Show {title}", id=f"show-{pane}", show=False)
           for n, (pane, title) in enumerate(PANES, 1)),
         # In the palette, not the footer: the footer's room goes to the pane's own keys.
-        Binding("ctrl+t", "toggle_theme", "Theme", id="toggle-theme", show=False),
+        Binding("ctrl+t", "toggle_theme", "Next theme", id="toggle-theme", show=False),
         Binding("escape", "leave_field", "Leave field", id="leave-field", show=False),
     ]
 
@@ -68,7 +70,8 @@ class TunedeckApp(ModelSessions, App):
         self.runs_root: Optional[Path] = self.project / "runs" if self.project else None
         self.followed: Optional[RunDirectory] = None
         self.overlaid: Optional[RunDirectory] = None
-        for theme in THEMES:
+        self.own_themes, self.theme_problems = all_themes()  # tunedeck's and the user's theme files
+        for theme in self.own_themes:
             self.register_theme(theme)
         remembered = load_settings().get("theme")
         self.theme = remembered if remembered in self.available_themes else DEFAULT_THEME
@@ -168,6 +171,9 @@ class TunedeckApp(ModelSessions, App):
 
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, lambda theme: save_setting("theme", theme.name))
+        for problem in self.theme_problems:
+            self.notify(problem, title="Theme skipped", severity="error", timeout=30)
+        apply_user_keymap(self)
         if self.watch_target is not None:
             self._attach_watch_target(self.watch_target)
         elif self.first_run is not None:
@@ -217,22 +223,13 @@ class TunedeckApp(ModelSessions, App):
         self.query_one(TabbedContent).query_one(Tabs).focus()
 
     def action_toggle_theme(self) -> None:
-        names = [t.name for t in THEMES]
+        names = [t.name for t in self.own_themes]
         self.theme = names[(names.index(self.theme) + 1) % len(names)] if self.theme in names else names[0]
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        for pane, title in PANES:
-            yield SystemCommand(f"Show {title}", f"Switch to the {title} pane",
-                                lambda pane=pane: self.action_show_pane(pane))
-        yield SystemCommand("Toggle theme", "Switch between the dark and the light theme",
-                            self.action_toggle_theme)
-        panes = [*self.query(HyperparametersPane), *self.query(TrainingPane), *self.query(CheckpointsPane),
-                 *self.query("#chat-pane"), *self.query("#data-pane")]
-        for pane in panes:
-            for binding in pane.BINDINGS:
-                run = lambda action=binding.action, pane=pane: self.run_action(action, pane)
-                yield SystemCommand(binding.description, f"{pane.PANE_TITLE} pane, key {binding.key}", run)
+        textual_commands = list(super().get_system_commands(screen))
+        yield from textual_commands
+        yield from binding_commands(self, screen, taken=textual_commands)
 
     # -- following a run or a log --------------------------------------------------------------
     def follow(self, run: RunDirectory) -> None:
