@@ -278,7 +278,7 @@ class EtaEstimator:
         if self._ended is not None:
             return None  # it will not finish
         left = self.seconds_left_at(self.position)
-        if left is None:
+        if left is None or self.total_iters is None:
             return None
         if self._t_ref is not None and now > self._t_ref:
             # The run has not reached its next report yet, or we would have seen it.
@@ -301,7 +301,8 @@ def estimate_from_events(events, total_iters: Optional[int] = None) -> Optional[
 
 
 def format_duration(seconds: Optional[float]) -> str:
-    """``2h05m``, ``4m09s``, ``12s``; ``-`` when unknown."""
+    """``2h05m``, ``4m09s``, ``12s``; ``-`` when unknown. The one duration format: every screen
+    and command shows a time so (units spelt out: "4:09" could be minutes or hours)."""
     if seconds is None:
         return "-"
     seconds = int(round(seconds))

@@ -73,7 +73,7 @@ class Event:
         for key, value in data.items():
             if key != "kind":
                 kwargs[back.get(key, key)] = value
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]  # every subclass is a dataclass
         try:
             return cls(**{k: v for k, v in kwargs.items() if k in known})
         except TypeError as exc:

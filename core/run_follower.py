@@ -20,7 +20,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from tunedeck.core.checkpoints import Checkpoint, checkpoint_index
 from tunedeck.core.crash import Failure, run_failure
@@ -129,7 +129,7 @@ class FileChanges:
         self._cancelled = cancelled
         self._stop = _Cancel(cancelled)
         self._events = events
-        self._notify = None  # watchfiles' RustNotify, while it watches
+        self._notify: Any = None  # watchfiles' RustNotify, while it watches (imported late)
         self._watched: Optional[tuple[int, int]] = None  # the directory's (device, inode) then
         self._retry_at = 0.0
         self._warned = False

@@ -104,6 +104,7 @@ def _batch_size_of(mlx_yaml: Path) -> Optional[int]:
     import yaml
 
     try:
-        return int((yaml.safe_load(mlx_yaml.read_text()) or {}).get("batch_size"))
+        value = (yaml.safe_load(mlx_yaml.read_text()) or {}).get("batch_size")
+        return int(value) if value is not None else None
     except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError):
         return None

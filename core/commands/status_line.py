@@ -1,13 +1,15 @@
 """The one-line live status under a foreground run's log: iteration/total, loss, tokens/s, ETA;
-for a run on several ranks, how many and the tokens/s of them all."""
+for a run on several ranks, how many and the tokens/s of them all. Its figures are the Training
+pane's (``core.status_text``)."""
 
 from __future__ import annotations
 
 import sys
 import time
 
-from ..eta import EtaEstimator, format_duration
+from ..eta import EtaEstimator
 from ..events import EventFileReader, Start, Train
+from ..status_text import SEPARATOR, RunFigures, status_figures
 
 
 class StatusLine:
@@ -34,21 +36,15 @@ class StatusLine:
         t = self.last_train
         if t is None:
             return "starting…"
-        parts = [f"iter {t.iter}/{self.total or '?'}", f"loss {t.loss:.3f}"]
         if self.ranks == 1:
             # The supervisor records the world size when the ranks start, after this line was made.
             self.ranks = int(self.run.read_status().get("world_size") or 1)
-        ranks = self.ranks
-        if ranks > 1:
-            parts.append(f"{ranks} ranks")
-        if t.tokens_per_sec:
-            # mlx-lm sums the tokens of every rank before dividing by the step time.
-            parts.append(f"{t.tokens_per_sec:,.0f} tok/s" + (" total" if ranks > 1 else ""))
         estimate = self.eta.estimate(now)
-        if estimate is not None:
-            left, finish = estimate
-            parts.append(f"ETA {format_duration(left)} (finish {time.strftime('%H:%M', time.localtime(finish))})")
-        return " · ".join(parts)
+        left, finish = estimate if estimate is not None else (None, None)
+        figures = RunFigures(state="running", iteration=t.iter, total_iters=self.total or 0, loss=t.loss,
+                             tokens_per_sec=t.tokens_per_sec or None, ranks=self.ranks, eta_s=left,
+                             finish_at=finish)
+        return SEPARATOR.join(status_figures(figures, now))
 
     def refresh(self) -> None:
         if not self.enabled:

@@ -26,6 +26,7 @@ from tunedeck.core.checkpoints import Checkpoint
 from tunedeck.core.config import (FIELDS, GROUPS, PROJECT_CONFIG, FileChanged, TrainConfig, format_field,
                                   load_project_config, validate_field)
 from tunedeck.core.errors import BadInput
+from tunedeck.core.eta import format_duration
 from tunedeck.core.rundir import RunDirectory
 
 from tunedeck.core.training_estimates import estimate_memory, measured_speed, read_model_shape
@@ -34,7 +35,6 @@ from ...messages import FormBuilt, StartRequested
 from ...widgets.dialogs import Ask, Confirm
 from ...widgets.form_widgets import FormText
 from ...widgets.literal import visible
-from ..training.run_status_line import duration
 from .config_field import ConfigField
 from .messages import FieldEdited, ModelInspected, SpeedMeasured, TrainRowsCounted
 
@@ -248,7 +248,7 @@ class HyperparametersPane(Vertical):
         measured = self.measured
         if measured is not None and measured.model == model and measured.speed and total:
             speed = measured.speed
-            parts.append(f"time ≈ {duration(total * speed.seconds_per_iter)} "
+            parts.append(f"time ≈ {format_duration(total * speed.seconds_per_iter)} "
                          f"(measured in {speed.run_name})")
         elif measured is None or measured.model != model:
             self._measure_speed(model, config.batch_size)

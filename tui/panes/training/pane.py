@@ -17,13 +17,14 @@ from tunedeck.core.health import DivergingOffer, ResumeOffer
 from tunedeck.core.probes import recorded_checks
 from tunedeck.core.run_follower import RunUpdate
 from tunedeck.core.run_history import RunHistory, Series
+from tunedeck.core.status_text import RunFigures
 
 from ...messages import OverlayRequested, RunSwitchRequested, SlowerResumeRequested, StopRequested
 from ...widgets.dialogs import Confirm
 from .health_findings import HealthFindings, finding_content
 from .loss_plot import FINDING_MARK, SMOOTHING_STEPS, LearningRatePlot, LossPlot
 from .run_log import RunLog
-from .run_status_line import RunFigures, RunStatusLine
+from .run_status_line import RunStatusLine
 
 
 class TrainingPane(Vertical):
