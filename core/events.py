@@ -27,6 +27,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import ClassVar, Dict, Iterator, List, Optional, Type, Union
 
+from .file_tail import FileTail
+
 END_STATES = ("finished", "failed", "stopped")
 
 
@@ -210,23 +212,10 @@ class EventFileReader:
 
     def __init__(self, path: Union[str, os.PathLike]) -> None:
         self.path = Path(path)
-        self._offset = 0
-        self._partial = b""
+        self._tail = FileTail(self.path)
 
     def read_new(self) -> List[Event]:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self._offset)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        if not data:
-            return []
-        self._offset += len(data)
-        data = self._partial + data
-        cut = data.rfind(b"\n") + 1
-        self._partial = data[cut:]
-        return list(parse_event_lines(data[:cut].decode("utf-8", errors="replace")))
+        return list(parse_event_lines("\n".join(self._tail.read_lines())))
 
 
 class EventWriter:

@@ -17,7 +17,8 @@ from typing import Callable, Iterator
 from tunedeck.core.health import LogHealth
 from tunedeck.core.logparse import LogParser
 
-from .run_follower import FileChanges, FileTail, RunUpdate
+from .file_tail import FileTail
+from .run_follower import READ_CHUNK_BYTES, FileChanges, RunUpdate
 
 PIPE_READ_BYTES = 1 << 16
 # The parser holds a traceback's last line until the next line shows no chained exception
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 def follow_log_file(path: Path, cancelled: Callable[[], bool]) -> Iterator[RunUpdate]:
     parser, health = LogParser(), LogHealth()
-    tail = FileTail(path)
+    tail = FileTail(path, chunk_bytes=READ_CHUNK_BYTES)
     # Woken by a change in the file's directory, or after QUIET_S at the latest: the parser's
     # flush of a quiet log's last lines waits for no event.
     changes = FileChanges(path.parent, cancelled, poll_s=QUIET_S, recursive=False)

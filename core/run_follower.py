@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator, Optional
 from tunedeck.core.checkpoints import Checkpoint, checkpoint_index
 from tunedeck.core.crash import Failure, run_failure
 from tunedeck.core.events import Event, Health, Val
+from tunedeck.core.file_tail import FileTail
 from tunedeck.core.rundir import RunDirectory
 
 # The log can hold hours of output; the screen keeps a capped tail of it anyway.
@@ -64,43 +65,6 @@ class RunUpdate:
     def __bool__(self) -> bool:
         return bool(self.events or self.log_lines or self.status is not None
                     or self.state is not None or self.checkpoints is not None)
-
-
-class FileTail:
-    """The complete lines appended to a file since the last read (a torn last line waits)."""
-
-    def __init__(self, path: Path, history_bytes: Optional[int] = None):
-        self.path = path
-        self._history_bytes = history_bytes
-        self._offset: Optional[int] = None
-        self._partial = b""
-        self._skip_first = False  # starting mid-file: the first line read is a fragment
-
-    def read_lines(self) -> list[str]:
-        try:
-            size = os.stat(self.path).st_size
-        except OSError:
-            return []
-        if self._offset is None:
-            self._offset = 0 if self._history_bytes is None else max(0, size - self._history_bytes)
-            self._skip_first = self._offset > 0
-        if size < self._offset:  # truncated or replaced: start over
-            self._offset, self._partial = 0, b""
-        if size == self._offset:
-            return []
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self._offset)
-                data = f.read(min(size - self._offset, READ_CHUNK_BYTES))
-        except FileNotFoundError:
-            return []  # gone since the stat: as if it had not been there
-        self._offset += len(data)
-        lines = (self._partial + data).split(b"\n")
-        self._partial = lines.pop()
-        if self._skip_first and lines:
-            lines.pop(0)
-            self._skip_first = False
-        return [line.decode("utf-8", errors="replace") for line in lines]
 
 
 class _Cancel:
@@ -214,8 +178,8 @@ def _signature(path: Path) -> Optional[tuple]:
 class RunFollower:
     def __init__(self, run: RunDirectory):
         self.run = run
-        self._metrics = FileTail(run.metrics_jsonl)
-        self._log = FileTail(run.train_log, history_bytes=LOG_HISTORY_BYTES)
+        self._metrics = FileTail(run.metrics_jsonl, chunk_bytes=READ_CHUNK_BYTES)
+        self._log = FileTail(run.train_log, history_bytes=LOG_HISTORY_BYTES, chunk_bytes=READ_CHUNK_BYTES)
         self._status_sig: Optional[tuple] = None
         self._adapters_sig: Optional[tuple] = None
         self._state: Optional[str] = None

@@ -136,18 +136,21 @@ def _copy_new_log(path: Path, position: int, status, final: bool = False) -> int
 
     Into a file or a pipe (or with NO_COLOR set) the text goes without mlx-lm's colour codes,
     whole lines at a time so no escape sequence is cut in two, the last part once ``final``.
+    A log truncated or replaced meanwhile is copied from its start (``read_appended``).
     """
+    from ..file_tail import read_appended
+
     try:
-        with open(path, "rb") as f:
-            f.seek(position)
-            chunk = f.read()
-    except OSError:
+        chunk, end = read_appended(path, position)
+    except OSError:  # unreadable for now: tried again at the next look
         return position
     if chunk:
         status.clear()
     if chunk and _plain_output():
         if not final:
-            chunk = chunk[:chunk.rfind(b"\n") + 1]
+            whole = chunk[:chunk.rfind(b"\n") + 1]
+            end -= len(chunk) - len(whole)
+            chunk = whole
         from ..logparse import strip_ansi
 
         text = strip_ansi(chunk.decode("utf-8", errors="replace"))
@@ -156,7 +159,7 @@ def _copy_new_log(path: Path, position: int, status, final: bool = False) -> int
     elif chunk:
         sys.stdout.buffer.write(chunk)
         sys.stdout.flush()
-    return position + len(chunk)
+    return end
 
 
 def _plain_output() -> bool:
