@@ -13,7 +13,7 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from .widgets.literal import visible
+from tunedeck.core.text import visible
 
 
 def literal(text: str) -> str:

@@ -231,7 +231,7 @@ def _check_config(cfg: TrainConfig) -> tuple[TrainConfig, list[_Problem]]:
     elif cfg.iters is None and cfg.epochs is None:
         problems.append(_Problem(("iters",), "iters: set iters or epochs"))
     if cfg.ranks is not None or cfg.hosts is not None:
-        from .distributed import check_batch  # the world size a hostfile gives needs reading it
+        from ..distributed import check_batch  # the world size a hostfile gives needs reading it
 
         batch_problem = check_batch(cfg)
         if batch_problem is not None:

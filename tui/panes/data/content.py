@@ -21,7 +21,7 @@ from textual.widgets import Label, ProgressBar
 from tunedeck.core.data import formats as F
 
 from .rows import RowDetail, one_line
-from ...widgets.literal import visible
+from tunedeck.core.text import visible
 
 # Beyond these, a view shows a note instead of the rest (the terminal would only show a sliver
 # of it, and building it would freeze the pane).

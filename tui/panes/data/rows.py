@@ -22,7 +22,7 @@ from tunedeck.core.data.line_index import BOM, LineIndex
 from tunedeck.core.data.sources import JSON_ARRAY, TXT, SourceProblem, iter_json_array
 from tunedeck.core.data.validate import check_row
 
-from ...widgets.literal import visible
+from tunedeck.core.text import visible
 
 # Lines up to this size are parsed for the list; longer ones show a prefix (opening the row
 # parses it whole).

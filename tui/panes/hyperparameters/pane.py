@@ -34,7 +34,7 @@ from tunedeck.core.training_estimates import estimate_memory, measured_speed, re
 from ...messages import FormBuilt, StartRequested
 from ...widgets.dialogs import Ask, Confirm
 from ...widgets.form_widgets import FormText
-from ...widgets.literal import visible
+from tunedeck.core.text import visible
 from .config_field import ConfigField
 from .messages import FieldEdited, ModelInspected, SpeedMeasured, TrainRowsCounted
 

@@ -6,7 +6,7 @@ from typing import Iterable
 
 from textual.widgets import Log
 
-from ...widgets.literal import log_line
+from tunedeck.core.text import log_line
 
 MAX_LINES = 5000
 

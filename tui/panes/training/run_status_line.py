@@ -12,7 +12,7 @@ from textual.widgets import Label
 
 from tunedeck.core.status_text import RunFigures, status_figures
 
-from ...widgets.literal import visible
+from tunedeck.core.text import visible
 
 STATES = ("starting", "running", "stalled", "finished", "failed", "stopped", "interrupted",
           "following", "ended", "no run")

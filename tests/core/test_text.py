@@ -1,6 +1,6 @@
 """Text from logs and datasets reaches the screen as typed, never as markup or terminal codes."""
 
-from tunedeck.tui.widgets.literal import log_line, visible
+from tunedeck.core.text import log_line, visible
 
 
 def test_markup_is_left_alone_for_widgets_to_show_literally():
