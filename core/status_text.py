@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .eta import format_duration
+from .text import loss_text
 
 SEPARATOR = " · "
 
@@ -38,11 +39,6 @@ class RunFigures:
 
 def rate(tokens_per_sec: float) -> str:
     return f"{tokens_per_sec / 1000:.1f}k" if tokens_per_sec >= 1000 else f"{tokens_per_sec:.0f}"
-
-
-def loss_text(loss: float) -> str:
-    """A loss as every screen and command shows it."""
-    return f"{loss:.3f}"
 
 
 def finish_time(at: float, now: float) -> str:

@@ -1,6 +1,7 @@
-"""Text from datasets, models and logs, made safe to show: literal, never interpreted.
+"""Words and figures as tunedeck shows them, in one place: text from datasets, models and logs
+made safe to show (literal, never interpreted), counts with their plural, and losses.
 
-Widgets get this text as ``rich.text.Text`` / plain ``Log`` lines, never as markup, so
+Widgets get the literal text as ``rich.text.Text`` / plain ``Log`` lines, never as markup, so
 ``[bold red]x[/]`` shows as typed. Control characters would reach the terminal and be obeyed
 (an escape sequence can move the cursor or forge a hyperlink), so they are shown in caret
 notation instead (ESC as ``^[``), the way ``cat -v`` shows them.
@@ -43,3 +44,13 @@ def log_line(raw: str) -> str:
         parts = [part for part in raw.split("\r") if part]
         raw = parts[-1] if parts else ""
     return visible(_DRAWING.sub("", raw))
+
+
+def plural(n: int, word: str) -> str:
+    """``1 row``, ``2,048 rows``."""
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def loss_text(loss, missing: str = "-") -> str:
+    """A loss as every screen and command shows it (``missing`` when there is none)."""
+    return missing if loss is None else f"{loss:.3f}"

@@ -1,6 +1,6 @@
 """Text from logs and datasets reaches the screen as typed, never as markup or terminal codes."""
 
-from tunedeck.core.text import log_line, visible
+from tunedeck.core.text import log_line, loss_text, plural, visible
 
 
 def test_markup_is_left_alone_for_widgets_to_show_literally():
@@ -27,3 +27,10 @@ def test_mlx_lm_colours_and_redraws_are_stripped_from_log_lines():
 
 def test_other_escapes_in_log_lines_stay_visible():
     assert log_line("model said \x1b]0;pwned\x07") == "model said ^[]0;pwned^G"
+
+
+def test_counts_and_losses_read_the_same_everywhere():
+    assert plural(1, "row") == "1 row"
+    assert plural(2048, "row") == "2,048 rows"
+    assert loss_text(1.23456) == "1.235"
+    assert loss_text(None) == "-" and loss_text(None, missing="—") == "—"

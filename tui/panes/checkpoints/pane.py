@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Label
 
 from tunedeck.core.checkpoints import Checkpoint
 from tunedeck.core.probes import recorded_checks
+from tunedeck.core.text import loss_text
 
 from ...chat_messages import EvaluationRequested
 from ...messages import ChatRequested, DeleteRequested, ResumeRequested, ServingToggled, WarmStartRequested
@@ -40,10 +41,6 @@ def age_text(seconds: float) -> str:
         if seconds >= length:
             return f"{seconds // length}{unit} ago"
     return f"{seconds}s ago"
-
-
-def loss_text(loss: Optional[float]) -> str:
-    return "—" if loss is None else f"{loss:.3f}"
 
 
 class CheckpointBrowser(DataTable):
@@ -74,8 +71,8 @@ class CheckpointBrowser(DataTable):
         for c in checkpoints:
             self.add_row(
                 Text(str(c.iteration), justify="right"),
-                Text(loss_text(c.val_loss), justify="right"),
-                Text(loss_text(c.train_loss), justify="right"),
+                Text(loss_text(c.val_loss, missing="—"), justify="right"),
+                Text(loss_text(c.train_loss, missing="—"), justify="right"),
                 Text(size_text(c.size_bytes), justify="right"),
                 Text(age_text(now - c.saved_at)),
                 Text("exact" if c.resumable else "weights only"),

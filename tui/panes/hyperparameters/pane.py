@@ -29,12 +29,12 @@ from tunedeck.core.errors import BadInput
 from tunedeck.core.eta import format_duration
 from tunedeck.core.rundir import RunDirectory
 
+from tunedeck.core.text import visible
 from tunedeck.core.training_estimates import estimate_memory, measured_speed, read_model_shape
 
 from ...messages import FormBuilt, StartRequested
 from ...widgets.dialogs import Ask, Confirm
 from ...widgets.form_widgets import FormText
-from tunedeck.core.text import visible
 from .config_field import ConfigField
 from .messages import FieldEdited, ModelInspected, SpeedMeasured, TrainRowsCounted
 

@@ -11,7 +11,6 @@ from textual.widget import Widget
 from textual.widgets import Label
 
 from tunedeck.core.status_text import RunFigures, status_figures
-
 from tunedeck.core.text import visible
 
 STATES = ("starting", "running", "stalled", "finished", "failed", "stopped", "interrupted",
