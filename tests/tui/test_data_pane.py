@@ -10,8 +10,10 @@ from tunedeck.core.data.tokens import render_row
 from tunedeck.tui.panes.data.convert_form import ConvertForm
 from tunedeck.tui.panes.data.row_list import RowList
 from tunedeck.tui.panes.data import DataPane
-from tunedeck.tui.panes.data.check_view import TokenStatsView, ValidationReport
-from tunedeck.tui.panes.data.content import CUT, TRAINED, TextPanel
+from tunedeck.tui.panes.data.check_view import ValidationReport
+from tunedeck.tui.panes.data.content import CUT, TRAINED
+from tunedeck.tui.panes.data.stats_view import TokenStatsView
+from tunedeck.tui.panes.data.text_panel import TextPanel
 
 from .harness import PaneHarness, wait_until
 from .projects import write_project

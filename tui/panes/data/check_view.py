@@ -1,22 +1,28 @@
-"""The Data pane's file-wide views: the validation report and the token statistics."""
+"""The Problems view of the Data pane: ``data check`` of the open file, run by the view."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Optional
 
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
+from textual.worker import get_current_worker
 
 from tunedeck.core.data import formats as F
 from tunedeck.core.data.sources import JSON_ARRAY, TXT
-from tunedeck.core.data.validate import FileReport, Problem
+from tunedeck.core.data.validate import FileReport, Problem, validate_file
 
+from .background import TaskView, background_priority
+from .content import ERROR, WARNING, plural
+from .messages import FileValidated
 from .rows import one_line
-from .content import ERROR, WARNING, TaskLine, TextPanel, plural
+from .task_line import TaskLine
 
 
 def problem_text(problem: Problem) -> Content:
@@ -47,7 +53,7 @@ def report_summary(report: FileReport) -> str:
     return " · ".join(parts)
 
 
-class ValidationReport(Vertical):
+class ValidationReport(TaskView, Vertical):
     """``data check`` for the open file: a summary and one ``FILE:LINE: message`` per problem.
     Highlighting a problem shows its row in the list above; selecting it opens the row."""
 
@@ -70,15 +76,34 @@ class ValidationReport(Vertical):
         yield Label("select a problem (enter) to open its row", id="data-check-note")
         yield OptionList(id="data-problem-list")
 
-    @property
-    def task_line(self) -> TaskLine:
-        return self.query_one(TaskLine)
+    def check(self, path: Path, features: dict) -> None:
+        """Check ``path`` in the background (a check running already is cancelled)."""
+        self.worker = self._check(path, features)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="data-check")
+    def _check(self, path: Path, features: dict) -> None:
+        worker = get_current_worker()
+        background_priority()
+        report = validate_file(path, progress=self.reporter(worker),
+                               cancel=worker.cancelled_event, features=features)
+        self.post_message(FileValidated(worker, path, report))
+
+    def on_file_validated(self, message: FileValidated) -> None:
+        self.ends_here(message)  # unless a newer check replaced this one
 
     def clear(self) -> None:
+        """A file is opened: a check running is stopped and its report will be ignored."""
+        self.cancel_task()
+        self.worker = None
         self.problems = []
         self.query_one(OptionList).clear_options()
 
-    def show(self, report: FileReport) -> None:
+    def show(self, report: FileReport, flags: list) -> None:
+        """``report``, with the quality ``flags`` of answers generated into its file."""
+        if flags:
+            report = dataclasses.replace(report, warnings=report.warnings + len(flags),
+                                         problems=sorted(report.problems + flags,
+                                                         key=lambda p: p.line))
         self.problems = list(report.problems)
         options = self.query_one(OptionList)
         options.clear_options()
@@ -90,23 +115,3 @@ class ValidationReport(Vertical):
         if index is None or not 0 <= index < len(self.problems):
             return None
         return self.problems[index]
-
-
-class TokenStatsView(Vertical):
-    """Token counts of the open file with the model's tokenizer, and a length histogram."""
-
-    DEFAULT_CSS = """
-    TokenStatsView { height: 1fr; }
-    """
-
-    def compose(self) -> ComposeResult:
-        yield TaskLine(id="data-stats-task")
-        yield TextPanel(id="data-stats-text")
-
-    @property
-    def task_line(self) -> TaskLine:
-        return self.query_one(TaskLine)
-
-    @property
-    def panel(self) -> TextPanel:
-        return self.query_one(TextPanel)

@@ -8,20 +8,16 @@ drawn, so a theme switch recolours the token view too.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Optional
 
-from textual.app import ComposeResult
-from textual.containers import Horizontal
 from textual.content import Content
-from textual.geometry import Region, Size
-from textual.scroll_view import ScrollView
-from textual.strip import Strip
-from textual.widgets import Label, ProgressBar
 
 from tunedeck.core.data import formats as F
+from tunedeck.core.data.sources import JSON_ARRAY, TXT
 
-from .rows import RowDetail, one_line
 from tunedeck.core.text import visible
+from .rows import RowDetail, one_line
 
 # Beyond these, a view shows a note instead of the rest (the terminal would only show a sliver
 # of it, and building it would freeze the pane).
@@ -57,6 +53,39 @@ def issue_lines(issues) -> list:
 
 def lines(*parts) -> Content:
     return Content("\n").join(p if isinstance(p, Content) else Content(p) for p in parts)
+
+
+# -- the pane's bars ---------------------------------------------------------------------------
+def views_bar(views, shown: str, errors: int, mask_prompt: bool, max_seq_length: int) -> Content:
+    """The views and their keys, the one shown marked, the Problems with their count."""
+    parts: list = []
+    for view, key, title in views:
+        if view == "problems" and errors:
+            title += f" {errors:,}"
+        parts += [(key, "bold $footer-key-foreground"),
+                  (f" {title} ", "bold reverse $text-accent" if view == shown else ""), " "]
+    parts.append((f"  mask_prompt {'on' if mask_prompt else 'off'} · "
+                  f"max_seq_length {max_seq_length:,}", MUTED))
+    return Content.assemble(*parts)
+
+
+def file_summary(path: Path, rows, report) -> str:
+    """The file shown: its format, its lines (while indexing, so far), its check's outcome."""
+    parts = [path.name]
+    if rows.container == TXT:
+        parts.append("plain text")
+    elif rows.file_format:
+        parts.append(rows.file_format)
+    if rows.done:
+        parts.append(plural(rows.known, "line" if rows.container != JSON_ARRAY else "record"))
+        if not rows.complete:
+            parts.append("indexing cancelled")
+    else:
+        parts.append(f"{rows.known:,} lines so far, indexing {rows.fraction:.0%}")
+    if report is not None:
+        parts.append(plural(report.errors, "error") if report.errors else
+                     ("checked: ok" if report.complete else "check cancelled"))
+    return " · ".join(parts)
 
 
 # -- raw ------------------------------------------------------------------------------------------
@@ -201,107 +230,3 @@ def stats_content(stats, counts) -> Content:
                                     (f"{bar:<{BAR_WIDTH}}", ERROR if over else "$text-primary"),
                                     f" {rows:,}"))
     return lines(*out)
-
-
-# -- widgets --------------------------------------------------------------------------------------
-class TextPanel(ScrollView, can_focus=True):
-    """A header and a body of text, wrapped to the width and drawn line by line.
-
-    A Line API widget rather than a Static in a scrolling container: showing another row
-    changes the text's height, and a Static's new height makes the whole screen lay out again
-    (hundreds of milliseconds on a busy machine, for every row the cursor passes).
-    """
-
-    DEFAULT_CSS = """
-    TextPanel { height: 1fr; overflow-x: hidden; scrollbar-size-vertical: 1; padding: 0 1; }
-    """
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.header = self.body = Content("")
-        self._lines: list = []
-        self._wrapped_at = 0
-        self._styles: tuple = ()
-
-    def show(self, header, body=Content("")) -> None:
-        self.header, self.body = header, body
-        self._wrapped_at = 0
-        self._wrap()
-        self.scroll_to(0, 0, animate=False, immediate=True)
-
-    @property
-    def shown_text(self) -> str:
-        """What the panel says, as plain text (what a reader of the screen gets)."""
-        return f"{self.header.plain}\n{self.body.plain}"
-
-    def _wrap(self) -> None:
-        width = self.scrollable_content_region.width
-        if width <= 0 or width == self._wrapped_at:
-            return
-        self._wrapped_at = width
-        self._lines = lines(self.header, self.body).wrap(width)
-        self.virtual_size = Size(width, len(self._lines))
-        self.refresh()
-
-    def on_resize(self) -> None:
-        self._wrap()
-
-    def render_lines(self, crop: Region) -> list:
-        # The styles once per drawing, not once per line: each lookup walks the DOM.
-        self._styles = (self.rich_style, self.visual_style)
-        return super().render_lines(crop)
-
-    def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
-        base, visual = self._styles
-        index = round(self.scroll_y) + y
-        if index >= len(self._lines):
-            return Strip.blank(width, base)
-        return Strip(self._lines[index].render_segments(visual)).crop_extend(0, width, base)
-
-
-class TaskLine(Horizontal):
-    """What a background task is doing: a label and a progress bar, then its outcome."""
-
-    DEFAULT_CSS = """
-    TaskLine { height: auto; padding: 0 1; }
-    TaskLine > Label { width: 1fr; height: auto; }
-    TaskLine > ProgressBar { width: 32; display: none; }
-    TaskLine.-running > ProgressBar { display: block; }
-    TaskLine.-failed > Label { color: $text-error; }
-    TaskLine.-succeeded > Label { color: $text-success; }
-    """
-
-    def compose(self) -> ComposeResult:
-        yield Label()
-        # A bar without a total animates 15 times a second even while hidden: it has one only
-        # while a task of unknown length runs.
-        yield ProgressBar(total=100, show_eta=False)
-
-    @property
-    def running(self) -> bool:
-        return self.has_class("-running")
-
-    @property
-    def text(self) -> str:
-        return str(self.query_one(Label).visual)
-
-    def progress(self, label: str, fraction: Optional[float]) -> None:
-        text = one_line(label)
-        widget = self.query_one(Label)
-        # Progress comes ten times a second, for a pane out of sight too: a text that still fits
-        # the one line it has is repainted without a layout of the whole screen.
-        same_height = self.running and widget.size.height == 1 and len(text) <= widget.size.width
-        self.set_classes("-running")
-        widget.update(Content(text), layout=not same_height)
-        bar = self.query_one(ProgressBar)
-        if fraction is None:
-            bar.update(total=None)
-        else:
-            bar.update(total=100, progress=100 * fraction)
-
-    def finish(self, text: str, outcome: str = "") -> None:
-        """``outcome``: "succeeded", "failed" or "" (neutral)."""
-        self.set_classes(f"-{outcome}" if outcome else "")
-        self.query_one(Label).update(Content(one_line(text)))
-        self.query_one(ProgressBar).update(total=100, progress=0)

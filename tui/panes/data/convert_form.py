@@ -1,4 +1,5 @@
-"""The conversion form of the Data pane: ``tunedeck data convert`` with its main options."""
+"""The Convert view of the Data pane: ``tunedeck data convert`` with its main options, run by
+the form in its own worker."""
 
 from __future__ import annotations
 
@@ -7,15 +8,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
+from textual.worker import Worker, get_current_worker
 
-from tunedeck.core.data.convert import TARGETS, TXT_MODES, parse_split
+from tunedeck.core.data.convert import (TARGETS, TXT_MODES, ConversionCancelled, InvalidData,
+                                        convert, parse_split)
+from tunedeck.core.data.tokens import load_tokenizer
 from tunedeck.core.errors import BadInput
 
-from .content import TaskLine, issue_lines, lines
+from .background import TaskView, mlx_streams_released
+from .content import issue_lines, lines
+from .messages import DataConverted, TokenizerLoaded
+from .task_line import TaskLine
 
 MAX_LISTED_PROBLEMS = 20
 
@@ -43,7 +51,7 @@ class TickBox(Checkbox):
         return super()._button
 
 
-class ConvertForm(VerticalScroll):
+class ConvertForm(TaskView, VerticalScroll):
     DEFAULT_CSS = """
     ConvertForm { height: 1fr; scrollbar-size-vertical: 1; }
     ConvertForm .convert-field { height: 1; }
@@ -58,10 +66,19 @@ class ConvertForm(VerticalScroll):
     ConvertForm #convert-problems { padding: 0 1; height: auto; }
     """
 
-    def __init__(self, inputs: Sequence[Path] = (), out_dir: Optional[Path] = None, **kwargs):
+    def __init__(self, inputs: Sequence[Path] = (), project: Optional[Path] = None, **kwargs):
         super().__init__(**kwargs)
+        self.project = project
         self._inputs = " ".join(shlex.quote(str(p)) for p in inputs)
+        out_dir = self.default_out_dir(inputs)
         self._out = str(out_dir) if out_dir else ""
+
+    def default_out_dir(self, inputs: Sequence[Path]) -> Optional[Path]:
+        """A directory next to the first input, named after it (never the input's own dir)."""
+        if not inputs:
+            return self.project / "data" if self.project else None
+        first = inputs[0]
+        return first.parent / f"{first.stem}-mlx"
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="convert-field"):
@@ -94,16 +111,11 @@ class ConvertForm(VerticalScroll):
         yield TaskLine(id="convert-task")
         yield Static(id="convert-problems")
 
-    @property
-    def task_line(self) -> TaskLine:
-        return self.query_one(TaskLine)
-
     def set_inputs(self, inputs: Sequence[Path]) -> None:
+        """Convert ``inputs`` next, into the directory named after the first."""
         self.query_one("#convert-inputs", Input).value = " ".join(shlex.quote(str(p))
                                                                   for p in inputs)
-
-    def set_out_dir(self, out_dir: Path) -> None:
-        self.query_one("#convert-out", Input).value = str(out_dir)
+        self.query_one("#convert-out", Input).value = str(self.default_out_dir(inputs) or "")
 
     def focus_first(self) -> None:
         self.query_one("#convert-inputs", Input).focus()
@@ -146,3 +158,55 @@ class ConvertForm(VerticalScroll):
         if more > 0:
             parts.append(Content(f"… {more:,} more"))
         self.query_one("#convert-problems", Static).update(lines(*parts) if parts else "")
+
+    # -- running it ---------------------------------------------------------------------------
+    def run(self, base: Optional[Path], model: Optional[str], tokenizer) -> None:
+        """Convert as the form says (unless a conversion runs already); the pane hears of the
+        files written through DataConverted."""
+        request = self.request_to_run(base)
+        if request is None:
+            return
+        self.show_problems([])
+        self.task_line.progress("converting…", None)
+        self.worker = self._convert(request, model, tokenizer)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="data-convert")
+    def _convert(self, request: ConversionRequest, model: Optional[str], tokenizer) -> None:
+        worker = get_current_worker()
+        with mlx_streams_released():
+            self._convert_here(worker, request, model, tokenizer)
+
+    def _convert_here(self, worker: Worker, request: ConversionRequest, model: Optional[str],
+                      tokenizer) -> None:
+        progress = self.reporter(worker)
+        try:
+            if request.txt_mode == "chunk" and tokenizer is None:
+                if not model:
+                    raise BadInput("txt mode chunk counts tokens: set `model` in tunedeck.toml")
+                tokenizer = load_tokenizer(model, progress=progress)
+                self.post_message(TokenizerLoaded(model, tokenizer))
+            result = convert(list(request.inputs), request.out_dir, to=request.to,
+                             split=request.split, seed=request.seed, txt_mode=request.txt_mode,
+                             tokenizer=tokenizer, force=request.force, keep=request.keep,
+                             progress=progress, cancel=worker.cancelled_event)
+        except InvalidData as exc:
+            self.post_message(DataConverted(worker, request, error=str(exc),
+                                            problems=tuple(exc.problems)))
+        except ConversionCancelled:
+            self.post_message(DataConverted(worker, request,
+                                            error="cancelled: nothing was written"))
+        except BadInput as exc:
+            self.post_message(DataConverted(worker, request, error=str(exc)))
+        else:
+            self.post_message(DataConverted(worker, request, result))
+
+    def on_data_converted(self, message: DataConverted) -> None:
+        if message.worker is self.worker:
+            self.show_problems(message.problems)  # none when it worked
+        if self.ends_here(message):
+            return
+        # On to the pane, which opens what was written.
+        result = message.result
+        written = ", ".join(f"{p.name} ({result.counts[p.stem]:,})" for p in result.files)
+        self.task_line.finish(f"wrote {written} rows as {result.target} into {result.out_dir}",
+                              "succeeded")

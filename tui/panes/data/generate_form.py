@@ -1,8 +1,8 @@
 """The Generate form of the Data pane: ``tunedeck data generate`` with its main options.
 
 Questions on a topic, or answers to a prompts file, from the project's model (in this process)
-or an OpenAI-compatible endpoint. Running it again after a stop resumes: what is written stays
-and only the rest is asked for.
+or an OpenAI-compatible endpoint, in the form's own worker. Running it again after a stop
+resumes: what is written stays and only the rest is asked for.
 """
 
 from __future__ import annotations
@@ -11,15 +11,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, Select
+from textual.worker import get_current_worker
 
 from tunedeck.core.data.convert import parse_split
-from tunedeck.core.errors import BadInput
+from tunedeck.core.errors import BadInput, WorkFailed
 
-from .content import TaskLine
+from .background import TaskView, mlx_streams_released
+from .content import plural
+from .messages import GenerationFinished, GenerationWritten
+from .task_line import TaskLine
 
 KINDS = (("answers to a prompts file", "answers"), ("questions on a topic", "questions"))
 
@@ -38,7 +42,7 @@ class GenerationRequest:
     split: Optional[tuple] = None
 
 
-class GenerateForm(VerticalScroll):
+class GenerateForm(TaskView, VerticalScroll):
     DEFAULT_CSS = """
     GenerateForm { height: 1fr; scrollbar-size-vertical: 1; }
     GenerateForm .generate-field { height: 1; }
@@ -52,9 +56,10 @@ class GenerateForm(VerticalScroll):
     GenerateForm #generate-actions > Button { min-width: 22; }
     """
 
-    def __init__(self, model: Optional[str], prompts: Optional[Path], out: Optional[Path],
-                 **kwargs):
+    def __init__(self, base: Optional[Path], model: Optional[str], prompts: Optional[Path],
+                 out: Optional[Path], **kwargs):
         super().__init__(**kwargs)
+        self.base = base  # relative paths are from here (the project directory)
         self._model = model or ""
         self._prompts = str(prompts) if prompts else ""
         self._out = str(out) if out else ""
@@ -114,10 +119,6 @@ class GenerateForm(VerticalScroll):
         self.query_one("#generate-prompts-field").display = kind == "answers"
         self.query_one("#generate-topic-field").display = kind == "questions"
 
-    @property
-    def task_line(self) -> TaskLine:
-        return self.query_one(TaskLine)
-
     def focus_first(self) -> None:
         self.query_one("#generate-kind", Select).focus()
 
@@ -160,3 +161,69 @@ class GenerateForm(VerticalScroll):
         if target.is_dir() or target.suffix.lower() not in (".jsonl", ".json"):
             split = parse_split(value("split") or "80,10,10")
         return GenerationRequest(prompts=path(value("prompts")), split=split, **common)
+
+    # -- running it ---------------------------------------------------------------------------
+    @on(Button.Pressed, "#generate-run")
+    @on(Input.Submitted)
+    def run(self) -> None:
+        """Start (or resume: what is written is kept and skipped) the form's generation."""
+        request = self.request_to_run(self.base)
+        if request is None:
+            return
+        where = request.endpoint or request.model
+        self.task_line.progress(f"generating {request.kind} with {where}…", None)
+        self.worker = self._generate(request)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="data-generate")
+    def _generate(self, request: GenerationRequest) -> None:
+        from tunedeck.core.data.generate import (generate_answers, generate_questions,
+                                                 open_source)
+
+        worker = get_current_worker()
+        progress, cancel = self.reporter(worker), worker.cancelled_event
+
+        def written(paths: list) -> None:
+            self.post_message(GenerationWritten(paths))
+
+        try:
+            with mlx_streams_released():
+                source = open_source(model=request.model, adapter=None,
+                                     endpoint=request.endpoint, progress=progress)
+                try:
+                    if request.kind == "questions":
+                        result = generate_questions(
+                            source, request.topic, request.count, request.out,
+                            max_tokens=request.max_tokens, temp=request.temp,
+                            seed=None if request.endpoint else 0, progress=progress,
+                            cancel=cancel, on_written=written)
+                    else:
+                        result = generate_answers(
+                            source, request.prompts, request.out,
+                            max_tokens=request.max_tokens, temp=request.temp,
+                            seed=None if request.endpoint else 0, split=request.split,
+                            progress=progress, cancel=cancel, on_written=written)
+                finally:
+                    source.close()
+        except (BadInput, WorkFailed) as exc:
+            self.post_message(GenerationFinished(worker, request, error=str(exc)))
+        else:
+            self.post_message(GenerationFinished(worker, request, result))
+
+    def on_generation_finished(self, message: GenerationFinished) -> None:
+        if self.ends_here(message):
+            return
+        result = message.result
+        stopped = " · stopped: generate again to resume" if result.cancelled else ""
+        if message.request.kind == "questions":
+            message.stop()
+            have = result.already + result.written
+            self.task_line.finish(f"{plural(have, 'question')} in {result.path.name} "
+                                  f"({result.written:,} new){stopped}",
+                                  "" if result.cancelled or have < result.wanted else "succeeded")
+            return
+        # Answers: on to the pane too, which shows the answers' quality flags with the check.
+        failed = f" · {plural(len(result.failed), 'prompt')} failed" if result.failed else ""
+        self.task_line.finish(
+            f"{plural(result.written, 'answer')} written, {result.already:,} from before · "
+            f"{plural(len(result.flags), 'flagged answer')} (p: Problems){failed}{stopped}",
+            "failed" if result.failed else ("" if result.cancelled else "succeeded"))

@@ -2,27 +2,39 @@
 
 A Line API widget: only the rows on screen are read (through the pane's row source) and drawn,
 and their summaries are kept in a bounded cache, so the list costs the same for ten rows as for
-ten million. Rows appear as the file's index grows; the cursor can go to any indexed row.
+ten million. Rows appear as the file's index grows; the cursor can go to any indexed row, and
+the list waits (in its own worker) for a line not indexed yet.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from pathlib import Path
 from typing import Optional
 
 from rich.segment import Segment
-from textual import events
+from textual import events, work
 from textual.binding import Binding
 from textual.geometry import Region, Size
-from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.timer import Timer
 
-from .rows import RowSummary, one_line
+from tunedeck.core.data import formats as F
+from tunedeck.core.data.line_index import IndexCancelled
+from tunedeck.core.data.sources import JSON_ARRAY, sniff_container
+
+from .messages import FileOpened, IndexGrew, LineEntered, LineReached, LineTyped, RowHighlighted
+from .rows import ArrayRows, LineRows, RowSummary, one_line
 
 CACHED_ROWS = 4096
 FORMAT_WIDTH = 12
+# Rows waited for before the list first shows: more than a screen, within the index's first
+# chunk, so the wait is about a millisecond even on a 1 GB file.
+FIRST_ROWS = 200
+FIRST_ROWS_WAIT_S = 0.1   # past this (a slow disk), the list fills in as the index grows
+INDEX_POLL_S = 0.1
 
 
 class RowList(ScrollView, can_focus=True):
@@ -56,23 +68,6 @@ class RowList(ScrollView, can_focus=True):
 
     cursor = reactive(0, init=False)
 
-    class RowHighlighted(Message):
-        def __init__(self, row: int):
-            super().__init__()
-            self.row = row
-
-    class LineTyped(Message):
-        """The line number being typed changed; None when typing it ended."""
-
-        def __init__(self, text: Optional[str]):
-            super().__init__()
-            self.text = text
-
-    class LineEntered(Message):
-        def __init__(self, line: int):
-            super().__init__()
-            self.line = line
-
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.source = None
@@ -80,6 +75,66 @@ class RowList(ScrollView, can_focus=True):
         self._line_width = 4
         self._styles: dict = {}
         self.typed: Optional[str] = None  # a line number being typed, after the go-to key
+        self._ticker: Optional[Timer] = None
+        self.path: Optional[Path] = None  # the file shown, or being read
+
+    # -- the file ------------------------------------------------------------------------------
+    def open_file(self, path: Path, keys: F.FeatureKeys):
+        """Show the rows of ``path`` and return them; OSError when it cannot be read.
+
+        A JSON Lines or text file's first rows are indexed and shown now, and its index grows
+        in the background (IndexGrew until it is done). A JSON array is parsed whole, as
+        mlx-lm and the converters do, in the list's worker: None now, FileOpened when read.
+        """
+        self.close_file()
+        self.path = path
+        container = sniff_container(path)
+        if container == JSON_ARRAY:
+            self._read_array(path, keys)
+            return None
+        # Here, not in a worker: the first rows of any file are indexed within a millisecond
+        # or two, and showing them in the same frame spares a round trip through the event
+        # loop, which is slow while the index thread competes with it for the interpreter.
+        rows = LineRows.open(path, container, FIRST_ROWS, FIRST_ROWS_WAIT_S, keys)
+        self.show_source(rows)
+        if not rows.done:
+            self._ticker = self.set_interval(INDEX_POLL_S, self._index_grew)
+        return rows
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="data-open")
+    def _read_array(self, path: Path, keys: F.FeatureKeys) -> None:
+        try:
+            rows = ArrayRows.open(path, keys)
+        except OSError as exc:
+            self.post_message(FileOpened(path, error=f"{path}: {exc.strerror or exc}"))
+            return
+        self.post_message(FileOpened(path, rows))
+
+    def on_file_opened(self, message: FileOpened) -> None:
+        if message.path != self.path:
+            message.stop()  # another file was opened since
+        elif message.rows is not None:
+            self.show_source(message.rows)
+
+    def _index_grew(self) -> None:
+        self.grow()
+        done = self.source is not None and self.source.done
+        if done and self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
+        self.post_message(IndexGrew(done))
+
+    def close_file(self) -> None:
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
+        if self.source is not None:
+            self.source.close()
+        self.show_source(None)
+
+    def on_unmount(self) -> None:
+        if self.source is not None:
+            self.source.close()
 
     @property
     def row_count(self) -> int:
@@ -95,7 +150,7 @@ class RowList(ScrollView, can_focus=True):
         self.scroll_to(0, 0, animate=False, immediate=True)
         self.refresh()
         if self.row_count:
-            self.post_message(self.RowHighlighted(0))
+            self.post_message(RowHighlighted(0))
 
     def forget(self) -> None:
         """The rows were read again (a file was rewritten): re-read what is on screen."""
@@ -139,7 +194,7 @@ class RowList(ScrollView, can_focus=True):
 
     def watch_cursor(self, old: int, new: int) -> None:
         self.refresh()
-        self.post_message(self.RowHighlighted(new))
+        self.post_message(RowHighlighted(new))
 
     def action_move(self, step: int) -> None:
         self._move_to(self.cursor + step)
@@ -162,7 +217,7 @@ class RowList(ScrollView, can_focus=True):
         which costs more than the jump itself.
         """
         self.typed = ""
-        self.post_message(self.LineTyped(""))
+        self.post_message(LineTyped(""))
 
     def on_key(self, event: events.Key) -> None:
         if self.typed is None:
@@ -172,17 +227,41 @@ class RowList(ScrollView, can_focus=True):
         elif event.key == "backspace":
             self.typed = self.typed[:-1]
         elif event.key == "enter" and self.typed:
-            self.post_message(self.LineEntered(int(self.typed)))
+            self.post_message(LineEntered(int(self.typed)))
             self.typed = None
         elif event.key in ("escape", "enter"):
             self.typed = None
         else:
             self.typed = None  # any other key ends the typing and does what it does
-            self.post_message(self.LineTyped(None))
+            self.post_message(LineTyped(None))
             return
         event.stop()
         event.prevent_default()
-        self.post_message(self.LineTyped(self.typed))
+        self.post_message(LineTyped(self.typed))
+
+    def go_to_line(self, line: int) -> Optional[int]:
+        """Put the cursor on the row of ``line`` and return it; None when the line is not
+        indexed yet (the list waits for it: LineReached says when) or past the end (said)."""
+        rows = self.source
+        if rows is None or line < 1:
+            return None
+        row = rows.row_at_line(line)
+        if row is not None:
+            self.go_to(row)
+        elif not rows.done:
+            self._reach_line(rows, line)
+        else:
+            self.notify(f"{rows.path.name} has {rows.known:,} lines: no line {line:,}",
+                        severity="warning")
+        return row
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="data-jump")
+    def _reach_line(self, rows, line: int) -> None:
+        try:
+            found = rows.wait_for_line(line)
+        except IndexCancelled:
+            found = False
+        self.post_message(LineReached(rows.path, line, found))
 
     def on_click(self, event) -> None:
         row = round(self.scroll_y) + event.y

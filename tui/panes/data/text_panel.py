@@ -1,0 +1,66 @@
+"""The Data pane's text views: a header and a body of text, drawn as lines."""
+
+from __future__ import annotations
+
+from textual.content import Content
+from textual.geometry import Region, Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from .content import lines
+
+
+class TextPanel(ScrollView, can_focus=True):
+    """A header and a body of text, wrapped to the width and drawn line by line.
+
+    A Line API widget rather than a Static in a scrolling container: showing another row
+    changes the text's height, and a Static's new height makes the whole screen lay out again
+    (hundreds of milliseconds on a busy machine, for every row the cursor passes).
+    """
+
+    DEFAULT_CSS = """
+    TextPanel { height: 1fr; overflow-x: hidden; scrollbar-size-vertical: 1; padding: 0 1; }
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.header = self.body = Content("")
+        self._lines: list = []
+        self._wrapped_at = 0
+        self._styles: tuple = ()
+
+    def show(self, header, body=Content("")) -> None:
+        self.header, self.body = header, body
+        self._wrapped_at = 0
+        self._wrap()
+        self.scroll_to(0, 0, animate=False, immediate=True)
+
+    @property
+    def shown_text(self) -> str:
+        """What the panel says, as plain text (what a reader of the screen gets)."""
+        return f"{self.header.plain}\n{self.body.plain}"
+
+    def _wrap(self) -> None:
+        width = self.scrollable_content_region.width
+        if width <= 0 or width == self._wrapped_at:
+            return
+        self._wrapped_at = width
+        self._lines = lines(self.header, self.body).wrap(width)
+        self.virtual_size = Size(width, len(self._lines))
+        self.refresh()
+
+    def on_resize(self) -> None:
+        self._wrap()
+
+    def render_lines(self, crop: Region) -> list:
+        # The styles once per drawing, not once per line: each lookup walks the DOM.
+        self._styles = (self.rich_style, self.visual_style)
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        base, visual = self._styles
+        index = round(self.scroll_y) + y
+        if index >= len(self._lines):
+            return Strip.blank(width, base)
+        return Strip(self._lines[index].render_segments(visual)).crop_extend(0, width, base)
