@@ -31,7 +31,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
 # Sonames, best first: Fedora's threaded OpenBLAS, everyone else's OpenBLAS, then MKL.
 FAST_LIBRARIES = ("libopenblasp.so.0", "libopenblas.so.0", "libmkl_rt.so.2", "libmkl_rt.so")
@@ -155,7 +155,8 @@ def _check(env: dict) -> Optional[dict]:
 def _agrees(result: Optional[dict]) -> bool:
     """The preloaded library was mapped (ld.so only warns when it cannot preload) and MLX's
     product with it matches numpy's."""
-    return bool(result) and result.get("mapped") and result.get("error", 1.0) <= _TOLERANCE
+    return (result is not None and bool(result.get("mapped"))
+            and result.get("error", 1.0) <= _TOLERANCE)
 
 
 def _with_library(env: dict, library: str) -> dict:
@@ -166,11 +167,11 @@ def _with_library(env: dict, library: str) -> dict:
 def _decide(library: Optional[str], env: dict) -> dict:
     """The check's verdict for ``library`` under ``env`` (the user's settings included)."""
     if library is None:
-        result = _check(env) or {}
-        return {"library": None, "core": None, "gflops": result.get("gflops"), "coretype": None}
+        measured = _check(env) or {}
+        return {"library": None, "core": None, "gflops": measured.get("gflops"), "coretype": None}
     base_env = _with_library(env, library)
     result = _check(base_env)
-    if not _agrees(result):
+    if result is None or not _agrees(result):
         # The library does not run, or gets products wrong: MLX keeps its own BLAS.
         reference = _check(env) or {}
         return {"library": None, "core": None, "gflops": reference.get("gflops"),
@@ -181,7 +182,7 @@ def _decide(library: Optional[str], env: dict) -> dict:
     if core in GENERIC_CORES and not any(env.get(v) for v in USER_SETTINGS):
         for family in kernel_candidates(_cpu_flags()):
             tried = _check({**base_env, "OPENBLAS_CORETYPE": family})
-            if _agrees(tried):
+            if tried is not None and _agrees(tried):
                 verdict.update(core=tried.get("core") or family, gflops=tried.get("gflops"),
                                coretype=family)
                 break
@@ -230,12 +231,12 @@ def _verdict(library: Optional[str], env: dict) -> dict:
 # ----------------------------------------------------------------------------- the interface
 
 
-def _preloads_fast_blas(env: dict) -> bool:
+def _preloads_fast_blas(env: Mapping[str, str]) -> bool:
     preload = env.get("LD_PRELOAD", "")
     return any(name.split(".so")[0] in preload for name in FAST_LIBRARIES)
 
 
-def fast_blas_env(env: dict) -> dict:
+def fast_blas_env(env: Mapping[str, str]) -> dict:
     """``env`` plus what makes MLX use the machine's fast BLAS in a child started with it."""
     env = dict(env)
     if not sys.platform.startswith("linux") or env.get(CHOICE_VARIABLE) == "reference":
@@ -350,6 +351,8 @@ def reexec_with_fast_blas() -> None:
         return
     if "mlx.core" in sys.modules:
         return  # too late: MLX has bound its BLAS already
+    if _preloads_fast_blas(os.environ):
+        return  # started with it (by tunedeck, or the user's own choice): nothing to look up
     env = fast_blas_env(os.environ)
     if env.get("LD_PRELOAD") == os.environ.get("LD_PRELOAD"):
         notice_reference_blas_once()

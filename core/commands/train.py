@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 from ..errors import BadInput
 
@@ -109,6 +111,7 @@ def follow(run, proc) -> int:
     status = StatusLine(run)
     position = 0
     interrupted = False
+    pause = ExitOrTimeout(proc)
     while True:
         try:
             position = _copy_new_log(run.train_log, position, status)
@@ -116,7 +119,7 @@ def follow(run, proc) -> int:
             if proc.poll() is not None and not run.is_locked():
                 position = _copy_new_log(run.train_log, position, status, final=True)
                 break
-            time.sleep(0.1)
+            pause(0.1)
         except KeyboardInterrupt:
             if interrupted:
                 continue
@@ -127,8 +130,38 @@ def follow(run, proc) -> int:
                 stop_run(run)
             except BadInput:
                 pass
+    pause.close()
     status.clear()
     return _report_end(run)
+
+
+class ExitOrTimeout:
+    """The follower's pause: ``timeout`` seconds, or less when the training process exits.
+
+    The run's end is then noticed at once, not up to a pause later (on Linux, through a pidfd;
+    elsewhere it is a plain sleep). Once the process is gone the pause is a sleep again, so a
+    lock still held by someone else is polled, not spun on.
+    """
+
+    def __init__(self, proc) -> None:
+        self.proc = proc
+        self.fd: Optional[int] = None
+        if hasattr(os, "pidfd_open"):
+            try:
+                self.fd = os.pidfd_open(proc.pid)
+            except OSError:  # an old kernel, or the process is already gone
+                self.fd = None
+
+    def __call__(self, timeout: float) -> None:
+        if self.fd is None or self.proc.poll() is not None:
+            time.sleep(timeout)
+            return
+        select.select([self.fd], [], [], timeout)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def _copy_new_log(path: Path, position: int, status, final: bool = False) -> int:
