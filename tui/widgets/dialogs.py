@@ -13,7 +13,20 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
 
 
+class DialogBox(Vertical):
+    """The box every dialog draws its question, fields and buttons in."""
+
+    DEFAULT_CSS = """
+    DialogBox { width: 70; max-width: 95%; height: auto; padding: 1 2; border: thick $primary; background: $surface; }
+    DialogBox .question { width: 1fr; margin-bottom: 1; }
+    DialogBox .problem { color: $error; }
+    DialogBox .buttons { height: auto; align-horizontal: right; }
+    DialogBox Button { margin-left: 2; }
+    """
+
+
 class Confirm(ModalScreen[bool]):
+    DEFAULT_CSS = "Confirm { align: center middle; }"
     BINDINGS = [Binding("escape", "dismiss(False)", "Cancel", id="cancel")]
 
     def __init__(self, question: str, confirm: str = "OK"):
@@ -22,7 +35,7 @@ class Confirm(ModalScreen[bool]):
         self.confirm_label = confirm
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
+        with DialogBox():
             yield Label(Text(self.question), classes="question")
             with Horizontal(classes="buttons"):
                 yield Button(self.confirm_label, variant="error", id="confirm")
@@ -39,6 +52,8 @@ class Confirm(ModalScreen[bool]):
 class Ask(ModalScreen[Optional[str]]):
     """One line of text; ``check`` returns what is wrong with it, or None."""
 
+    DEFAULT_CSS = "Ask { align: center middle; }"
+
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="cancel")]
 
     def __init__(self, question: str, value: str = "", check=lambda text: None):
@@ -48,7 +63,7 @@ class Ask(ModalScreen[Optional[str]]):
         self.check = check
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
+        with DialogBox():
             yield Label(Text(self.question), classes="question")
             yield Input(self.value, id="answer")
             yield Label("", classes="problem")

@@ -17,13 +17,14 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet
 
 from tunedeck.core.checkpoints import Checkpoint
 from tunedeck.core.export import FORMATS, export_command
 
+from ...widgets.dialogs import DialogBox
 from .messages import ExportFinished, ExportProgressed
 
 
@@ -59,7 +60,7 @@ class ExportDialog(ModalScreen[Optional[dict]]):
 
     def compose(self) -> ComposeResult:
         c = self.checkpoint
-        with Vertical(classes="dialog", id="export-dialog"):
+        with DialogBox(id="export-dialog"):
             yield Label(Text(f"Export checkpoint {c.iteration} of {self.run_name}"), classes="question")
             with RadioSet(id="export-format"):
                 for i, to in enumerate(FORMATS):

@@ -50,6 +50,8 @@ class CheckpointBrowser(DataTable):
     evaluate or export), and then stays on whatever the user selected.
     """
 
+    DEFAULT_CSS = "CheckpointBrowser { height: 1fr; }"
+
     def __init__(self, **kwargs):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.checkpoints: list[Checkpoint] = []
@@ -120,6 +122,9 @@ class CheckpointBrowser(DataTable):
 
 
 class CheckpointsPane(Vertical):
+    DEFAULT_CSS = """
+    CheckpointsPane #checkpoints-of, CheckpointsPane #checkpoints-hint { padding: 0 1; color: $text-muted; }
+    """
     PANE_TITLE = "Checkpoints"
     BINDINGS = [
         Binding("r", "resume", "Resume", id="resume-checkpoint"),

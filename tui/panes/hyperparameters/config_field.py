@@ -21,6 +21,14 @@ class ConfigField(Horizontal):
     completed from the allowed values as they are typed, and checked like any other value.
     """
 
+    DEFAULT_CSS = """
+    ConfigField { height: auto; }
+    ConfigField .field-name { width: 26; padding: 0 1; color: $text-muted; }
+    ConfigField .editor { width: 1fr; max-width: 60; }
+    ConfigField .field-note { width: 1fr; padding: 0 1; color: $text-muted; }
+    ConfigField.-invalid .field-note, ConfigField.-invalid .field-name { color: $error; }
+    """
+
     def __init__(self, spec, text: str, locked: bool = False):
         super().__init__(classes="config-field", id=f"field-{spec.name.replace('.', '-')}")
         self.spec = spec

@@ -11,11 +11,12 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
 from tunedeck.core.distributed import describe_layout, thunderbolt_config_command
+
+from ...widgets.dialogs import DialogBox
 
 
 class HostsDialog(ModalScreen[Optional[str]]):
@@ -32,7 +33,7 @@ class HostsDialog(ModalScreen[Optional[str]]):
         self.hostfile = hostfile  # where mlx.distributed_config writes, when asked
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
+        with DialogBox():
             yield Label("Hosts", classes="question")
             yield Static(Text("\n".join(describe_layout(self.config))), id="layout")
             yield Static(Text(self._hostfile_text()), id="hostfile")

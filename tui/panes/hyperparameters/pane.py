@@ -47,6 +47,16 @@ def size_gb(gb: float) -> str:
 
 class HyperparametersPane(Vertical):
     PANE_TITLE = "Hyperparameters"
+    DEFAULT_CSS = """
+    HyperparametersPane #form { height: 1fr; scrollbar-size-vertical: 1; }
+    HyperparametersPane .group-title {
+        width: 1fr; background: $panel; color: $foreground; text-style: bold; padding: 0 1; margin-top: 1;
+    }
+    HyperparametersPane #field-help, HyperparametersPane #estimates, HyperparametersPane #command {
+        height: auto; max-height: 3; padding: 0 1; background: $surface;
+    }
+    HyperparametersPane #command { color: $accent; }
+    """
     BINDINGS = [
         Binding("ctrl+r", "start", "Start run", id="start-run"),
         Binding("ctrl+s", "save", "Save", id="save-config"),

@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
@@ -17,6 +17,7 @@ from tunedeck.core.checkpoints import finding_line
 from tunedeck.core.events import Health
 from tunedeck.core.health import ResumeOffer
 
+from ...widgets.dialogs import DialogBox
 from ...widgets.severity import SEVERITY_VARIABLE
 
 def finding_content(finding: Health) -> Content:
@@ -51,7 +52,7 @@ class HealthFindings(ModalScreen[Optional[str]]):
 
     def compose(self) -> ComposeResult:
         # Wider than the app's other dialogs (app.tcss sizes .dialog): findings are long lines.
-        with Vertical(classes="dialog") as dialog:
+        with DialogBox() as dialog:
             dialog.styles.width = "90%"
             count = len(self.findings)
             yield Label(Content(f"{count} health finding{'s' if count != 1 else ''} "

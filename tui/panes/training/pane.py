@@ -32,7 +32,13 @@ class TrainingPane(Vertical):
     # The health line shows once there is a finding; one line, cut short rather than wrapped
     # (the full text is in the list the health-findings key opens).
     DEFAULT_CSS = """
+    TrainingPane { height: 1fr; }
     TrainingPane > #health-line { display: none; height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    TrainingPane #plot-key { height: 1; padding: 0 1; color: $text-muted; }
+    TrainingPane #plots { height: 2fr; min-height: 8; }
+    TrainingPane #loss-plot { height: 3fr; }
+    TrainingPane #lr-plot { height: 1fr; min-height: 5; }
+    TrainingPane.-short #lr-plot { display: none; }
     """
     BINDINGS = [
         Binding("x", "stop", "Stop", id="stop-run"),

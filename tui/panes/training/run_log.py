@@ -12,6 +12,11 @@ MAX_LINES = 5000
 
 
 class RunLog(Log):
+    DEFAULT_CSS = """
+    RunLog { height: 1fr; min-height: 4; border-top: solid $panel; background: $surface; }
+    RunLog:focus { border-top: solid $primary; }
+    """
+
     def __init__(self, **kwargs):
         super().__init__(max_lines=MAX_LINES, highlight=False, auto_scroll=True, **kwargs)
 

@@ -70,8 +70,15 @@ class Figures(Widget):
 
 class RunStatusLine(Horizontal):
     DEFAULT_CSS = """
-    RunStatusLine { height: auto; }
-    RunStatusLine > #state { width: auto; padding: 0 1; text-style: bold; }
+    RunStatusLine { height: auto; background: $surface; color: $foreground; padding: 0 1 0 0; }
+    RunStatusLine > #state { width: auto; padding: 0 1; text-style: bold; background: $panel; color: $foreground; }
+    RunStatusLine > #state.-running { background: $success; color: $background; }
+    RunStatusLine > #state.-starting { background: $primary; color: $background; }
+    RunStatusLine > #state.-following { background: $primary; color: $background; }
+    RunStatusLine > #state.-stalled { background: $warning; color: $background; }
+    RunStatusLine > #state.-failed { background: $error; color: $background; }
+    RunStatusLine > #state.-interrupted { background: $warning; color: $background; }
+    RunStatusLine > #state.-finished { background: $secondary; color: $background; }
     RunStatusLine > Figures { width: 1fr; }
     """
 
