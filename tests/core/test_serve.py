@@ -1,4 +1,4 @@
-"""`tunedeck serve`: mlx-lm's server as a child, answered by the real openai client."""
+"""`tunedeck serve`: mlx-lm's own server in the tunedeck process, answered by the real openai client."""
 
 from __future__ import annotations
 
@@ -24,11 +24,12 @@ def trained_run(tmp_path_factory, tiny_model) -> Path:
     return train(tmp_path_factory.mktemp("serve"), tiny_model)
 
 
-def start_serving(*args) -> tuple[subprocess.Popen, dict, list[str]]:
+def start_serving(*args, env: dict | None = None) -> tuple[subprocess.Popen, dict, list[str]]:
     """`tunedeck serve ARGS` until it says it is ready; returns the process, what it printed
     (base URL and model) and its stderr lines so far."""
     proc = subprocess.Popen([TUNEDECK, "serve", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
                             preexec_fn=like_a_terminal)  # the tests stop it with Ctrl-C's SIGINT
     printed = {}
     for line in proc.stdout:
@@ -45,11 +46,14 @@ def listening(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def test_openai_client_gets_tunedeck_chats_greedy_answer_and_ctrl_c_stops_the_server(
-        tunedeck, tiny_model, trained_run):
+        tunedeck, tiny_model, trained_run, tmp_path):
     from openai import OpenAI
 
     port = free_port()
-    proc, printed, _ = start_serving(trained_run, "--checkpoint", "20", "--port", port)
+    scratch = tmp_path / "tmp"  # where the numbered checkpoint's adapter directory goes
+    scratch.mkdir()
+    proc, printed, _ = start_serving(trained_run, "--checkpoint", "20", "--port", port,
+                                     env={"TMPDIR": str(scratch)})
     try:
         assert printed["base URL"] == f"http://127.0.0.1:{port}/v1"
         assert printed["try"].startswith(f"curl http://127.0.0.1:{port}/v1/chat/completions")
@@ -77,18 +81,30 @@ def test_openai_client_gets_tunedeck_chats_greedy_answer_and_ctrl_c_stops_the_se
         assert proc.wait(timeout=180) == 0
     assert "server stopped" in proc.stderr.read()
     assert not listening(port)
+    assert list(scratch.glob("tunedeck-serve-*")) == []  # MLX keeps a cache of its own there
 
 
-def test_the_server_dies_with_tunedeck_even_on_sigkill(trained_run):
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a process that ended while the list was read
+        if parent == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_the_server_is_the_tunedeck_process_itself_and_dies_with_it(trained_run):
     port = free_port()
     proc, _, _ = start_serving(trained_run, "--port", port)
+    # No second process (a second interpreter start and import of mlx-lm before the first
+    # token, which made serving slower than mlx_lm.server by hand): tunedeck is the server.
+    assert children(proc.pid) == []
     proc.kill()
     proc.wait()
-    # The child notices its parent's end of the pipe closing; a port still open after that
-    # would be a server nobody can stop. Connection attempts are the only way to see it.
-    from tests.core.runhelpers import wait_for
-
-    wait_for(lambda: not listening(port), timeout=30, what="the orphaned server to exit")
+    assert not listening(port)
 
 
 def test_a_non_loopback_address_needs_an_explicit_host(tiny_model):
