@@ -23,23 +23,23 @@ from textual.widgets import TabbedContent, TabPane, Tabs
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from tunedeck.core.errors import BadInput, WorkFailed
+from tunedeck.core.run_follower import RunFollower
+from tunedeck.core.run_history import Series
 from tunedeck.core.rundir import RunDirectory, find_runs
 from tunedeck.themes import DEFAULT_THEME, all_themes
 
 from .chat_session import ModelSessions
-from .panes.checkpoints import CheckpointsPane
-from .panes.hyperparameters import HyperparametersPane
-from .widgets.key_footer import KeyFooter
+from .keymap import apply_user_keymap
 from .messages import (ChatRequested, DeleteRequested, FormBuilt, OverlayLoaded, OverlayRequested,
                        ResumeRequested, RunStarted, RunStopped, RunSwitchRequested, RunUpdated, ServingChanged,
                        ServingToggled, SlowerResumeRequested, StartRequested, StopRequested, WarmStartRequested)
-from tunedeck.core.run_follower import RunFollower
-from .serving import CheckpointServing
-from tunedeck.core.run_history import Series
-from .keymap import apply_user_keymap
 from .palette import binding_commands
-from .settings import load_settings, save_setting
+from .panes.checkpoints import CheckpointsPane
+from .panes.hyperparameters import HyperparametersPane
 from .panes.training import TrainingPane
+from .serving import CheckpointServing
+from .settings import load_settings, save_setting
+from .widgets.key_footer import KeyFooter
 
 # How often the followed run's files are looked at: the floor of the line-to-screen latency.
 POLL_S = 0.05
