@@ -195,6 +195,35 @@ async def test_the_validation_report_jumps_to_a_truncated_line_and_good_rows_sta
         assert "✗ invalid JSON" in shown
 
 
+async def test_progress_of_a_task_whose_view_is_hidden_asks_for_no_layout(
+        tmp_path, tiny_model, monkeypatch):
+    """The check reports ten times a second while the rows are looked at, its view hidden: a
+    layout of the whole screen for each report made a jump to a line slow (issue 9)."""
+    from textual.screen import Screen
+
+    project = write_project(tmp_path / "project", tiny_model)
+    layouts = []
+    refresh_layout = Screen._refresh_layout
+    monkeypatch.setattr(Screen, "_refresh_layout", lambda screen, *args, **kwargs: (
+        layouts.append(screen), refresh_layout(screen, *args, **kwargs))[1])
+    app = PaneHarness(lambda: DataPane(project))
+    async with app.run_test(size=(160, 48)) as pilot:
+        pane, rows = await open_pane(pilot)
+        await wait_until(pilot, lambda: pane.report is not None, what="the validation report")
+        line = pane.query_one(ValidationReport).task_line
+        line.progress("checking train.jsonl", 0.0)  # from finished to running: restyled once
+        await pilot.pause()
+        layouts.clear()
+        for i in range(1, 6):
+            line.progress(f"checking train.jsonl: {i * 1000:,} lines, a longer label each "
+                          f"time {'.' * 20 * i}", i / 10)
+            await pilot.pause()
+        assert layouts == []
+        await pilot.press("p")  # shown, the line says where the task is
+        await wait_until(pilot, lambda: line.size.width > 0, what="the Problems view")
+        assert line.text.startswith("checking train.jsonl: 5,000 lines")
+
+
 async def test_markup_and_escape_sequences_in_a_row_show_literally(tmp_path, tiny_model):
     project = write_project(tmp_path / "project", tiny_model)
     write_rows(project, [chat(text, answer="ok") for text in HOSTILE] + ["{not json"])

@@ -89,12 +89,16 @@ class TaskView:
         return report
 
     def ends_here(self, message) -> bool:
-        """Whether a report of a worker (``message``) goes no further than this view: that of
-        a worker replaced since, ignored, or a failure (its ``error``), said on the task line.
+        """Whether the last report of a worker (``message``) goes no further than this view:
+        that of a worker replaced since, ignored, or a failure (its ``error``), said on the
+        task line. The task is over from now, not from when Textual hears the thread end:
+        the keys shown must not offer to cancel what has reported its outcome already.
         """
         if message.worker is not self.worker:
             message.stop()
             return True
+        self.worker = None
+        self.post_message(TaskStateChanged())  # type: ignore[attr-defined]
         if getattr(message, "error", None):
             message.stop()
             self.task_line.finish(message.error, "failed")

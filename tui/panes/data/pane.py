@@ -384,6 +384,7 @@ class DataPane(Vertical):
         self._show_report()
         self._file_summary()
         self._show_views_bar()
+        self._update_bindings()  # now, with the report: x (Cancel) goes
 
     def _show_report(self) -> None:
         """The open file's check, with the quality flags of answers generated into it."""

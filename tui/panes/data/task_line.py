@@ -41,11 +41,14 @@ class TaskLine(Horizontal):
     def progress(self, label: str, fraction: Optional[float]) -> None:
         text = one_line(label)
         widget = self.query_one(Label)
-        # Progress comes ten times a second, for a pane out of sight too: a text that still fits
-        # the one line it has is repainted without a layout of the whole screen.
+        # Progress comes ten times a second, for a view out of sight too: a text that still fits
+        # the one line it has is repainted without a layout of the whole screen, and so is the
+        # line of a view not on screen (showing the view lays the screen out anyway). A layout
+        # for each report of the check, whose view is hidden while rows are looked at, was
+        # what made a jump to a line slow while the check ran.
         same_height = self.running and widget.size.height == 1 and len(text) <= widget.size.width
         self.set_classes("-running")
-        widget.update(Content(text), layout=not same_height)
+        widget.update(Content(text), layout=not same_height and self.is_on_screen)
         bar = self.query_one(ProgressBar)
         if fraction is None:
             bar.update(total=None)
