@@ -13,7 +13,9 @@ report with the moment its line reached the file; what `tunedeck train` copies t
 is not used for timing (it follows the log on a timer of its own). The end of a process is seen
 by the same loop.
 
-Runs alternate in pairs, and the order within a pair alternates too (plain then tunedeck, then
+One short unmeasured pair comes first, so both sides start as on a machine that has trained
+before (files in the page cache, tunedeck's bytecode written, the BLAS check cached). Runs then
+alternate in pairs, and the order within a pair alternates too (plain then tunedeck, then
 tunedeck then plain, …), so the load of other work on the machine and whatever warms up over a
 run fall on both sides alike. Per pair:
 

@@ -294,8 +294,57 @@ class NoEvents:
 # Stop requests from the weakest to the strongest: ranks that disagree take the strongest.
 STOP_ORDER = (None, STOP_AFTER_CHECKPOINT, SAVE_AND_STOP, EARLY_STOP, STOP_NOW)
 # The status line of a run shows its iteration from status.json (and metrics.jsonl): once a
-# second is often enough for a reader, and keeps the fsync out of most steps.
+# second is often enough for a reader.
 STATUS_EVERY_S = 1.0
+
+
+class StatusWriter:
+    """status.json for the trainer: what must be on record at once (the start, a checkpoint, the
+    end) is written before ``now`` returns; the iteration between checkpoints is written ``later``,
+    by a thread of its own, so its fsync (1-9 ms) never sits inside a training step.
+
+    Every write is a read-merge-write of the whole file under one lock, and ``now`` carries what
+    ``later`` left pending, so no field is lost and the iteration never goes back. A pending
+    iteration a crash leaves unwritten is in metrics.jsonl anyway.
+    """
+
+    def __init__(self, run: RunDirectory) -> None:
+        import threading
+
+        self.run = run
+        self.lock = threading.Lock()
+        self.pending: dict = {}
+        self.wake = threading.Event()
+        self.thread: Optional[threading.Thread] = None
+
+    def now(self, **changes) -> None:
+        with self.lock:
+            self.pending.update(changes)
+            changes, self.pending = self.pending, {}
+            self.run.update_status(**changes)
+
+    def later(self, **changes) -> None:
+        with self.lock:
+            self.pending.update(changes)
+        if self.thread is None:
+            import threading
+
+            self.thread = threading.Thread(target=self._write_pending, daemon=True,
+                                           name="status-writer")
+            self.thread.start()
+        self.wake.set()
+
+    def _write_pending(self) -> None:
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            with self.lock:
+                changes, self.pending = self.pending, {}
+                if changes:
+                    try:
+                        self.run.update_status(**changes)
+                    except OSError:
+                        self.pending = {**changes, **self.pending}  # e.g. a full disk: `now` retries
 
 
 class TrainingSession:
@@ -322,6 +371,7 @@ class TrainingSession:
         self.tokens_offset = 0
         self.trained_tokens = 0
         self.status_written_at = -math.inf  # time.monotonic() of the last report's status write
+        self.status_writer = StatusWriter(run)
         self.best_val = math.inf
         self.evals_since_best = 0
         self.checkpoint_due = False  # mlx-lm saved mid-accumulation; write one at the boundary
@@ -403,7 +453,7 @@ class TrainingSession:
         self.last_checkpoint = iteration
         reseed(self.args["seed"], iteration)
         self.events.append(ev.Save(iter=iteration, file=adapter_file(adapters, iteration).name))
-        self.run.update_status(iter=iteration, last_checkpoint=iteration)
+        self.status(iter=iteration, last_checkpoint=iteration)
         self.answer_checks.checkpoint_saved(iteration)  # its files are all written now
 
     def save_checkpoint_now(self, iteration: int) -> None:
@@ -457,12 +507,12 @@ class TrainingSession:
                     lr=float(info["learning_rate"]), it_per_sec=info["iterations_per_second"],
                     tokens_per_sec=info["tokens_per_second"], trained_tokens=session.trained_tokens,
                     peak_mem_gb=peak_memory_gb(info["peak_memory"])))
-                # status.json is rewritten with an fsync (1-9 ms): at most once a STATUS_EVERY_S
-                # between reports, not inside every step; metrics.jsonl has each iteration anyway.
+                # At most once a STATUS_EVERY_S between reports, and off this thread;
+                # metrics.jsonl has each iteration anyway.
                 now = time.monotonic()
                 if session.records and now - session.status_written_at >= STATUS_EVERY_S:
                     session.status_written_at = now
-                    session.run.update_status(iter=info["iteration"])
+                    session.status_writer.later(iter=info["iteration"])
 
             def on_val_loss_report(self, info):
                 # mlx-lm passes it-1 here but prints it; events use the printed number.
@@ -496,8 +546,10 @@ class TrainingSession:
             return None
         from mlx_lm.tuner.callbacks import get_reporting_callbacks
 
+        # mlx-lm annotates config as a str; mlx_lm.lora passes its arguments' dict, as here.
         return get_reporting_callbacks(report_to, project_name=self.args.get("project_name"),
-                                       log_dir=str(self.run.adapters), config=dict(self.args))
+                                       log_dir=str(self.run.adapters),
+                                       config=dict(self.args))  # type: ignore[arg-type]
 
     def note_validation(self, iteration: int, loss: float) -> None:
         if self.patience is None:
@@ -527,8 +579,9 @@ class TrainingSession:
         # The same seeding, loading and layer set-up, in the same order, as mlx_lm.lora.
         np.random.seed(args["seed"])
         rprint("Loading pretrained model")
-        model, tokenizer = load(args["model"], tokenizer_config={"trust_remote_code": args["trust_remote_code"]},
-                                trust_remote_code=args["trust_remote_code"])
+        loaded = load(args["model"], tokenizer_config={"trust_remote_code": args["trust_remote_code"]},
+                      trust_remote_code=args["trust_remote_code"])
+        model, tokenizer = loaded[0], loaded[1]
         rprint("Loading datasets")
         self.train_set, self.valid_set, self.test_set = load_splits(ns, tokenizer)
         rprint("Training")
@@ -670,9 +723,9 @@ class TrainingSession:
         return 0
 
     def status(self, **changes) -> None:
-        """status.json is rank 0's to write."""
+        """status.json is rank 0's to write; on record when this returns."""
         if self.records:
-            self.run.update_status(**changes)
+            self.status_writer.now(**changes)
 
     def finished(self) -> bool:
         """Did the run end by itself? All its iterations, or early stopping, whatever was asked.
@@ -716,7 +769,7 @@ class TrainingSession:
         print(f"[tunedeck] error: {message}; {resume}", flush=True)
         for record in (lambda: self.events.append(ev.Error(message=message, advice=resume)),
                        lambda: self.events.append(ev.End(state="failed")),
-                       lambda: self.run.update_status(state="failed", error=f"{message}; {resume}",
+                       lambda: self.status_writer.now(state="failed", error=f"{message}; {resume}",
                                                       ended_at=time.time())):
             try:
                 record()
