@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from .errors import BadInput
+from .tensors import flat_parameters, load_tensors
 
 FINAL_WEIGHTS = "adapters.safetensors"
 CONFIG_FILE = "adapter_config.json"
@@ -61,8 +62,6 @@ def resolve_adapter(spec: str | Path) -> AdapterRef:
 
 def apply_adapter(model, ref: AdapterRef) -> None:
     """Turn ``model``'s layers into the adapter's LoRA/DoRA layers and load its weights."""
-    import mlx.core as mx
-    from mlx.utils import tree_flatten
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
     config = ref.config()
@@ -74,10 +73,10 @@ def apply_adapter(model, ref: AdapterRef) -> None:
         except (KeyError, ValueError) as exc:
             raise BadInput(f"{ref.directory / CONFIG_FILE}: adapter does not fit this model ({exc})") from None
     try:
-        weights = mx.load(str(ref.weights))
+        weights = load_tensors(ref.weights)
     except Exception as exc:  # a torn or foreign file
         raise BadInput(f"{ref.weights}: cannot read adapter weights ({exc})") from None
-    params = dict(tree_flatten(model.parameters()))
+    params = dict(flat_parameters(model.parameters()))
     for name, tensor in weights.items():
         expected = params.get(name)
         if expected is None:

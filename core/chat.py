@@ -18,10 +18,11 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Generator, Iterator, Optional, Sequence
 
 from .adapters import AdapterRef, apply_adapter, removable, resolve_adapter
 from .progress import Progress
+from .tensors import flat_parameters, load_model, load_tensors
 
 # Weights are made resident in slices of about this size, so a load reports progress and can be
 # cancelled between slices.
@@ -120,19 +121,18 @@ class ChatModel:
 
     def _load_base(self, say: Progress, cancelled: Callable[[], bool]) -> None:
         import mlx.core as mx
-        from mlx.utils import tree_flatten
 
         # Users work offline: never let a typo turn into a hub download attempt.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         say("importing mlx-lm", None)
-        from mlx_lm import load
+        import mlx_lm  # noqa: F401 - its import takes seconds: under its own message
 
         if cancelled():
             raise LoadCancelled
         say(f"reading {self.model_dir.name}", None)
         # Lazily, so that the weights can be read below in slices, with progress.
-        model, tokenizer = load(str(self.model_dir), lazy=True)
-        params = [array for _, array in tree_flatten(model.parameters())]
+        model, tokenizer = load_model(str(self.model_dir), lazy=True)
+        params = [array for _, array in flat_parameters(model.parameters())]
         total = sum(array.nbytes for array in params) or 1
         done, pending, pending_bytes = 0, [], 0
         for array in params:
@@ -178,14 +178,11 @@ class ChatModel:
         return reloaded
 
     def _base_untouched_by_adapter(self) -> bool:
-        return self.adapter.config().get("fine_tune_type", "lora") != "full" and removable(self.model)
+        return self.adapter is None or (
+            self.adapter.config().get("fine_tune_type", "lora") != "full" and removable(self.model))
 
     def prompt_tokens(self, messages: list[dict]) -> list[int]:
-        tok = self.tokenizer
-        if getattr(tok, "chat_template", None):
-            return list(tok.apply_chat_template(messages, add_generation_prompt=True))
-        # A base model without a template: plain concatenation is the honest fallback.
-        return list(tok.encode("\n".join(m["content"] for m in messages)))
+        return prompt_tokens(self.tokenizer, messages)
 
     def _responses(self, messages: list[dict], settings: GenerationSettings):
         from mlx_lm import stream_generate
@@ -231,11 +228,10 @@ class ChatModel:
 
     def _compare_in_one_model(self, first, second, conversations, settings, cancelled):
         import mlx.core as mx
-        from mlx.utils import tree_flatten
 
         # The model carries the LoRA layers (both sides have the same layout, or one is the base).
         self.set_adapter(first if first is not None else second)
-        held = {name: array for name, array in tree_flatten(self.model.parameters())
+        held = {name: array for name, array in flat_parameters(self.model.parameters())
                 if name.endswith((".lora_a", ".lora_b"))}
 
         def tensors_of(ref: Optional[AdapterRef]) -> Optional[dict]:
@@ -244,7 +240,7 @@ class ChatModel:
             if ref is None:
                 return {name: mx.zeros_like(array) for name, array in held.items()
                         if name.endswith(".lora_b")}
-            return mx.load(str(ref.weights))
+            return load_tensors(ref.weights)
 
         swaps = [_Swap(self.model, tensors_of(first)), _Swap(self.model, tensors_of(second))]
         try:
@@ -281,7 +277,15 @@ def _seed(settings: GenerationSettings) -> None:
         mx.random.seed(settings.seed)
 
 
-def _chunks(responses, cancelled: Callable[[], bool]) -> Iterator[Chunk]:
+def prompt_tokens(tokenizer, messages: list[dict]) -> list[int]:
+    """The tokens of a conversation ready for the model's answer, as the Chat pane builds them."""
+    if getattr(tokenizer, "chat_template", None):
+        return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True))
+    # A base model without a template: plain concatenation is the honest fallback.
+    return list(tokenizer.encode("\n".join(m["content"] for m in messages)))
+
+
+def _chunks(responses, cancelled: Callable[[], bool]) -> Generator[Chunk, None, None]:
     """mlx-lm's responses as chunks, ending with a finished one (also when cancelled)."""
     start = time.perf_counter()
     last = None

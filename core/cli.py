@@ -14,7 +14,7 @@ import argparse
 import importlib
 import sys
 import traceback
-from typing import Callable, Optional, Sequence
+from typing import Callable, NoReturn, Optional, Sequence
 
 from .errors import BadInput, WorkFailed
 
@@ -54,7 +54,7 @@ exit codes: 0 success, 1 the work failed, 2 bad usage or bad input."""
 class _Parser(argparse.ArgumentParser):
     """argparse that exits with 2 and one line, as every other bad input does."""
 
-    def error(self, message: str) -> None:  # noqa: D401 - argparse API
+    def error(self, message: str) -> NoReturn:  # noqa: D401 - argparse API
         raise BadInput(f"{self.prog}: {message}")
 
 

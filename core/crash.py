@@ -48,7 +48,7 @@ PYTHON_ADVICE = "the traceback before it in the log shows where it happened"
 # next line, "  what():  ..."); the log parser completes it from that line.
 UNCAUGHT = "aborted on an uncaught C++ exception"
 
-_SIGNAL_FAILURES = {
+_SIGNAL_FAILURES: dict[int, Failure] = {
     signal.SIGKILL: Failure("killed by SIGKILL, most likely by the system's out-of-memory killer",
                             OOM_ADVICE),
     signal.SIGSEGV: Failure("crashed with a segmentation fault (SIGSEGV)", NATIVE_ADVICE),

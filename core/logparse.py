@@ -422,6 +422,7 @@ class LogParser:
     def _native_continues(self, line: str) -> bool:
         """A line that completes or echoes the pending native crash (True), or another (False)."""
         pending = self._error
+        assert pending is not None  # called only while a native crash is pending
         if line.lstrip().startswith("what():") and self._native_line:
             # libstdc++'s "terminate called after throwing ..." gives the message on this line.
             failure = explain_line(f"{self._native_line} {line.strip()}"[:MAX_LINE])
@@ -478,10 +479,10 @@ class LogParser:
                     self.last_iter = it
             elif first == "save" and len(parts) >= 2:
                 name = os.path.basename(line.split("save", 1)[1].strip())
-                it = _checkpoint_iter(name)
-                if it is not None:
-                    self._seen(it)
-                out.append(Save(it, name))
+                saved = _checkpoint_iter(name)
+                if saved is not None:
+                    self._seen(saved)
+                out.append(Save(saved, name))
         except ValueError:
             return  # a line that only looks like a row
 

@@ -39,8 +39,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
-from typing import List, Optional, Union
+from typing import Any, List, Optional, Union
 
 from .errors import BadInput
 from .events import Health
@@ -49,7 +48,7 @@ PROBES_FILE = "probes.json"
 DEGENERATE, FORGETTING = "degenerate", "forgetting"
 
 # Prompts a small instruct model answers correctly, with the words a correct answer contains.
-GENERAL_PROMPTS = [
+GENERAL_PROMPTS: list[dict[str, Any]] = [
     {"prompt": "What is the capital of France?", "expect": ["Paris"]},
     {"prompt": "How many days are there in a week?", "expect": ["seven", "7"]},
     {"prompt": "What colour is the sky on a clear day?", "expect": ["blue"]},
@@ -187,10 +186,10 @@ def answer(model, tokenizer, probe: Probe, settings: ProbeSettings) -> Answer:
     from mlx_lm import stream_generate
     from mlx_lm.sample_utils import make_sampler
 
-    from .chat import ChatModel
+    from .chat import prompt_tokens
 
     # The prompt is built exactly as the Chat pane builds it (chat template or plain text).
-    prompt = ChatModel.prompt_tokens(SimpleNamespace(tokenizer=tokenizer), probe.conversation())
+    prompt = prompt_tokens(tokenizer, probe.conversation())
     tokens: List[int] = []
     pieces: List[str] = []
     for response in stream_generate(model, tokenizer, prompt, max_tokens=settings.max_tokens,
@@ -311,7 +310,8 @@ def ensure_probe_set(run_dir: Path, model_dir: Path, data_dir: Optional[Path],
 
             chat = ChatModel(Path(model_dir))
             base = chat.model, chat.tokenizer
-        record_base_answers(*base, probes, settings)
+        model, tokenizer = base
+        record_base_answers(model, tokenizer, probes, settings)
         save_probes(path, probes)
     return probes
 
@@ -354,6 +354,13 @@ def save_answers(adapters: Path, result: CheckResult) -> Path:
     return path
 
 
+def _finding(data: dict) -> Health:
+    event = Health.from_json(data)
+    if not isinstance(event, Health):
+        raise ValueError(f"not a finding: {type(event).__name__}")
+    return event
+
+
 @dataclass
 class RecordedCheck:
     """What a saved ``NNNNNNN_answers.json`` says about its checkpoint."""
@@ -378,7 +385,7 @@ def recorded_checks(adapters: Path) -> dict:
     for path in Path(adapters).glob("[0-9]*_answers.json"):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            findings = [Health.from_json(f) for f in data.get("findings", [])]
+            findings = [_finding(f) for f in data.get("findings", [])]
             checks[int(data["iteration"])] = RecordedCheck(int(data["iteration"]),
                                                            float(data["seconds"]), findings)
         except (OSError, ValueError, KeyError, TypeError):

@@ -9,6 +9,10 @@ from typing import Callable, Optional
 Progress = Callable[[str, Optional[float]], None]
 
 
+def quiet(message: str, fraction: Optional[float] = None) -> None:
+    """The progress of work nobody watches."""
+
+
 def print_progress(message: str, fraction: Optional[float] = None) -> None:
     """Redraw one status line on a terminal; print plain lines otherwise (logs, pipes)."""
     stream = sys.stderr

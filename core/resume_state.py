@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from .rundir import atomic_path, write_atomic
+from .tensors import load_tensors
 
 
 def adapter_file(adapters: Path, iteration: int) -> Path:
@@ -71,10 +72,9 @@ def restore_optimizer(optimizer, adapters: Path, iteration: int,
     ``learning_rate`` instead of the saved rate (a resume with a new rate, e.g. the one a
     ``diverging`` finding offers). The new rate is part of the state the next checkpoints
     save, so a later resume from one of them keeps it."""
-    import mlx.core as mx
     from mlx.utils import tree_unflatten
 
-    saved = mx.load(str(optimizer_file(adapters, iteration)))
+    saved = load_tensors(optimizer_file(adapters, iteration))
     optimizer.state = tree_unflatten(list(saved.items()))
     if learning_rate is not None:
         before = optimizer.state.get("learning_rate")

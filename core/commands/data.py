@@ -241,7 +241,7 @@ def _features(args) -> dict:
     if config is not None and not config.is_file():
         raise BadInput(f"{config}: no such file")
     config = config or find_project_config(args.paths)
-    features = {}
+    features: dict[str, str] = {}
     if config is not None:
         features, problem = project_features(config)
         if problem:

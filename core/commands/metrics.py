@@ -14,10 +14,13 @@ import stat
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Iterator, List, Optional, Tuple
 
 from ..errors import BadInput
 from ..eta import format_duration
+
+if TYPE_CHECKING:
+    from ..events import Test, Train, Val
 
 # How often a followed file is checked for new lines.
 POLL_S = 0.2
@@ -222,10 +225,11 @@ class _Printer:
         self.out = out or sys.stdout
         self.eta = EtaEstimator()
         self.header_done = False
-        self.pending_val = None  # a val row waits for the train report of the same iteration
-        self.last_train = None
-        self.best_val = None
-        self.test = None
+        # A val row waits for the train report of the same iteration.
+        self.pending_val: Optional[tuple[Val, Optional[float]]] = None
+        self.last_train: Optional[Train] = None
+        self.best_val: Optional[Val] = None
+        self.test: Optional[Test] = None
         self.error: Optional[str] = None
         self.end: Optional[str] = None
         self.monitor = HealthMonitor() if find_health else None

@@ -119,8 +119,10 @@ def _chosen_example(rec: dict, fmt: str) -> Optional[Example]:
     prompt, chosen = rec.get("prompt"), rec["chosen"]
     if type(prompt) is str and type(chosen) is str:
         return ("completions", prompt, chosen, _tools(rec.get("tools")))
-    messages = F.preference_prompt(rec) + [{"role": "assistant",
-                                            "content": F.answer_text(chosen)}]
+    before = F.preference_prompt(rec)
+    if before is None:  # check_record reports it; a record passed unchecked lands here
+        raise ValueError("no prompt before the chosen answer")
+    messages = before + [{"role": "assistant", "content": F.answer_text(chosen)}]
     return ("chat", messages, _tools(rec.get("tools")))
 
 
@@ -130,7 +132,7 @@ def _feedback_message(fmt: str) -> str:
     return f"{what} is not supervised data; pass --keep chosen to keep the chosen answers"
 
 
-def to_example(rec: dict, fmt: str, keep: Optional[str] = None) -> Optional[Example]:
+def to_example(rec: dict, fmt: Optional[str], keep: Optional[str] = None) -> Optional[Example]:
     """A valid record (checked with formats.check_record) in its neutral shape; None for a
     record ``keep`` leaves out. Raises ValueError with a user-facing message when it cannot
     be converted."""
@@ -245,7 +247,7 @@ def split_text(text: str, mode: str, tokenizer=None, chunk_tokens: int = 512,
     if mode == "paragraph":
         return paragraphs
     if mode == "sentence":
-        rows = []
+        rows: list[str] = []
         for p in paragraphs:
             # A sentence wrapped over several lines is one sentence.
             flat = re.sub(r"\s*\n\s*", " ", p)
@@ -399,7 +401,7 @@ def first_kind(path: Path, keep: Optional[str] = None) -> Optional[str]:
         if fmt in F.FEEDBACK_FORMATS and keep is None:
             # Said once for the file, rather than as a problem on every line.
             raise BadInput(f"{path}: {_feedback_message(fmt)}")
-        if fmt is not None:
+        if fmt is not None and isinstance(item, dict):  # a record's format: a dict
             try:
                 example = to_example(item, fmt, keep)
             except (ValueError, TypeError):
@@ -435,7 +437,7 @@ class _Rows:
         self.rejected = 0        # left out by --keep
         # Digests rather than the lines: the set stays small even for millions of rows, and
         # 128 bits make a false "duplicate" (a lost row) practically impossible.
-        self._seen = set() if dedup else None
+        self._seen: Optional[set[bytes]] = set() if dedup else None
 
     def reject(self, path: Path, line: int, messages: Sequence[str]) -> None:
         self.bad += 1

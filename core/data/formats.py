@@ -76,12 +76,12 @@ class FeatureKeys:
     def as_dict(self) -> Dict[str, str]:
         return asdict(self)
 
-    def standard(self, rec: dict, fmt: str) -> dict:
+    def standard(self, rec: dict, fmt: Optional[str]) -> dict:
         """The record under mlx-lm's default key names, for code that reads those."""
         if self.is_default:
             return rec
         names = {COMPLETIONS: (("prompt", self.prompt), ("completion", self.completion)),
-                 CHAT: (("messages", self.chat),), TEXT: (("text", self.text),)}.get(fmt, ())
+                 CHAT: (("messages", self.chat),), TEXT: (("text", self.text),)}.get(fmt or "", ())
         out = {k: v for k, v in rec.items() if k not in {std for std, _ in names}}
         for std, column in names:
             if column in rec:
@@ -104,7 +104,7 @@ SHAREGPT_ROLES = {
 Issue = Tuple[bool, str]
 
 
-def describe(fmt: Optional[str], keys: FeatureKeys = None) -> str:
+def describe(fmt: Optional[str], keys: Optional[FeatureKeys] = None) -> str:
     """``chat (messages)``: the name a user sees, with the keys that identify it."""
     if fmt is None:
         return "unknown"

@@ -22,11 +22,14 @@ import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import BadInput, WorkFailed
 from ..progress import Progress
 from .validate import SPLIT_NAMES, Problem
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 DEFAULT_BATCH = 8
 DEFAULT_TIMEOUT_S = 300.0       # a CPU server can take minutes over one long answer
@@ -129,7 +132,7 @@ class Endpoint:
         self.timeout = timeout
         self.retries = max(1, retries)
         self.answered = False
-        self._pool = None
+        self._pool: Optional[ThreadPoolExecutor] = None  # made on the first request
 
     def complete(self, conversations: Sequence[list], max_tokens: int, temp: float,
                  seed: Optional[int], cancel: Optional[threading.Event] = None) -> List[Reply]:
@@ -139,8 +142,8 @@ class Endpoint:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="endpoint")
         seeds = [None if seed is None else seed + i for i in range(len(conversations))]
-        replies = list(self._pool.map(lambda args: self._one(*args, max_tokens, temp),
-                                      zip(conversations, seeds)))
+        replies = list(self._pool.map(lambda messages, each_seed: self._one(messages, each_seed, max_tokens, temp),
+                                      conversations, seeds))
         if not self.answered:
             if all(r.error for r in replies):
                 raise WorkFailed(f"{self.name}: the endpoint does not answer: {replies[0].error}")
@@ -741,7 +744,7 @@ def generate_questions(source, topic: str, count: int, out: Path, *,
             break
         result.rounds += 1
         rounds_left -= 1
-        new = []
+        new: list[str] = []
         for reply in replies:
             for q in question_lines(reply.text):
                 key = normalized(q)

@@ -24,6 +24,15 @@ TEXT_SUFFIXES = (".txt", ".text", ".md")
 DATA_SUFFIXES = (".jsonl", ".json", ".txt")
 
 _WS = re.compile(r"[ \t\n\r]*")
+
+
+def _skip_space(text: str, i: int) -> int:
+    """The first position at or after ``i`` that is not JSON whitespace."""
+    m = _WS.match(text, i)
+    assert m is not None  # the pattern matches the empty string, so everywhere
+    return m.end()
+
+
 _DECODER = json.JSONDecoder()
 
 
@@ -140,7 +149,7 @@ def iter_json_array(path: Path) -> Iterator[Item]:
         counted_to = pos
         return line
 
-    i = _WS.match(text, 0).end()
+    i = _skip_space(text, 0)
     if i >= n or text[i] != "[":
         yield 1, SourceProblem(1, "expected a JSON array ('[') at the start of the file")
         return
@@ -148,7 +157,7 @@ def iter_json_array(path: Path) -> Iterator[Item]:
     comma = None  # position of the comma after the previous element
     count = 0
     while True:
-        i = _WS.match(text, i).end()
+        i = _skip_space(text, i)
         if i >= n:
             yield line_at(n), SourceProblem(line_at(n), "the file ends inside the array "
                                                          "(missing ']'; truncated?)")
@@ -178,13 +187,13 @@ def iter_json_array(path: Path) -> Iterator[Item]:
             return
         count += 1
         yield start_line, obj
-        i = _WS.match(text, end).end()
+        i = _skip_space(text, end)
         if i < n and text[i] == ",":
             comma = i
             i += 1
         else:
             comma = None
-    i = _WS.match(text, i).end()
+    i = _skip_space(text, i)
     if i < n:
         at = line_at(i)
         yield at, SourceProblem(at, "extra data after the end of the array")

@@ -194,7 +194,10 @@ def count_tokens(path, tokenizer, mask_prompt: bool = False,
         if cancel is not None and cancel.is_set():
             counts.complete = False
             break
-        fmt = None if isinstance(item, SourceProblem) else F.record_format(item, keys)
+        if isinstance(item, SourceProblem):
+            counts.skipped += 1
+            continue
+        fmt = F.record_format(item, keys)
         ref = ref or fmt
         issues = F.check_record(item, fmt, keys) if fmt is not None else None
         if fmt is None or fmt != ref or fmt not in F.MLX_FORMATS or (

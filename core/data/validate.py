@@ -439,7 +439,8 @@ def _run_workers(report, pending, ref, ref_line, base, done, progress, cancel, w
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
-            proc.stdout.close()
+            if proc.stdout is not None:
+                proc.stdout.close()
 
 
 _CANCELLED = object()
@@ -570,14 +571,15 @@ def _add_format_verdict(report: FileReport) -> None:
 # ---------------------------------------------------------------------------------------------
 # Paths as the `data check` command takes them
 
-def expand_paths(paths: Sequence) -> List[tuple]:
+def expand_paths(paths: Sequence) -> tuple[list[tuple[Path, Optional[str]]], list[Problem]]:
     """Files to check as (path, split name or None), with problems about missing splits.
 
     A directory is a dataset as mlx-lm reads it: train.jsonl (required), valid.jsonl (needed
     for validation during training) and test.jsonl (needed only for --test).
     Returns [(path, split)], [Problem].
     """
-    files, problems = [], []
+    files: list[tuple[Path, Optional[str]]] = []
+    problems: list[Problem] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():

@@ -237,6 +237,7 @@ def _model_card(plan: _Plan, request: ExportRequest) -> str:
     if plan.adapter is None:
         return (f"# {plan.name}\n\n`{plan.base_dir}` converted by tunedeck to {request.to}, no adapter.\n\n"
                 f"`{VERIFY_FILE}` holds the check that this export answers like the model.\n")
+    assert plan.run is not None  # an adapter is a checkpoint of a run
     lora = plan.adapter.config()
     keys = ("fine_tune_type", "num_layers", "lora_parameters", "learning_rate", "iters",
             "batch_size", "max_seq_length", "mask_prompt", "seed")

@@ -11,15 +11,20 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from ..adapters import AdapterRef, apply_adapter
+from ..tensors import load_model_and_config
+
+if TYPE_CHECKING:
+    import mlx.nn as nn
+    from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 
 @dataclass
 class FusedModel:
-    model: object
-    tokenizer: object
+    model: nn.Module
+    tokenizer: TokenizerWrapper
     config: dict          # config.json as the fused model must be saved with
     base_dir: Path
 
@@ -34,9 +39,8 @@ def base_is_quantized(model_dir: Path) -> bool:
 def fuse_checkpoint(base_dir: Path, adapter: Optional[AdapterRef], dequantize: bool) -> FusedModel:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from mlx.utils import tree_unflatten
-    from mlx_lm.utils import load
 
-    model, tokenizer, config = load(str(base_dir), return_config=True)
+    model, tokenizer, config = load_model_and_config(str(base_dir))
     if adapter is not None:
         apply_adapter(model, adapter)
     fused = [(name, module.fuse(dequantize=dequantize))

@@ -112,7 +112,7 @@ def check_gguf_support(model_dir: Path) -> tuple[str, str]:
     raise _unsupported(f"{model_dir}: no tokenizer.json or tokenizer.model")
 
 
-def _normalizer(pre: str):
+def _normalizer(pre: Optional[str]):
     """What llama.cpp does to text before splitting it, for that pre-tokenizer: Qwen's NFC."""
     from tokenizers import normalizers
 

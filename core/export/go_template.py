@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 _ACTION = re.compile(r"\{\{(-\s)?\s*(.*?)\s*(\s-)?\}\}", re.DOTALL)
 _WORD = re.compile(r'"(?:[^"\\]|\\.)*"|\(|\)|[^\s()]+')
@@ -29,7 +30,8 @@ class _Node:
 
 
 def _lex(source: str) -> list[tuple[str, str]]:
-    parts, pos = [], 0
+    parts: list[tuple[str, str]] = []
+    pos = 0
     for m in _ACTION.finditer(source):
         text = source[pos:m.start()]
         if m.group(1):
@@ -99,7 +101,7 @@ def _truthy(value) -> bool:
     return bool(value)
 
 
-_FUNCS = {
+_FUNCS: dict[str, Callable[..., Any]] = {
     "eq": lambda a, *b: any(a == x for x in b),
     "ne": lambda a, b: a != b,
     "not": lambda a: not _truthy(a),

@@ -41,7 +41,8 @@ def sentencepiece_model(model_dir: Path):
     from google.protobuf.message import DecodeError
     from sentencepiece import sentencepiece_model_pb2
 
-    proto = sentencepiece_model_pb2.ModelProto()
+    # protobuf builds the message classes when the module loads; its stub cannot list them.
+    proto = sentencepiece_model_pb2.ModelProto()  # type: ignore[attr-defined]
     try:
         proto.ParseFromString(path.read_bytes())
     except DecodeError:
@@ -166,13 +167,18 @@ class LlamaCppSentencePiece:
                 before[after[right]] = left
             offer(before[left], left)
             offer(left, after[left])
-        ids, i = [], 0 if count else -1
+        ids: list[int] = []
+        i = 0 if count else -1
         while i != -1:
             symbol = text[i:i + length[i]]
             token = self.ids.get(symbol)
             if token is not None:
                 ids.append(token)
             else:
-                ids += [self.bytes.get(b, self.unknown) for b in symbol.encode("utf-8")]
+                for b in symbol.encode("utf-8"):
+                    byte = self.bytes.get(b, self.unknown)
+                    if byte is None:  # llama.cpp refuses such a vocabulary too
+                        raise ValueError(f"no token for byte {b:#04x} and no unknown token")
+                    ids.append(byte)
             i = after[i]
         return ids

@@ -49,7 +49,9 @@ class AnswerCheck:
 
 def verification_prompts(data_dir: Optional[str], args: dict, count: int) -> list[list[dict]]:
     """The first ``count`` prompts of the test split, else the valid split (else one question)."""
-    for split in ("test", "valid") if data_dir else ():
+    for split in ("test", "valid"):
+        if not data_dir:
+            break
         path = Path(data_dir) / f"{split}.jsonl"
         if not path.exists():
             continue
