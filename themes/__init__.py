@@ -99,5 +99,13 @@ def all_themes() -> tuple[list[Theme], list[str]]:
     return [*THEMES, *user_themes], problems
 
 
-THEMES = tuple(load_themes(Path(__file__).parent)[0])
+def _tunedecks_own() -> tuple[Theme, ...]:
+    themes, problems = load_themes(Path(__file__).parent)
+    if problems or not themes:
+        # Our own files, installed with the package: a broken install, not the user's doing.
+        raise RuntimeError("tunedeck's themes did not load: " + ("; ".join(problems) or "no themes/*.toml installed"))
+    return tuple(themes)
+
+
+THEMES = _tunedecks_own()
 DEFAULT_THEME = "tunedeck-dark"
