@@ -9,6 +9,7 @@
 Applied with Textual's own keymap (``App.set_keymap``), so the footer and the palette show the
 new key and the binding's old key is free. An entry that cannot apply (an unknown id, a key that
 is not one) is one line naming the file, its line and the entry; the others apply all the same.
+An entry that takes the key of another binding of the same pane is applied, and said.
 """
 
 from __future__ import annotations
@@ -71,10 +72,6 @@ def tunedeck_bindings(app: App) -> list[tuple[type, Binding]]:
     return [(cls, binding) for cls in classes for binding in cls.__dict__.get("BINDINGS", ())]
 
 
-def binding_ids(app: App) -> set[str]:
-    return {binding.id for _cls, binding in tunedeck_bindings(app) if isinstance(binding, Binding) and binding.id}
-
-
 def read_keymap() -> tuple[dict[str, str], list[str]]:
     """The settings file's keymap, and a line for each entry skipped (or for the file)."""
     path = settings_file()
@@ -102,8 +99,9 @@ def read_keymap() -> tuple[dict[str, str], list[str]]:
 def apply_user_keymap(app: App) -> None:
     """Apply the user's keymap to ``app`` and tell the user of each entry that cannot apply.
 
-    The keys apply at once; which ids exist is checked after the first frame, since it imports
-    the panes the App builds then.
+    The keys apply at once. Which ids exist, and which binding of the same pane or dialog loses
+    its key to an entry, are looked at after the first frame: that imports the panes the App
+    builds then.
     """
     keymap, problems = read_keymap()
     for problem in problems:
@@ -112,13 +110,25 @@ def apply_user_keymap(app: App) -> None:
         return
     app.set_keymap(keymap)
 
-    def check_ids() -> None:
+    def check_entries() -> None:
         path = settings_file()
         text = path.read_text(encoding="utf-8") if path.exists() else ""
-        known = binding_ids(app)
-        for binding_id in sorted(set(keymap) - known):
+        bindings = [(cls, b) for cls, b in tunedeck_bindings(app) if isinstance(b, Binding) and b.id]
+        for binding_id in sorted(set(keymap) - {b.id for _cls, b in bindings}):
             line = _toml_key_line(text, ("keymap", binding_id)) or 1
             app.notify(f"{path}:{line}: keymap {binding_id}: no binding has this id; skipped",
                        title="Keymap", severity="error", timeout=30)
+        # Textual lets the entry have the key and the binding that had it lose it, without a word.
+        for cls, taker in bindings:
+            if taker.id not in keymap:
+                continue
+            for key in keymap[taker.id].split(","):
+                for other, loser in bindings:
+                    if other is cls and loser.id not in keymap and key in loser.key.split(","):
+                        line = _toml_key_line(text, ("keymap", taker.id)) or 1
+                        app.notify(f"{path}:{line}: keymap {taker.id} = {keymap[taker.id]!r} takes the key of "
+                                   f"{loser.id} ({loser.description}), which has no key now",
+                                   title="Keymap", severity="warning", timeout=30)
 
-    app.call_after_refresh(check_ids)
+    app.call_after_refresh(check_entries)
+

@@ -23,6 +23,7 @@ save-config = "ctrl+b"
 no-such-binding = "f2"
 toggle-theme = "ctrl+nope"
 show-training = "f3,ctrl+underscore"
+show-checkpoints = "2"
 """
 
 
@@ -41,12 +42,14 @@ async def test_a_keymap_entry_moves_its_binding_and_a_bad_one_is_a_line_of_its_o
         assert footer_keys(app)["Start run"] == "ctrl+r"  # not in the keymap: as it was
 
         lines = await wait_until(pilot, lambda: [n.message for n in app._notifications
-                                                 if n.title == "Keymap"] if len(app._notifications) >= 2
+                                                 if n.title == "Keymap"] if len(app._notifications) >= 3
                                  else None, what="the bad entries reported")
         assert sorted(lines) == [
             f"{settings_file()}:6: keymap no-such-binding: no binding has this id; skipped",
             f"{settings_file()}:7: keymap toggle-theme = 'ctrl+nope': 'nope' is not a key "
             "(as in f1, ctrl+r, escape, question_mark); skipped",
+            f"{settings_file()}:9: keymap show-checkpoints = '2' takes the key of show-hyperparameters "
+            "(Show Hyperparameters), which has no key now",
         ]
         # The palette shows the key the user chose.
         save = [c for c in app.get_system_commands(app.screen) if c.title == "Save"]
@@ -58,6 +61,8 @@ async def test_a_keymap_entry_moves_its_binding_and_a_bad_one_is_a_line_of_its_o
         assert app.query_one(TabbedContent).active == "training"
         await pilot.press("escape", "1")  # its old key is free now
         assert app.query_one(TabbedContent).active == "training"
+        await pilot.press("2")  # the key a keymap entry took from another binding
+        assert app.query_one(TabbedContent).active == "checkpoints"
         await pilot.press("ctrl+t")  # the bad entry is skipped: its binding keeps its key
         assert app.theme == "tunedeck-light"
 
