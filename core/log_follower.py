@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from tunedeck.core.health import LogHealth
-from tunedeck.core.logparse import LogParser
+from .health import LogHealth
+from .logparse import LogParser
 
 from .file_tail import FileTail
 from .run_follower import READ_CHUNK_BYTES, FileChanges, RunUpdate

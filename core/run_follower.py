@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from tunedeck.core.checkpoints import Checkpoint, checkpoint_index
-from tunedeck.core.crash import Failure, run_failure
-from tunedeck.core.events import Event, Health, Val
-from tunedeck.core.file_tail import FileTail
-from tunedeck.core.rundir import RunDirectory
+from .checkpoints import Checkpoint, checkpoint_index
+from .crash import Failure, run_failure
+from .events import Event, Health, Val
+from .file_tail import FileTail
+from .rundir import RunDirectory
 
 # The log can hold hours of output; the screen keeps a capped tail of it anyway.
 LOG_HISTORY_BYTES = 256 * 1024

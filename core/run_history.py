@@ -12,8 +12,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Optional
 
-from tunedeck.core.eta import EtaEstimator
-from tunedeck.core.events import End, Error, Event, Health, Progress, Resume, Start, Train, Val
+from .eta import EtaEstimator
+from .events import End, Error, Event, Health, Progress, Resume, Start, Train, Val
 
 # "Stalled": no event for this many usual intervals between reports (plus the longest
 # validation seen, since a validation is a long silence that is not a stall).

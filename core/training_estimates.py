@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from tunedeck.core.checkpoints import run_events
-from tunedeck.core.events import Train
-from tunedeck.core.rundir import find_runs
+from .checkpoints import run_events
+from .events import Train
+from .rundir import find_runs
 
 GB = 1024 ** 3
 # Activation bytes kept per token, per hidden unit, per trained block (bf16, attention and MLP
@@ -91,10 +91,10 @@ def measured_speed(runs_root: Optional[Path], model: str, batch_size: int) -> Op
         status = run.read_status()
         if str(status.get("model")) != str(model):
             continue
-        reports = [e for e in run_events(run) if isinstance(e, Train) and e.it_per_sec]
-        if not reports:
+        rates = [e.it_per_sec for e in run_events(run) if isinstance(e, Train) and e.it_per_sec]
+        if not rates:
             continue
-        per_iter = statistics.median(1 / e.it_per_sec for e in reports[-20:])
+        per_iter = statistics.median(1 / rate for rate in rates[-20:])
         ran_batch = _batch_size_of(run.mlx_yaml) or batch_size
         return MeasuredSpeed(per_iter * batch_size / ran_batch, run.name)
     return None
