@@ -85,3 +85,21 @@ def test_every_binding_has_an_id(project):
     without = [f"{cls.__module__}.{cls.__name__}: {binding}" for cls, binding in bindings
                if not isinstance(binding, Binding) or not binding.id]
     assert without == []
+
+
+def test_saving_the_theme_keeps_the_keymap_and_its_comments_and_a_damaged_file_is_left_alone():
+    from tunedeck.tui.keymap import read_keymap
+    from tunedeck.tui.settings import save_setting
+
+    settings_file().parent.mkdir(parents=True, exist_ok=True)
+    settings_file().write_text(KEYMAP.replace('show-data = "f1"', 'show-data = "f1"  # my left hand'))
+    save_setting("theme", "tunedeck-light")
+    text = settings_file().read_text()
+    assert 'theme = "tunedeck-light"' in text and 'show-data = "f1"  # my left hand' in text
+
+    damaged = '[keymap]\nshow-data = "f1\n'
+    settings_file().write_text(damaged)
+    assert read_keymap() == ({}, [f"{settings_file()}:2: invalid TOML: Illegal character '\\n' "
+                                  "(no keymap applied)"])
+    save_setting("theme", "tunedeck-dark")
+    assert settings_file().read_text() == damaged  # what the user wrote by hand is not lost
