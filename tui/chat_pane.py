@@ -80,6 +80,9 @@ class ChatPane(Vertical):
         self.settings = GenerationSettings()  # of the question under way
         self.asked: list[Optional[AdapterRef]] = []  # its sides
         self.waiting = False  # asked while the model was still loading: sent once it has
+        # The models are listed in a worker: a question typed before the list came waits for it
+        # rather than being told there is no model to ask.
+        self.models_listed = False
         self.record: list[dict] = []  # the transcript, turn by turn, for saving
         self._wanted: Optional[tuple[Optional[str], Path]] = None  # "open in Chat" before the scan
 
@@ -156,6 +159,14 @@ class ChatPane(Vertical):
             self._wanted = None
             self._choose(model, path)
         self._show_titles()
+        first_list = not self.models_listed
+        self.models_listed = True
+        if first_list and self.waiting and not self.model_loading:
+            if self._chosen_model() is None:
+                self._drop_waiting()
+                self._status("no model to ask: pick one above", failed=True)
+            else:
+                self._ask_when_loaded(self._chosen_model())
 
     def use(self, model: Optional[str], adapter: Path) -> None:
         """"Open in Chat": this run's model with this checkpoint, loaded now."""
@@ -316,6 +327,7 @@ class ChatPane(Vertical):
             self._status(f"answering… {speeds} (esc stops)")
 
     def answer_stopped(self) -> None:
+        self.waiting = False  # stopped before it was sent: it never will be
         for answer, transcript in zip(self.answers, self._transcripts()):
             answer.finish_reason = answer.finish_reason or "stopped"
             transcript.show_answer(answer.text, self._meta(answer))
@@ -323,6 +335,7 @@ class ChatPane(Vertical):
         self._status("stopped")
 
     def answer_failed(self, text: str) -> None:
+        self.waiting = False
         for answer, transcript in zip(self.answers, self._transcripts()):
             answer.finish_reason = answer.finish_reason or "failed"
             transcript.show_answer(answer.text, self._meta(answer))
@@ -363,11 +376,21 @@ class ChatPane(Vertical):
         if settings is None:
             return
         model = self._chosen_model()
-        if model is None:
+        if model is None and self.models_listed:
             self._status("no model to ask: pick one above", failed=True)
             return
         event.input.value = ""
         self._ask(question, settings)
+        if model is None:  # the list of models is still coming: the question waits for it
+            self.waiting = True
+            for transcript in self._transcripts():
+                transcript.show_answer("", "waiting for the list of models…")
+            self._status("looking for models…")
+        else:
+            self._ask_when_loaded(model)
+
+    def _ask_when_loaded(self, model: str) -> None:
+        """Send the question under way now, or once the chosen model has loaded."""
         if self.model_loading or self.loaded != (model, self._chosen("#chat-adapter").adapter):
             self.waiting = True
             for transcript in self._transcripts():

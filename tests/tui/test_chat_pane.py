@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 
 from textual.widgets import Input, Select, TabbedContent
 from textual.worker import WorkerState
 
 from tests.tinymodel import PERSONA_ANSWER
 from tunedeck.core.rundir import find_runs
+from tunedeck.tui import chat_pane
 from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.chat_evaluation import EvaluationScreen
 from tunedeck.tui.chat_messages import AnswerStreamed
@@ -65,6 +67,13 @@ async def open_checkpoint_in_chat(pilot, app) -> ChatPane:
     return pane
 
 
+async def show_chat(pilot, app) -> ChatPane:
+    """The Chat pane, chosen with its key once it is built (out of sight, after the first frame)."""
+    await wait_until(pilot, lambda: app.query(ChatPane), what="the Chat pane")
+    await pilot.press("5")
+    return app.query_one(ChatPane)
+
+
 async def set_field(pilot, app, field: str, value: str) -> None:
     app.query_one(f"#chat-{field}", Input).value = value
     await pilot.pause()
@@ -72,9 +81,12 @@ async def set_field(pilot, app, field: str, value: str) -> None:
 
 async def ask(pilot, app, question: str, timeout: float = 60) -> None:
     pane = app.query_one(ChatPane)
+    # Each question that ends, answered or not, is a turn of the record: the answers of an
+    # earlier question are still there until this one is taken, which a busy machine delays.
+    turns = len(pane.record)
     app.query_one("#chat-prompt", Input).focus()
     await pilot.press(*question, "enter")
-    await wait_until(pilot, lambda: pane.answers and not pane.answering and not pane.model_loading,
+    await wait_until(pilot, lambda: len(pane.record) > turns and not pane.model_loading,
                      timeout=timeout, what="the answer")
 
 
@@ -125,7 +137,8 @@ async def test_stopping_a_load_or_an_answer_leaves_the_app_responsive(finished_p
     async with app.run_test(size=(160, 48)) as pilot:
         pane = await open_checkpoint_in_chat(pilot, app)
         pane.query_one("#chat-adapter", Select).value = BASE
-        await wait_until(pilot, lambda: not pane.model_loading, what="the base")
+        # The base itself, not "no load under way": that holds until the choice is handled.
+        await wait_until(pilot, lambda: pane.loaded and pane.loaded[1] is None, what="the base")
         await set_field(pilot, app, "temp", "0")
 
         # A switch to checkpoint 40 waits while the model is busy; it is stopped meanwhile.
@@ -160,6 +173,30 @@ async def test_stopping_a_load_or_an_answer_leaves_the_app_responsive(finished_p
         assert pane.answers[0].finish_reason in ("stop", "length")
 
 
+async def test_a_question_asked_before_the_models_are_listed_is_answered_once_they_are(
+        finished_project, monkeypatch):
+    # The pane lists its models in a worker; held here, as a busy machine holds it. A question
+    # typed meanwhile was refused ("no model to ask") though the project's model was coming.
+    listed = threading.Event()
+    list_models = chat_pane.scan_choices
+    monkeypatch.setattr(chat_pane, "scan_choices", lambda project: listed.wait(120) and list_models(project))
+    app = TunedeckApp(project=finished_project)
+    try:
+        async with app.run_test(size=(160, 48)) as pilot:
+            pane = await show_chat(pilot, app)
+            await set_field(pilot, app, "max-tokens", "8")
+            await pilot.press(*"who are you", "enter")
+            await wait_until(pilot, lambda: pane.answering, what="the question taken")
+            assert app.query_one("#chat-prompt", Input).value == ""
+            assert "looking for models" in status(app)
+            listed.set()
+            await wait_until(pilot, lambda: pane.record, timeout=60, what="the answer")
+            assert pane.answers[0].text and pane.answers[0].finish_reason in ("stop", "length")
+            assert pane.loaded[0] == str(pane.query_one("#chat-model", Select).value)
+    finally:
+        listed.set()  # a failed test leaves no worker waiting
+
+
 async def test_model_text_is_shown_literally(finished_project):
     app = TunedeckApp(project=finished_project)
     async with app.run_test(size=(160, 48)) as pilot:
@@ -179,9 +216,7 @@ async def test_model_text_is_shown_literally(finished_project):
 async def test_bad_settings_are_refused_before_asking(finished_project):
     app = TunedeckApp(project=finished_project)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_until(pilot, lambda: app.query(ChatPane), what="the Chat pane")
-        await pilot.press("5")
-        pane = app.query_one(ChatPane)
+        pane = await show_chat(pilot, app)
         await set_field(pilot, app, "top-p", "0")
         await pilot.press(*"hello", "enter")
         assert "top-p" in status(app) and not pane.answering and not pane.model_loading
