@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -99,6 +100,7 @@ def timed_run(command: list[str], log: Path, output: Path, env: dict, cwd: Path)
         while chunk := os.read(fd, 1 << 16):
             reports.extend((e.iter, now) for e in parser.feed(chunk) if isinstance(e, Train))
 
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(output, "wb") as out:
         started = time.perf_counter()
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
@@ -114,13 +116,16 @@ def timed_run(command: list[str], log: Path, output: Path, env: dict, cwd: Path)
             break
     if fd is not None:
         os.close(fd)
+    # The CPU time of the command and every process under it (each is waited for by its parent).
+    now = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (now.ru_utime + now.ru_stime) - (children.ru_utime + children.ru_stime)
     if code != 0 or len(reports) < 2:
         tail = output.read_text(errors="replace").strip().splitlines()[-3:]
         raise SystemExit(f"{' '.join(command)} exited with {code} after {len(reports)} reports: "
                          + " / ".join(tail))
     (first_iter, first_t), (last_iter, last_t) = reports[0], reports[-1]
     return {"wall": wall, "per_iter": (last_t - first_t) / (last_iter - first_iter),
-            "to_first": first_t, "after_last": wall - last_t}
+            "to_first": first_t, "after_last": wall - last_t, "cpu": cpu}
 
 
 def spread(values) -> str:
@@ -171,7 +176,7 @@ def main() -> None:
                 o, p = ours(i), plain(i)
             pairs.append((p, o, before, os.getloadavg()[0]))
 
-    keys = ("per_iter", "wall", "to_first", "after_last")
+    keys = ("per_iter", "wall", "to_first", "after_last", "cpu")
     mp = {k: statistics.median(p[k] for p, _, _, _ in pairs) for k in keys}  # plain's medians
     mo = {k: statistics.median(o[k] for _, o, _, _ in pairs) for k in keys}  # tunedeck's
 
@@ -208,12 +213,18 @@ def main() -> None:
           f"{mo['to_first']:.2f} s / {mo['after_last']:.2f} s: "
           f"{statistics.median(to_first):+.2f} s / {statistics.median(after_last):+.2f} s "
           f"(medians of the pairs' differences) | — | — |")
+    extra_cpu = [o["cpu"] - p["cpu"] for p, o, _, _ in pairs]
+    print(f"| CPU time of the whole process tree, user + system (same runs) | same | plain "
+          f"{mp['cpu']:.2f} s, tunedeck {mo['cpu']:.2f} s: {statistics.median(extra_cpu):+.2f} s "
+          f"(median of the pairs' differences; {min(extra_cpu):+.2f} to {max(extra_cpu):+.2f}) | — | — |")
     print()
     print(f"Both sides' report times come from the file the training process writes (mlx_lm.lora's "
           f"standard output redirected to a file, tunedeck's train.log), read by the same loop "
           f"every {POLL_S * 1000:.0f} ms; the order within a pair alternates. Load average "
           f"(1 min) around the pairs: {min(loads):.1f}–{max(loads):.1f}, "
-          f"{pairs[0][2]:.1f} before the first and {pairs[-1][3]:.1f} after the last.")
+          f"{pairs[0][2]:.1f} before the first and {pairs[-1][3]:.1f} after the last. On a machine "
+          f"busier than its {os.cpu_count()} cores the wall times are mostly the scheduler's, and the "
+          f"CPU times move with it too (OpenBLAS's workers spin while they wait for work).")
     print()
     print("| pair | first | plain per iteration | tunedeck per iteration | ratio | overhead | "
           "load before / after |")
