@@ -31,7 +31,7 @@ BENCHES = [
     ("bench_tui", [], "TUI first frame, live updates, loss plot"),
     ("bench_idle", [], "idle CPU of the app following a quiet run"),
     ("bench_form_keys", [], "Hyperparameters form keystrokes"),
-    ("bench_training", ["--pairs", "5", "--iters", "300"], "training under tunedeck vs mlx_lm.lora"),
+    ("bench_training", ["--pairs", "10", "--iters", "300"], "training under tunedeck vs mlx_lm.lora"),
     ("bench_distributed", ["--pairs", "2", "--iters", "200"], "2 local ranks vs 1 process"),
     ("bench_health", [], "run health monitor cost"),
     ("bench_demo", [], "the demo run and its first eval"),
@@ -116,16 +116,31 @@ def settle() -> float:
     return _load()
 
 
+def bench_env() -> dict:
+    """A benchmark's environment: the BLAS a tunedeck-started process gets, for in-process MLX
+    work too; and bytecode written and read as on a user's machine (pip compiles mlx-lm's at
+    install; a PYTHONDONTWRITEBYTECODE in this shell would make every tunedeck process, and only
+    tunedeck's, recompile its modules on each start)."""
+    from tunedeck.core.blas import fast_blas_env
+
+    env = fast_blas_env(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def compile_sources() -> None:
+    import compileall
+
+    for folder in ("core", "tui", "themes", "bench"):
+        compileall.compile_dir(str(REPO / folder), quiet=1)
+
+
 def run_one(script: str, args: list[str], what: str) -> str:
     print(f"running {script} {' '.join(args)} ...", file=sys.stderr, flush=True)
     before = settle()
     started = time.monotonic()
-    from tunedeck.core.blas import fast_blas_env
-
-    # In-process MLX work in a benchmark gets the BLAS a tunedeck-started process gets.
     proc = subprocess.run([sys.executable, str(HERE / f"{script}.py"), *args], capture_output=True,
-                          text=True, cwd=REPO, stdin=subprocess.DEVNULL,
-                          env=fast_blas_env(os.environ))
+                          text=True, cwd=REPO, stdin=subprocess.DEVNULL, env=bench_env())
     took, after = time.monotonic() - started, _load()
     # Only the load before counts against the machine: the load after includes the benchmark's own
     # processes (training pairs and two ranks keep both cores busy by design).
@@ -150,6 +165,7 @@ def main() -> None:
     header = (f"# Benchmarks\n\nWritten by `bench/run_all.py` on {time.strftime('%Y-%m-%d %H:%M %Z')}"
               f" (`make bench`); every figure below is from that run.\n\n"
               f"Machine: {machine()}.\nLoad average at start: {_load():.2f}.\n")
+    compile_sources()
     sections = [blas_section()] + [run_one(name, args, what) for name, args, what in entries]
     text = header + "\n" + "\n".join(sections)
     from tunedeck.core.rundir import write_atomic
