@@ -342,6 +342,24 @@ async def test_in_the_app_the_digits_of_a_line_number_do_not_switch_panes(tmp_pa
         assert app.query_one(TabbedContent).active == "training"
 
 
+async def test_built_out_of_sight_the_pane_leaves_the_focus_where_it_is(tmp_path, tiny_model):
+    """The App builds the Data pane behind the form: opening its first file is no choice of
+    the user's, and must not take the focus (the first Select report once did)."""
+    from textual.widgets import TabbedContent
+
+    from tunedeck.tui.app import TunedeckApp
+
+    project = write_project(tmp_path / "project", tiny_model)
+    app = TunedeckApp(project=project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.query(DataPane), what="the pane")
+        pane = app.query_one(DataPane)
+        await wait_until(pilot, lambda: pane.report is not None, what="its file checked")
+        await pilot.pause()
+        assert app.query_one(TabbedContent).active == "hyperparameters"
+        assert app.focused is None or pane not in app.focused.ancestors_with_self
+
+
 async def test_after_opening_a_file_the_row_list_has_the_focus(tmp_path, tiny_model):
     project = write_project(tmp_path / "project", tiny_model)
     other = tmp_path / "other.jsonl"

@@ -39,6 +39,9 @@ class FileBar(Horizontal):
 
     def compose(self) -> ComposeResult:
         files = self.files()
+        # The first file is the one the pane opens: the Select's report of its first value
+        # is no choice of the user's (taken for one, it moved the focus to a hidden pane).
+        self.shown = files[0] if files else None
         yield Select(self._options(files), value=files[0] if files else Select.NULL,
                      allow_blank=not files, compact=True, prompt="no data file", id="data-file")
         yield Label("", id="data-summary")
