@@ -188,19 +188,8 @@ def run_mlx_server(arguments: list[str], address: Address,
 
     failed = threading.Event()
     threading.Thread(target=_announce, args=(address, ready, failed), daemon=True).start()
-    before = set(threading.enumerate())
     sys.argv = ["mlx_lm.server", *arguments]
-    try:
-        main()
-    except BaseException as exc:
-        if any(t.is_alive() and not t.daemon for t in set(threading.enumerate()) - before):
-            # mlx-lm's generation thread stops only on its HTTP server's own Ctrl-C path; ended
-            # any other way (Ctrl-C before it listened, a port taken since it was checked), the
-            # thread would keep this interpreter from ever exiting.
-            message = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"error: {exc}"
-            print(f"tunedeck: {message}", file=sys.stderr, flush=True)
-            os._exit(130 if isinstance(exc, KeyboardInterrupt) else 1)
-        raise
+    main()
     if failed.is_set():
         raise WorkFailed("the model server could not load the model (mlx_lm.server's log above says why)")
 
@@ -228,8 +217,19 @@ def serve_here(target: ServeTarget, address: Address,
                ready: Optional[Callable[[], None]] = None) -> None:
     """Serve ``target`` from this process until Ctrl-C (see ``run_mlx_server``)."""
     _check_port(address.host, address.port)
-    with adapter_dir(target) as adapter:
-        run_mlx_server(server_arguments(target.model_dir, adapter, address), address, ready)
+    before = set(threading.enumerate())
+    try:
+        with adapter_dir(target) as adapter:
+            run_mlx_server(server_arguments(target.model_dir, adapter, address), address, ready)
+    except BaseException as exc:
+        if any(t.is_alive() and not t.daemon for t in set(threading.enumerate()) - before):
+            # mlx-lm's generation thread stops only on its HTTP server's own Ctrl-C path; ended
+            # any other way (Ctrl-C before it listened, a port taken since it was checked), the
+            # thread would keep this interpreter from ever exiting.
+            message = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"error: {exc}"
+            print(f"tunedeck: {message}", file=sys.stderr, flush=True)
+            os._exit(130 if isinstance(exc, KeyboardInterrupt) else 1)
+        raise
 
 
 class ModelServer(Address):
