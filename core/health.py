@@ -305,6 +305,8 @@ class HealthMonitor:
             return None
         best_recent = min(recent, key=lambda p: p[1])
         first = self._first_finite()
+        if first is None:  # never, once a finite loss came before the window
+            return None
         converged = min(best_before[1], best_recent[1]) < (1 - s.not_learning_converged) * first
         if not converged and best_recent[1] > (1 - s.not_learning_min_drop) * best_before[1]:
             return WARN, (f"the lowest train loss of the last {w} reports (iterations "
