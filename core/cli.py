@@ -18,20 +18,24 @@ from typing import Callable, NoReturn, Optional, Sequence
 
 from .errors import BadInput, WorkFailed
 
-# (command module, ...) in the order --help lists them. Each module has register(subparsers).
-COMMAND_MODULES = (
-    "tunedeck.core.commands.app",
-    "tunedeck.core.commands.data",
-    "tunedeck.core.commands.train",
-    "tunedeck.core.commands.runs",
-    "tunedeck.core.commands.metrics",
-    "tunedeck.core.commands.chat",
-    "tunedeck.core.commands.eval",
-    "tunedeck.core.commands.doctor",
-    "tunedeck.core.commands.web",
-    "tunedeck.core.commands.export",
-    "tunedeck.core.commands.serve",
+# (command module, the commands it registers) in the order --help lists them. Each module has
+# register(subparsers). A command given on the line builds only its own module's parsers: some
+# build theirs from heavier modules (data generate's defaults, serve's), and every `tunedeck
+# train` would pay for all of them. tests/core/test_cli_errors.py keeps this table true.
+COMMANDS = (
+    ("tunedeck.core.commands.app", ("open", "demo", "watch")),
+    ("tunedeck.core.commands.data", ("data",)),
+    ("tunedeck.core.commands.train", ("train", "resume")),
+    ("tunedeck.core.commands.runs", ("runs", "stop")),
+    ("tunedeck.core.commands.metrics", ("metrics",)),
+    ("tunedeck.core.commands.chat", ("chat",)),
+    ("tunedeck.core.commands.eval", ("eval",)),
+    ("tunedeck.core.commands.doctor", ("doctor",)),
+    ("tunedeck.core.commands.web", ("web",)),
+    ("tunedeck.core.commands.export", ("export",)),
+    ("tunedeck.core.commands.serve", ("serve",)),
 )
+COMMAND_NAMES = frozenset(name for _, names in COMMANDS for name in names)
 
 DESCRIPTION = """\
 tunedeck: fine-tune language models with MLX (mlx-lm) from one terminal app.
@@ -61,7 +65,8 @@ class _Parser(argparse.ArgumentParser):
 OpenApp = Callable[..., int]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of ``command``'s module only."""
     parser = _Parser(
         prog="tunedeck",
         description=DESCRIPTION,
@@ -70,28 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+    for module, names in COMMANDS:
+        if command is None or command in names:
+            importlib.import_module(module).register(subparsers)
     return parser
-
-
-def _command_names(parser: argparse.ArgumentParser) -> set[str]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return set(action.choices)
-    return set()
 
 
 def main(argv: Optional[Sequence[str]] = None, open_app: Optional[OpenApp] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
-        parser = build_parser()
         # `tunedeck` and `tunedeck PROJECT_DIR` open the app: a bare positional that is not a
         # command name is a project directory.
         rest = [a for a in argv if a != "--debug"]
-        if not rest or (not rest[0].startswith("-") and rest[0] not in _command_names(parser)):
+        if not rest or (not rest[0].startswith("-") and rest[0] not in COMMAND_NAMES):
             rest = ["open", *rest]
+        parser = build_parser(rest[0] if rest[0] in COMMAND_NAMES else None)
         args = parser.parse_args(rest)
         args.debug = debug
         args.open_app = open_app

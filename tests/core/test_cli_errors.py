@@ -76,3 +76,30 @@ def test_unknown_command_and_bad_option():
 def test_debug_shows_the_traceback(tmp_path):
     proc = _run("--debug", "chat", "--model", str(tmp_path / "nope"), "--prompt", "hi")
     assert proc.returncode == 2 and "Traceback" in proc.stderr
+
+
+def test_each_command_builds_from_the_module_the_table_names():
+    """A command's line builds only its module's parsers (core/cli.py COMMANDS): a command the
+    table names under the wrong module, or leaves out, would be refused as a project directory."""
+    import argparse
+    import importlib
+
+    from tunedeck.core.cli import COMMANDS
+
+    def registered(module):
+        parser = argparse.ArgumentParser()
+        importlib.import_module(module).register(parser.add_subparsers())
+        [action] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        return set(action.choices)
+
+    for module, names in COMMANDS:
+        assert registered(module) == set(names), module
+
+
+def test_a_command_name_alone_still_gets_its_help_and_the_top_help_lists_every_command():
+    top = subprocess.run([EXE, "--help"], capture_output=True, text=True, timeout=120)
+    assert top.returncode == 0
+    for name in ("train", "resume", "serve", "export", "data", "web", "watch"):
+        assert f"    {name}" in top.stdout, name
+    train = subprocess.run([EXE, "train", "--help"], capture_output=True, text=True, timeout=120)
+    assert train.returncode == 0 and "--detach" in train.stdout
