@@ -118,24 +118,19 @@ class MetricsWatcher(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        offset, partial = 0, b""
+        from tunedeck.core.file_tail import FileTail
+
+        tail = FileTail(self.path)
         while not self.stop.is_set():
             try:
-                st = os.stat(self.path)
+                st = os.stat(self.path)  # first: a line written before the read is dated early, so a latency errs long
             except OSError:
                 time.sleep(0.001)
                 continue
-            if st.st_size > offset:
-                with open(self.path, "rb") as f:
-                    f.seek(offset)
-                    data = f.read()
-                offset += len(data)
-                lines = (partial + data).split(b"\n")
-                partial = lines.pop()
-                for line in lines:
-                    event = json.loads(line)
-                    if event.get("kind") == "train":
-                        self.written.setdefault(event["iter"], st.st_mtime_ns / 1e9)
+            for line in tail.read_lines():
+                event = json.loads(line)
+                if event.get("kind") == "train":
+                    self.written.setdefault(event["iter"], st.st_mtime_ns / 1e9)
             time.sleep(0.001)
 
 
