@@ -11,10 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
+from ..config import PROJECT_CONFIG
 from ..errors import BadInput
 from .formats import FEATURES
-
-PROJECT_CONFIG = "tunedeck.toml"
 
 
 def features_of(config) -> Dict[str, str]:
