@@ -28,7 +28,7 @@ from tunedeck.core.run_history import Series
 from tunedeck.core.rundir import RunDirectory, find_runs
 from tunedeck.themes import DEFAULT_THEME, all_themes
 
-from .chat_session import ModelSessions
+from .model_sessions import ModelSessions
 from .keymap import apply_user_keymap
 from .messages import (ChatRequested, DeleteRequested, FormBuilt, OverlayLoaded, OverlayRequested,
                        ResumeRequested, RunStarted, RunStopped, RunSwitchRequested, RunUpdated, ServingChanged,
@@ -113,7 +113,7 @@ class TunedeckApp(ModelSessions, App):
         return DataPane(self.project, id="data-pane")
 
     def _chat_pane_widget(self):
-        from .chat_pane import ChatPane  # loaded after the first frame too
+        from .panes.chat import ChatPane
 
         return ChatPane(self.project, id="chat-pane")
 

@@ -20,13 +20,13 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from tunedeck.core.adapters import AdapterRef
 from tunedeck.core.chat import Chunk, LoadCancelled
 
-from .chat_evaluation import EvaluationScreen
-from .chat_messages import (AnswerStreamed, ChatAsked, ChatModelLoaded, ChatModelProgressed,
+from .panes.chat.evaluation import EvaluationScreen
+from .panes.chat.messages import (AnswerStreamed, ChatAsked, ChatModelLoaded, ChatModelProgressed,
                             ChatModelRequested, ChatStopRequested, EvaluationFinished,
                             EvaluationProgressed, EvaluationRequested, EvaluationStopRequested)
 
 if TYPE_CHECKING:
-    from .chat_pane import ChatPane  # imported by the App after the first frame
+    from .panes.chat import ChatPane
 
 # Answers to the first prompts of the split that an evaluation from the app generates and scores.
 EVALUATION_SAMPLES = 5

@@ -12,13 +12,13 @@ from textual.worker import WorkerState
 
 from tests.tinymodel import PERSONA_ANSWER
 from tunedeck.core.rundir import find_runs
-from tunedeck.tui import chat_pane
+from tunedeck.core.chat_choices import BASE
 from tunedeck.tui.app import TunedeckApp
-from tunedeck.tui.chat_evaluation import EvaluationScreen
-from tunedeck.tui.chat_messages import AnswerStreamed
-from tunedeck.tui.chat_choices import BASE
-from tunedeck.tui.chat_pane import ChatPane
-from tunedeck.tui.chat_transcript import ChatTranscript
+from tunedeck.tui.panes.chat import ChatPane
+from tunedeck.tui.panes.chat import pane as chat_pane
+from tunedeck.tui.panes.chat.evaluation import EvaluationScreen
+from tunedeck.tui.panes.chat.messages import AnswerStreamed
+from tunedeck.tui.panes.chat.transcript import ChatTranscript
 
 from .harness import APP_CSS, wait_until
 

@@ -18,9 +18,9 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, ProgressBar, Static
 
-from .chat_messages import EvaluationStopRequested
-from .chat_transcript import literal
-from .widgets.key_footer import KeyFooter
+from ...widgets.key_footer import KeyFooter
+from .messages import EvaluationStopRequested
+from .transcript import literal
 
 
 def _figure(value: Optional[float], digits: int = 3) -> str:

@@ -13,11 +13,21 @@ from typing import Optional
 from textual.message import Message
 
 from tunedeck.core.adapters import AdapterRef
+from tunedeck.core.chat_choices import AdapterChoice
 from tunedeck.core.chat import GenerationSettings
 from tunedeck.core.checkpoints import Checkpoint
 
 
 # -- from the Chat pane -----------------------------------------------------------------------
+class ChoicesScanned(Message):
+    """The models and adapters the pane's worker found to offer (core.chat_choices)."""
+
+    def __init__(self, models: list[tuple[str, str]], adapters: dict[str, AdapterChoice]):
+        super().__init__()
+        self.models = models
+        self.adapters = adapters
+
+
 class ChatModelRequested(Message):
     """Load ``model`` (a model directory or ``demo``) with ``adapter`` (None: the base alone)."""
 

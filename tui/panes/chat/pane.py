@@ -17,21 +17,14 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.widgets import Input, Label, ProgressBar, Select, Static
 
 from tunedeck.core.adapters import AdapterRef
 from tunedeck.core.chat import Conversation, GenerationSettings, save_transcript
+from tunedeck.core.chat_choices import BASE, AdapterChoice, model_label, scan_choices
 
-from .chat_choices import BASE, AdapterChoice, model_label, scan_choices
-from .chat_messages import ChatAsked, ChatModelRequested, ChatStopRequested
-from .chat_transcript import Answer, ChatTranscript
-
-class ChoicesScanned(Message):
-    def __init__(self, models: list[tuple[str, str]], adapters: dict[str, AdapterChoice]):
-        super().__init__()
-        self.models = models
-        self.adapters = adapters
+from .messages import ChatAsked, ChatModelRequested, ChatStopRequested, ChoicesScanned
+from .transcript import Answer, ChatTranscript
 
 
 class ChatPane(Vertical):

@@ -1,0 +1,3 @@
+from .pane import ChatPane
+
+__all__ = ["ChatPane"]
