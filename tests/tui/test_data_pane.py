@@ -212,8 +212,12 @@ async def test_progress_of_a_task_whose_view_is_hidden_asks_for_no_layout(
         await wait_until(pilot, lambda: pane.report is not None, what="the validation report")
         line = pane.query_one(ValidationReport).task_line
         line.progress("checking train.jsonl", 0.0)  # from finished to running: restyled once
-        await pilot.pause()
-        layouts.clear()
+        # Until the screen is still (on a busy machine the first frames may still be coming).
+        for _ in range(1000):
+            layouts.clear()
+            await pilot.pause()
+            if not layouts:
+                break
         for i in range(1, 6):
             line.progress(f"checking train.jsonl: {i * 1000:,} lines, a longer label each "
                           f"time {'.' * 20 * i}", i / 10)

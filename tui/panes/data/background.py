@@ -110,11 +110,10 @@ class TaskView:
             self.task_line.progress(message.label, message.fraction)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker is not self.worker:
-            return
-        if event.state == WorkerState.ERROR:
+        if event.worker is self.worker and event.state == WorkerState.ERROR:
             # An unexpected failure: the view says so and stops waiting for a report.
             self.task_line.finish(worker_error(event.worker), "failed")
+        # A worker replaced or forgotten too: the keys shown may have counted it as running.
         self.post_message(TaskStateChanged())  # type: ignore[attr-defined]
 
     def request_to_run(self, base):

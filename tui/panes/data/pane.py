@@ -174,10 +174,12 @@ class DataPane(Vertical):
         self.query_one(TokenStatsView).forget()
         self.bar.say(f"{path.name} · opening…")
         try:
-            if self.row_list.open_file(path, self.feature_keys) is not None:
-                self._rows_opened()
+            rows = self.row_list.open_file(path, self.feature_keys)
         except OSError as exc:
             self.bar.say(f"{path}: {exc.strerror or exc}")
+            return
+        if rows is not None:  # a JSON array is read in the background: FileOpened
+            self._rows_opened()
 
     @on(FileOpened)
     def _file_opened(self, message: FileOpened) -> None:
@@ -339,9 +341,6 @@ class DataPane(Vertical):
             self._refresh_view()
 
     # -- the keys -----------------------------------------------------------------------------
-    def _task_views(self) -> list:
-        return [self.query_one(f"#data-{view}") for view in TASK_VIEWS]
-
     @on(TaskStateChanged)
     def _task_state_changed(self) -> None:
         self._update_bindings()
@@ -358,7 +357,7 @@ class DataPane(Vertical):
         if action == "toggle_mask_prompt":
             return self.view in TOKENIZER_VIEWS
         if action == "cancel":
-            return any(view.task_running for view in self._task_views()) or (
+            return any(self.query_one(f"#data-{view}").task_running for view in TASK_VIEWS) or (
                 self.rows is not None and not self.rows.done)
         if action in FORMS:
             return self.view == action
