@@ -200,7 +200,7 @@ def test_remote_hosts_are_checked_before_start_each_refusal_naming_its_host(tmp_
 def test_the_status_lines_show_the_ranks_and_the_tokens_per_second_of_them_all(tmp_path):
     from tunedeck.core import events as ev
     from tunedeck.core.commands.status_line import StatusLine
-    from tunedeck.tui.panes.training.run_status_line import RunFigures, RunStatusLine
+    from tunedeck.core.status_text import RunFigures, status_figures
 
     run = RunDirectory(tmp_path)
     run.update_status(state="running", total_iters=100, world_size=2)
@@ -209,11 +209,11 @@ def test_the_status_lines_show_the_ranks_and_the_tokens_per_second_of_them_all(t
     writer.close()
 
     assert StatusLine(run).text(now=0.0).split(" · ")[:4] == [
-        "iter 10/100", "loss 2.500", "2 ranks", "1,234 tok/s total"]
-    parts = RunStatusLine._describe(RunFigures(state="running", iteration=10, total_iters=100,
-                                               tokens_per_sec=1234.0, ranks=2), now=0.0)
+        "iter 10/100 (10%)", "loss 2.500", "2 ranks", "1.2k tok/s total"]
+    parts = status_figures(RunFigures(state="running", iteration=10, total_iters=100,
+                                      tokens_per_sec=1234.0, ranks=2), now=0.0)
     assert parts[1:3] == ["2 ranks", "1.2k tok/s total"]
-    one = RunStatusLine._describe(RunFigures(state="running", tokens_per_sec=1234.0), now=0.0)
+    one = status_figures(RunFigures(state="running", tokens_per_sec=1234.0), now=0.0)
     assert one == ["1.2k tok/s"]
 
 
