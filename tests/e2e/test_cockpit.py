@@ -12,7 +12,11 @@ from .terminal import TUNEDECK, needs_tmux
 pytestmark = [pytest.mark.e2e, needs_tmux()]
 
 ITERATION = re.compile(r"iter (\d+)/(\d+)")
-ETA = re.compile(r"ETA (\d+:\d\d)")
+ETA = re.compile(r"ETA (\d+h\d\dm|\d+m\d\ds|\d+s)")  # core/eta.py format_duration
+# Long enough to be still going through the watching, the quit and the reopening before the
+# stop (300 iterations of the tiny model ended in 22 s at load 10; 2000 take a minute), and short
+# enough that the resumed run gets to its end.
+ITERS = 2000
 
 
 def iteration(screen: str) -> int:
@@ -26,15 +30,15 @@ def plot_rows(screen: str) -> list[str]:
 
 
 def test_start_watch_leave_return_stop_resume_finish(tmp_path, tiny_model, terminal):
-    project = write_project(tmp_path / "project", tiny_model, iters=300, steps_per_report=10,
-                            steps_per_eval=50, save_every=50)
+    project = write_project(tmp_path / "project", tiny_model, iters=ITERS, steps_per_report=10,
+                            steps_per_eval=100, save_every=100)
     term = terminal(160, 48).start(f"{TUNEDECK} {project}", cwd=project)
 
     # The form comes first in a project without runs; ctrl+r starts a detached run.
     term.wait_for("learning_rate", what="the Hyperparameters form")
     term.wait_for(lambda s: "Start run" in s and "lora_parameters.rank" in s, what="the whole form")
     term.press("C-r")
-    term.wait_for(re.compile(r"running .*iter \d+/300"), timeout=90, what="the run reporting")
+    term.wait_for(re.compile(rf"running .*iter \d+/{ITERS}"), timeout=90, what="the run reporting")
 
     # The plot moves as the run reports and an ETA stays shown. (Its value may rightly hold
     # still while the run slows, as on a busy machine; tests/core/test_eta.py checks the figures.)
@@ -47,14 +51,14 @@ def test_start_watch_leave_return_stop_resume_finish(tmp_path, tiny_model, termi
 
     # Quitting the app leaves the run training.
     term.press("C-q")
-    term.wait_for("EXITED 0", timeout=20)
+    term.wait_for("EXITED 0", timeout=60)
     run = find_runs(project / "runs")[0]
     assert run.state() == "running"
     left_at = iteration(moved)
 
     # Opened again: the same run, still going, with its history from the first iteration.
     again = terminal(160, 48).start(f"{TUNEDECK} {project}", cwd=project)
-    back = again.wait_for(lambda s: re.search(r"running .*iter \d+/300", s) and s, timeout=30,
+    back = again.wait_for(lambda s: re.search(rf"running .*iter \d+/{ITERS}", s) and s, timeout=90,
                           what="the run found again")
     assert iteration(back) >= left_at
     # The loss plot's x axis starts at the first iteration, not where the app was reopened.
@@ -62,13 +66,13 @@ def test_start_watch_leave_return_stop_resume_finish(tmp_path, tiny_model, termi
 
     # Stop it from the Training pane, then resume it from the Checkpoints pane.
     again.press("x")
-    again.wait_for(re.compile(r"stopped .*iter \d+/300"), timeout=60, what="the stop")
+    again.wait_for(re.compile(rf"stopped .*iter \d+/{ITERS}"), timeout=60, what="the stop")
     assert run.state() == "stopped"
     again.press("4")
     again.wait_for(lambda s: "exact" in s and "checkpoints of" in s, what="the checkpoint list")
     again.press("r")
-    again.wait_for(re.compile(r"running .*iter \d+/300"), timeout=90, what="the resumed run")
+    again.wait_for(re.compile(rf"running .*iter \d+/{ITERS}"), timeout=90, what="the resumed run")
     again.press("3")
-    again.wait_for(re.compile(r"finished .*iter 300/300"), timeout=180, what="the end of the run")
+    again.wait_for(re.compile(rf"finished .*iter {ITERS}/{ITERS}"), timeout=900, what="the end of the run")
     assert run.state() == "finished"
     assert "Traceback" not in again.screen()
