@@ -118,16 +118,6 @@ async def test_ctrl_q_and_f10_quit(project):
             assert app.return_code == 0
 
 
-async def test_the_command_palette_lists_pane_actions(project):
-    app = TunedeckApp(project=project)
-    async with app.run_test(size=(100, 30)) as pilot:
-        # Panes out of sight are built just after the first frame.
-        await wait_until(pilot, lambda: app.query("#checkpoints-pane"), what="every pane")
-        titles = {command.title for command in app.get_system_commands(app.screen)}
-        assert {"Start run", "Stop", "Stop at ckpt", "Resume", "Delete", "Show Training",
-                "Toggle theme", "Quit"} <= titles
-
-
 async def test_watch_a_log_file_fills_the_training_pane():
     app = TunedeckApp(watch=str(LOGS / "v032_crash.log"))
     async with app.run_test(size=(120, 40)) as pilot:

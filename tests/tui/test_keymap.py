@@ -75,7 +75,6 @@ def test_what_is_a_key():
     assert key_problem("f1,") == "an empty key"
 
 
-@pytest.mark.xfail(strict=True, reason="the Data pane's RowList has six bindings without an id")
 def test_every_binding_has_an_id(project):
     """A binding without an id cannot be moved by the keymap."""
     app = TunedeckApp(project=project)

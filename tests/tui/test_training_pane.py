@@ -174,10 +174,18 @@ async def test_a_crash_before_a_resume_is_forgotten():
 async def test_keys_ask_the_app_to_stop_switch_and_overlay():
     app = PaneHarness(lambda: TrainingPane(), clock=lambda: NOW)
     async with app.run_test(size=(100, 30)) as pilot:
-        app.query_one(TrainingPane).focus_main()
+        pane = app.query_one(TrainingPane)
+        pane.focus_main()
+        pane.add_update(RunUpdate(state="running", arrived_at=NOW), live=True, now=NOW)
+        await pilot.pause()
         await pilot.press("x", "n", "right_square_bracket", "left_square_bracket", "o")
         stops = app.of_type(StopRequested)
         assert [s.after_checkpoint for s in stops] == [False, True]
+        # A run that has ended has nothing to stop: the keys are not offered and do nothing.
+        pane.add_update(RunUpdate(state="finished", arrived_at=NOW), live=True, now=NOW)
+        await pilot.pause()
+        await pilot.press("x", "n")
+        assert len(app.of_type(StopRequested)) == 2
         assert [m.step for m in app.of_type(RunSwitchRequested)] == [1, -1]
         assert app.of_type(OverlayRequested)
 

@@ -58,12 +58,12 @@ class RowList(ScrollView, can_focus=True):
     COMPONENT_CLASSES = {"row-list--line", "row-list--format", "row-list--error",
                          "row-list--warning", "row-list--cursor"}
     BINDINGS = [
-        Binding("up", "move(-1)", "Up", show=False),
-        Binding("down", "move(1)", "Down", show=False),
-        Binding("pageup", "page(-1)", "Page up", show=False),
-        Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("home", "first", "First row", show=False),
-        Binding("end", "last", "Last row", show=False),
+        Binding("up", "move(-1)", "Up", show=False, id="row-up"),
+        Binding("down", "move(1)", "Down", show=False, id="row-down"),
+        Binding("pageup", "page(-1)", "Page up", show=False, id="row-page-up"),
+        Binding("pagedown", "page(1)", "Page down", show=False, id="row-page-down"),
+        Binding("home", "first", "First row", show=False, id="first-row"),
+        Binding("end", "last", "Last row", show=False, id="last-row"),
     ]
 
     cursor = reactive(0, init=False)

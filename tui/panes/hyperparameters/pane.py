@@ -49,6 +49,9 @@ class HyperparametersPane(Vertical):
     PANE_TITLE = "Hyperparameters"
     DEFAULT_CSS = """
     HyperparametersPane #form { height: 1fr; scrollbar-size-vertical: 1; }
+    /* A group is as tall as its fields: the form scrolls (1fr groups shared its height, each
+       showing its first fields only). */
+    HyperparametersPane .config-group { height: auto; }
     HyperparametersPane .group-title {
         width: 1fr; background: $panel; color: $foreground; text-style: bold; padding: 0 1; margin-top: 1;
     }

@@ -94,6 +94,7 @@ class TrainingPane(Vertical):
         """Start over on another run (or log); its history arrives with the next updates."""
         self.history = RunHistory()
         self.name_shown, self.state, self.status, self.note = name, state, {}, ""
+        self.refresh_bindings()
         self.failure = None
         self.diverging, self.resumable, self.adapters_dir = DivergingOffer(), set(), None
         self._show_offer()
@@ -130,6 +131,8 @@ class TrainingPane(Vertical):
         if update.failure is not None:
             self.failure = update.failure
         if update.state is not None:
+            if update.state != self.state:
+                self.refresh_bindings()  # x and n only while there is a run to stop
             self.state = update.state
             if update.state not in ("starting", "running"):
                 self.note = ""
@@ -194,6 +197,8 @@ class TrainingPane(Vertical):
     def check_action(self, action: str, parameters: tuple) -> Optional[bool]:
         if action == "resume_slower":
             return self.offer is not None
+        if action in ("stop", "stop_after_checkpoint"):
+            return self.state in ("starting", "running")
         return True
 
     def set_note(self, note: str, now: float) -> None:
