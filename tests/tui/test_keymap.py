@@ -1,7 +1,6 @@
 """The user's keymap: the settings file's [keymap] applies by binding id; a bad entry is one line
 and the rest applies."""
 
-import pytest
 from textual.binding import Binding
 from textual.widgets import TabbedContent
 from textual.widgets._footer import FooterKey
