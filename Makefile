@@ -30,6 +30,7 @@ demo: install
 
 test: install-test
 	$(BIN)/ruff check --quiet .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 bench: install-test

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from tunedeck.core.adapters import AdapterRef
+from .adapters import AdapterRef
 
 BASE = "base"  # the adapter choice "none": the base model alone
 
@@ -26,9 +26,9 @@ def model_label(path: str) -> str:
 def scan_choices(project: Optional[Path]) -> tuple[list[tuple[str, str]], dict[str, AdapterChoice]]:
     """The models and adapters to offer: the project's model and its runs' models, the local
     models, and for every run of the project its latest, its best and each checkpoint."""
-    from tunedeck.core.checkpoints import checkpoint_index
-    from tunedeck.core.models import find_local_models
-    from tunedeck.core.rundir import find_runs
+    from .checkpoints import checkpoint_index
+    from .models import find_local_models
+    from .rundir import find_runs
 
     models: dict[str, str] = {}
     adapters: dict[str, AdapterChoice] = {BASE: AdapterChoice("none (the base model)", None, None)}
@@ -58,14 +58,14 @@ def scan_choices(project: Optional[Path]) -> tuple[list[tuple[str, str]], dict[s
 
 
 def _configured_model(project: Path) -> Optional[str]:
-    from tunedeck.core.config import TrainConfig
+    from .config import TrainConfig
 
     try:
         model = TrainConfig.from_toml(project / "tunedeck.toml").resolve_paths(project).model
     except Exception:  # no config or a broken one: the other models are still offered
         return None
     if model == "demo":
-        from tunedeck.core.demo_model import demo_model_dir, is_demo_model_built
+        from .demo_model import demo_model_dir, is_demo_model_built
 
         return str(demo_model_dir()) if is_demo_model_built(demo_model_dir()) else "demo"
     return model
