@@ -105,7 +105,7 @@ def _load() -> float:
 # with a time constant of a minute, so a benchmark that kept both cores busy would otherwise mark
 # the next one as run on a busy machine.
 SETTLE_BELOW = 0.5  # per core
-SETTLE_FOR_AT_MOST_S = 75.0
+SETTLE_FOR_AT_MOST_S = 45.0
 
 
 def settle() -> float:

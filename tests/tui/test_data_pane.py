@@ -460,10 +460,16 @@ async def test_generate_answers_rows_appear_stop_resume_and_flags_in_problems(tm
         written = out.read_text().splitlines()
         assert 0 < len(written) < len(questions)
         await pilot.press("ctrl+r")  # resumes
-        # 2,000 prompts: minutes on a shared machine under load.
-        await wait_until(pilot, lambda: "answers written" in form.task_line.text
-                         and "stopped" not in form.task_line.text, timeout=480,
-                         what="the whole generation")
+        # 2,000 prompts: minutes on a shared machine under load. (Once seen to time out in a
+        # full suite run: the failure says where the form and its worker were.)
+        try:
+            await wait_until(pilot, lambda: "answers written" in form.task_line.text
+                             and "stopped" not in form.task_line.text, timeout=480,
+                             what="the whole generation")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the task line said {form.task_line.text!r}, its worker "
+                                 f"{form.worker!r}, the view {pane.view!r}, "
+                                 f"{len(out.read_text().splitlines())} rows written") from None
         rows_written = [json.loads(line) for line in out.read_text().splitlines()]
         assert sorted(r["messages"][0]["content"] for r in rows_written) == sorted(questions)
         assert f"{len(written):,} from before" in form.task_line.text
