@@ -20,3 +20,19 @@ def finished_project(tmp_path_factory, tiny_model) -> Path:
     project = write_project(tmp_path_factory.mktemp("finished") / "project", tiny_model)
     train_to_the_end(project)
     return project
+
+
+@pytest.fixture
+def layouts(monkeypatch) -> list:
+    """The screens laid out from now on, one entry per layout (each walks every widget)."""
+    from textual.screen import Screen
+
+    laid_out: list = []
+    refresh_layout = Screen._refresh_layout
+
+    def counted(screen, *args, **kwargs):
+        laid_out.append(screen)
+        return refresh_layout(screen, *args, **kwargs)
+
+    monkeypatch.setattr(Screen, "_refresh_layout", counted)
+    return laid_out

@@ -196,16 +196,11 @@ async def test_the_validation_report_jumps_to_a_truncated_line_and_good_rows_sta
 
 
 async def test_progress_of_a_task_whose_view_is_hidden_asks_for_no_layout(
-        tmp_path, tiny_model, monkeypatch):
+        tmp_path, tiny_model, layouts):
     """The check reports ten times a second while the rows are looked at, its view hidden: a
     layout of the whole screen for each report made a jump to a line slow (issue 9)."""
-    from textual.screen import Screen
 
     project = write_project(tmp_path / "project", tiny_model)
-    layouts = []
-    refresh_layout = Screen._refresh_layout
-    monkeypatch.setattr(Screen, "_refresh_layout", lambda screen, *args, **kwargs: (
-        layouts.append(screen), refresh_layout(screen, *args, **kwargs))[1])
     app = PaneHarness(lambda: DataPane(project))
     async with app.run_test(size=(160, 48)) as pilot:
         pane, rows = await open_pane(pilot)

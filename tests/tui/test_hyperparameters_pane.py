@@ -282,17 +282,11 @@ async def test_epochs_use_the_rows_counted_once_not_a_read_per_keystroke(project
 
 
 async def test_a_keystroke_repaints_what_it_changes_without_laying_out_the_form(
-        tmp_path, tiny_model, monkeypatch):
+        tmp_path, tiny_model, layouts):
     """A layout walks the form's ~200 widgets: it was most of a keystroke's time."""
-    from textual.screen import Screen
-
     from .projects import write_project
 
     project = write_project(tmp_path / "p", tiny_model, iters=None, epochs=1, batch_size=1)
-    layouts = []
-    refresh_layout = Screen._refresh_layout
-    monkeypatch.setattr(Screen, "_refresh_layout", lambda screen, *args, **kwargs: (
-        layouts.append(screen), refresh_layout(screen, *args, **kwargs))[1])
     app = PaneHarness(lambda: HyperparametersPane(project))
     async with app.run_test(size=(160, 48)) as pilot:
         await opened(pilot, app)
