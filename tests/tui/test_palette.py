@@ -42,3 +42,17 @@ async def test_the_palette_offers_the_panes_actions_and_runs_one():
                          and "Smooth" in str(results.get_option_at_index(0).prompt), what="Smooth found")
         await pilot.press("enter")
         await wait_until(pilot, lambda: plot.smoothing != before, what="the smoothing to change")
+
+
+async def test_the_row_lists_cursor_keys_are_left_to_the_list(project):
+    """Up, Down, Page up… of the Data pane's rows are keys of the list, not actions to search for."""
+    from tunedeck.tui.panes.data.row_list import RowList
+
+    app = TunedeckApp(project=project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("1")
+        await wait_until(pilot, lambda: app.query(RowList) and app.focused is app.query_one(RowList),
+                         what="the row list focused")
+        commands = offered(app)
+        assert "File" in commands  # the pane's own actions are there
+        assert not {"Up", "Down", "Page up", "Page down", "First row", "Last row"} & set(commands)

@@ -57,13 +57,15 @@ class RowList(ScrollView, can_focus=True):
     """
     COMPONENT_CLASSES = {"row-list--line", "row-list--format", "row-list--error",
                          "row-list--warning", "row-list--cursor"}
+    # Cursor keys: ids, so a keymap can move them, and no description, so the palette leaves
+    # them to the list as it does a Textual widget's own.
     BINDINGS = [
-        Binding("up", "move(-1)", "Up", show=False, id="row-up"),
-        Binding("down", "move(1)", "Down", show=False, id="row-down"),
-        Binding("pageup", "page(-1)", "Page up", show=False, id="row-page-up"),
-        Binding("pagedown", "page(1)", "Page down", show=False, id="row-page-down"),
-        Binding("home", "first", "First row", show=False, id="first-row"),
-        Binding("end", "last", "Last row", show=False, id="last-row"),
+        Binding("up", "move(-1)", "", show=False, id="row-up"),
+        Binding("down", "move(1)", "", show=False, id="row-down"),
+        Binding("pageup", "page(-1)", "", show=False, id="row-page-up"),
+        Binding("pagedown", "page(1)", "", show=False, id="row-page-down"),
+        Binding("home", "first", "", show=False, id="first-row"),
+        Binding("end", "last", "", show=False, id="last-row"),
     ]
 
     cursor = reactive(0, init=False)
