@@ -23,7 +23,7 @@ Checks run on a saved checkpoint in a process of their own (``check_checkpoint``
 base + checkpoint through core.chat; ``python -m tunedeck.core.probes RUN ITER``), or with a model
 already in memory (``check_model``). Both report what they cost in seconds. A run with
 ``answer_checks`` on starts one such process after each checkpoint it completes
-(``CheckpointChecks``); each check leaves ``adapters/NNNNNNN_answers.json`` beside its checkpoint
+(core.checkpoint_checks); each check leaves ``adapters/NNNNNNN_answers.json`` beside its checkpoint
 (the answers, the base's, the findings and the seconds) and appends its findings to metrics.jsonl.
 """
 
@@ -32,9 +32,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -393,137 +391,13 @@ def recorded_checks(adapters: Path) -> dict:
     return checks
 
 
-class CheckpointChecks:
-    """The answer checks of a training run's checkpoints, each in a process of its own so that
-    the training process keeps its memory and its pace (the check runs at a lower priority).
-
-    At most one runs at a time. A checkpoint saved while one runs waits for it; only the newest
-    waits, an older one is skipped (with a line in train.log saying so). ``close`` ends them with
-    the run: a run that finished waits for its last check; a stopped or failed one ends the
-    running check and drops the waiting one.
-
-    No check outlives its run, however the run dies: each check process holds the read end of a
-    pipe whose only writer is the training process (its end closes when that process dies, even
-    by ``kill -9``), and looks for the run's supervisor every second; either gone, it exits.
-    """
-
-    def __init__(self, run_dir: Path, enabled: bool = True):
-        self.run_dir = Path(run_dir)
-        self.enabled = enabled
-        self.running: Optional[tuple] = None   # (iteration, Popen)
-        self.waiting: Optional[int] = None
-        self.closed = False
-        self._changed = threading.Condition()
-        if enabled:
-            import atexit
-
-            self.supervisor = os.getppid()
-            self._lifeline, self._lifeline_writer = os.pipe()
-            # Whatever way the training process leaves (a failure, an exception), no check stays.
-            atexit.register(self.close, wait=False)
-
-    @classmethod
-    def for_run(cls, run) -> "CheckpointChecks":
-        """As the run's config says (``answer_checks`` in run.toml; off for a run without one)."""
-        from .config import TrainConfig
-
-        try:
-            enabled = bool(TrainConfig.from_toml(run.run_toml).answer_checks)
-        except Exception:  # a run started from an mlx-lm YAML has no tunedeck-only settings
-            enabled = False
-        return cls(run.path, enabled)
-
-    def checkpoint_saved(self, iteration: int) -> None:
-        """A checkpoint's files are complete: check it now, or after the check running now."""
-        if not self.enabled:
-            return
-        with self._changed:
-            if self.closed:
-                return
-            if self.running is None:
-                self._start(iteration)
-                return
-            if self.waiting is not None:
-                print(f"[tunedeck] answer check of checkpoint {self.waiting} skipped: the check of "
-                      f"checkpoint {self.running[0]} was still running when checkpoint {iteration} "
-                      f"came", flush=True)
-            self.waiting = iteration
-
-    def _start(self, iteration: int) -> None:
-        """Called with the lock held."""
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tunedeck.core.probes", str(self.run_dir), str(iteration),
-             "--lifeline", str(self._lifeline), "--supervisor", str(self.supervisor)],
-            stdin=subprocess.DEVNULL, pass_fds=(self._lifeline,))
-        self.running = (iteration, process)
-        threading.Thread(target=self._reap, args=(process,), daemon=True,
-                         name=f"answer-check-{iteration}").start()
-
-    def _reap(self, process: subprocess.Popen) -> None:
-        process.wait()
-        with self._changed:
-            self.running = None
-            if self.waiting is not None and not self.closed:
-                iteration, self.waiting = self.waiting, None
-                self._start(iteration)
-            self._changed.notify_all()
-
-    def close(self, wait: bool, give_up=lambda: False) -> None:
-        """``wait``: let the running check and the waiting one finish (polling ``give_up``, e.g.
-        a stop asked meanwhile); otherwise end the running one and drop the waiting one."""
-        if not self.enabled:
-            return
-        with self._changed:
-            if wait and self.running is not None and not self.closed:
-                left = [str(self.running[0])] + ([str(self.waiting)] if self.waiting is not None else [])
-                print(f"[tunedeck] waiting for the answer check of checkpoint "
-                      f"{' and then '.join(left)} before the run ends", flush=True)
-                while (self.running is not None or self.waiting is not None) and not give_up():
-                    self._changed.wait(timeout=0.5)
-            self.closed = True
-            if self.waiting is not None:
-                print(f"[tunedeck] answer check of checkpoint {self.waiting} not run: the run ended",
-                      flush=True)
-                self.waiting = None
-            if self.running is not None:
-                iteration, process = self.running
-                print(f"[tunedeck] answer check of checkpoint {iteration} stopped with the run",
-                      flush=True)
-                process.terminate()
-                if not self._changed.wait_for(lambda: self.running is None, timeout=30):
-                    process.kill()
-                    self._changed.wait_for(lambda: self.running is None, timeout=30)
-
-
-def _end_with_the_run(lifeline: int, supervisor: int, iteration: str) -> None:
-    """In a check process: exit as soon as the training process or the supervisor is gone."""
-    import select
-
-    def watch():
-        while True:
-            ready, _, _ = select.select([lifeline], [], [], 1.0)
-            # Readable means end of file: the only writer, the training process, is gone.
-            gone = bool(ready) and not os.read(lifeline, 1)
-            try:
-                os.kill(supervisor, 0)
-            except ProcessLookupError:
-                gone = True
-            except PermissionError:
-                pass
-            if gone:
-                print(f"[tunedeck] answer check of checkpoint {iteration} ended: its run is gone",
-                      flush=True)
-                os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="run-watch").start()
-
-
 def main(argv=None) -> int:
     """``python -m tunedeck.core.probes RUN_DIR CHECKPOINT``: check one saved checkpoint in a
     process of its own; findings are appended to the run's metrics.jsonl (one write per line,
     safe beside a training process appending too) and the answers saved beside the checkpoint."""
     import argparse
 
+    from .checkpoint_checks import end_with_the_run
     from .config import TrainConfig
     from .events import append_event
     from .rundir import RunDirectory
@@ -531,12 +405,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tunedeck.core.probes")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("checkpoint", help="an iteration number or a checkpoint file")
-    # Given by a training run that starts the check (CheckpointChecks): end with that run.
+    # Given by a training run that starts the check (core.checkpoint_checks): end with it.
     parser.add_argument("--lifeline", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--supervisor", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.lifeline is not None:
-        _end_with_the_run(args.lifeline, args.supervisor, args.checkpoint)
+        end_with_the_run(args.lifeline, args.supervisor, args.checkpoint)
         os.nice(10)  # the training beside it comes first
     run = RunDirectory(args.run_dir)
     try:

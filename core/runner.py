@@ -44,7 +44,7 @@ from typing import Optional, cast
 from .resume_state import (ResumeState, adapter_file, load_state, restore_optimizer,
                            save_optimizer)
 from . import events as ev
-from .probes import CheckpointChecks
+from .checkpoint_checks import CheckpointChecks
 from .rundir import RUNNING_STATES, RunDirectory, atomic_path
 
 STOP_NOW, STOP_AFTER_CHECKPOINT, SAVE_AND_STOP, EARLY_STOP = "now", "after-checkpoint", "save", "early"

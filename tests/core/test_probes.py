@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.core.runhelpers import wait_for, write_config
 from tests.core.test_health_runs import write_chat_data
 from tests.tinymodel import PERSONA_ANSWER, QUESTIONS
-from tunedeck.core import probes
+from tunedeck.core import checkpoint_checks, probes
 from tunedeck.core.cli import main
 from tunedeck.core.events import read_events
 from tunedeck.core.rundir import RunDirectory
@@ -214,8 +214,8 @@ def test_the_newest_checkpoint_waits_and_an_older_waiting_one_is_skipped(tmp_pat
         kill = terminate
 
     held: list = []
-    monkeypatch.setattr(probes.subprocess, "Popen", Held)
-    checks = probes.CheckpointChecks(tmp_path)
+    monkeypatch.setattr(checkpoint_checks.subprocess, "Popen", Held)
+    checks = checkpoint_checks.CheckpointChecks(tmp_path)
     checks.checkpoint_saved(10)
     checks.checkpoint_saved(20)
     checks.checkpoint_saved(30)  # 20 would be stale by the time it ran
