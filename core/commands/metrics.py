@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Iterator, List, Optional, Tuple
 
 from ..errors import BadInput
 from ..eta import format_duration
+from ..status_text import SEPARATOR
+from ..text import loss_text
 
 if TYPE_CHECKING:
     from ..events import Test, Train, Val
@@ -157,27 +159,43 @@ def _events_file_source(path: Path, follow: bool, run_dir: Optional[Path]) -> It
 
 def _log_file_source(path: Path, follow: bool, run_dir: Optional[Path]) -> Iterator[Batch]:
     from ..events import End
+    from ..file_tail import FileTail
     from ..logparse import LogParser
 
     parser = LogParser()
-    with open(path, "rb") as f:
-        yield parser.feed(f.read()), None
-        quiet_since = time.monotonic()
-        while follow:
-            over = _run_is_over(run_dir)
-            time.sleep(POLL_S)
-            if os.fstat(f.fileno()).st_size < f.tell():
-                f.seek(0)  # truncated and rewritten: start over
-                parser = LogParser()
-            data = f.read()
-            if data:
-                events, quiet_since = parser.feed(data), time.monotonic()
-            else:
-                events = parser.idle() if time.monotonic() - quiet_since >= QUIET_S else []
-            yield events, (time.time() if data else None)
-            if over or any(isinstance(e, End) for e in events):
-                break
-    yield parser.close(), None
+    tail = FileTail(path)
+    yield _parsed(parser, tail.read_lines()), None
+    quiet_since = time.monotonic()
+    while follow:
+        over = _run_is_over(run_dir)
+        time.sleep(POLL_S)
+        lines = tail.read_lines()
+        if lines:
+            events, quiet_since = _parsed(parser, lines), time.monotonic()
+        else:
+            events = parser.idle() if time.monotonic() - quiet_since >= QUIET_S else []
+        yield events, (time.time() if lines else None)
+        if over or any(isinstance(e, End) for e in events):
+            break
+    # The tail holds back a last line without its newline (it may still be being written); at
+    # the end it counts, as it does in a pipe: a process killed mid-line leaves one.
+    events = parser.feed(_torn_last_line(path))
+    yield events + parser.close(), None
+
+
+def _parsed(parser, lines: List[str]) -> list:
+    return parser.feed("".join(line + "\n" for line in lines)) if lines else []
+
+
+def _torn_last_line(path: Path) -> bytes:
+    """What follows the last newline of ``path`` (at most READ_BYTES of it)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - READ_BYTES))
+            end = f.read()
+    except OSError:
+        return b""
+    return end[end.rfind(b"\n") + 1:]
 
 
 def _stdin_source() -> Iterator[Batch]:
@@ -201,10 +219,6 @@ def _stdin_source() -> Iterator[Batch]:
 
 
 # -- output ----------------------------------------------------------------------------------
-
-
-def _loss(x: Optional[float]) -> str:
-    return "-" if x is None else f"{x:.3f}"
 
 
 def _explained(error) -> str:
@@ -301,15 +315,15 @@ class _Printer:
                 val = None
             self.pending_val = None
             tok = "-" if event.tokens_per_sec is None else f"{event.tokens_per_sec:,.0f}"
-            lines.append(f"{event.iter:>6}  {_loss(event.loss):>10}  "
-                         f"{_loss(val.loss if val else None):>8}  {tok:>8}  "
+            lines.append(f"{event.iter:>6}  {loss_text(event.loss):>10}  "
+                         f"{loss_text(val.loss if val else None):>8}  {tok:>8}  "
                          f"{format_duration(event.eta_s):>7}")
             return
         self._flush_val(lines)
         if isinstance(event, Save):
             lines.append(f"{'':>6}  saved {event.file}")
         elif isinstance(event, Test):
-            lines.append(f"{'':>6}  test loss {event.loss:.3f}, ppl {event.ppl:.3f}")
+            lines.append(f"{'':>6}  test loss {loss_text(event.loss)}, ppl {event.ppl:.3f}")
         elif isinstance(event, Resume):
             at = f" (iteration {event.iter})" if event.iter is not None else ""
             lines.append(f"{'':>6}  resumed from {event.source}{at}")
@@ -328,7 +342,7 @@ class _Printer:
             return
         val, left = self.pending_val
         self.pending_val = None
-        lines.append(f"{val.iter:>6}  {'-':>10}  {_loss(val.loss):>8}  {'-':>8}  "
+        lines.append(f"{val.iter:>6}  {'-':>10}  {loss_text(val.loss):>8}  {'-':>8}  "
                      f"{format_duration(left):>7}")
 
     def _write(self, lines: List[str]) -> None:
@@ -351,12 +365,7 @@ class _Printer:
             parts.append(f"iteration {position:,}/{total:,}")
         elif position:
             parts.append(f"iteration {position:,}")
-        if self.last_train is not None:
-            parts.append(f"last loss {self.last_train.loss:.3f}")
-        if self.best_val is not None:
-            parts.append(f"best val {self.best_val.loss:.3f} (iteration {self.best_val.iter})")
-        if self.test is not None:
-            parts.append(f"test loss {self.test.loss:.3f}")
+        parts += self._losses()
         if self.findings:
             newest = self.findings[-1]
             more = f", {len(self.findings)} findings" if len(self.findings) > 1 else ""
@@ -374,4 +383,12 @@ class _Printer:
                 parts.append(f"ETA {format_duration(left)}")
         if len(parts) == 1 and not position:
             return "no training metrics found"
-        return " · ".join(parts)
+        return SEPARATOR.join(parts)
+
+    def _losses(self) -> List[str]:
+        """The last train loss, the best val loss and where it was, the test loss: those known."""
+        best_at = f" (iteration {self.best_val.iter})" if self.best_val is not None else ""
+        losses = (("last loss", self.last_train, ""), ("best val", self.best_val, best_at),
+                  ("test loss", self.test, ""))
+        return [f"{label} {loss_text(event.loss)}{where}" for label, event, where in losses
+                if event is not None]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import BadInput
 from ..eta import format_duration
+from ..text import loss_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,10 +35,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="let the run continue to its next checkpoint, then stop")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
     p.set_defaults(handler=_stop)
-
-
-def _loss(x) -> str:
-    return "-" if x is None else f"{x:.3f}"
 
 
 # A run in one of these states may have died of something worth naming.
@@ -94,8 +91,8 @@ def _runs(args) -> int:
     print(header)
     for s in summaries:
         progress = f"{s.iteration}/{s.total_iters}" if s.total_iters else str(s.iteration)
-        print(f"{s.name[:32]:<32} {s.state:<12} {progress:>13} {_world_size(s):>5} {_loss(s.last_loss):>7} "
-              f"{_loss(s.best_val_loss):>9} {format_duration(s.eta_s):>8}")
+        print(f"{s.name[:32]:<32} {s.state:<12} {progress:>13} {_world_size(s):>5} {loss_text(s.last_loss):>7} "
+              f"{loss_text(s.best_val_loss):>9} {format_duration(s.eta_s):>8}")
         failure = _failure(s)
         if failure is not None:
             print(f"  {failure.one_line()}")

@@ -140,6 +140,16 @@ def test_a_metrics_jsonl_given_by_path(tmp_path, capsys):
     assert [p["kind"] for p in json_lines(out)] == ["start", "val", "train", "train", "train"]
 
 
+def test_a_log_whose_last_line_has_no_newline_counts_that_line(tmp_path, capsys):
+    # A process killed mid-write leaves its last line without a newline: the tail holds such a
+    # line back while it may still grow, and counts it once the reading ends.
+    log = tmp_path / "train.log"
+    log.write_bytes((LOGS / "v032_test.log").read_bytes().rstrip(b"\n"))
+    code, out, _ = run(capsys, log, "--json")
+    assert code == 0
+    assert json_lines(out)[-1] == {"kind": "test", "loss": 2.653, "ppl": 14.202}
+
+
 def test_a_failed_run_directory_says_why_from_its_status(tmp_path, capsys):
     # The runner records an exception as "Type: message"; the advice comes from what it names.
     run_dir = make_run(tmp_path, RUNNER_EVENTS, state="failed")
