@@ -24,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.tinymodel
 
-from tunedeck.core.data.generate import Endpoint, LocalModel, generate_answers  # noqa: E402
+from tunedeck.core.data.generate import generate_answers  # noqa: E402
+from tunedeck.core.data.model_sources import Endpoint, LocalModel  # noqa: E402
 
 BATCH = 8
 CONCURRENCY = 4

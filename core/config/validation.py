@@ -19,6 +19,7 @@ from .fields import (FIELDS, HF_DATASET_KEYS, OPTIMIZER_OPTIONS, OPTIMIZERS, SCH
                      SCHEDULE_NAMES, _SPECS, FieldSpec)
 from .model import ConfigError, LoraParameters, LrSchedule, TrainConfig
 from ..errors import BadInput
+from ..text import plural
 
 # `config` (mlx-lm does not follow a config from inside a config).
 _IGNORED_KEYS = frozenset(("train", "config"))
@@ -38,10 +39,6 @@ def _show(value: Any) -> str:
     if isinstance(value, str):
         return repr(value)
     return str(value)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _dotted(path: tuple) -> str:
@@ -193,7 +190,7 @@ def _check_schedule(name: str, args: list[float]) -> tuple[Optional[list], list[
         usage = ", ".join(n for n, _, req in params if req)
         usage += "".join(f"[, {n}]" for n, _, req in params if not req)
         return None, [_Problem(where, f"lr_schedule.arguments: {name} takes {usage} "
-                                      f"(got {_plural(len(args), 'value')})")]
+                                      f"(got {plural(len(args), 'value')})")]
     out = []
     for (arg, kind, _), value in zip(params, args):
         if kind == "int" and (not isinstance(value, int) or value < 1):

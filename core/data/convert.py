@@ -1,20 +1,15 @@
-"""Converters from the usual dataset formats into mlx-lm's train/valid/test.jsonl.
+"""``data convert``: the usual dataset formats into mlx-lm's train/valid/test.jsonl.
 
-Every source record becomes one of three neutral shapes (a conversation, a prompt/completion
-pair, or a text) and is then written in the target format. No text is dropped on the way: an
-Alpaca row's instruction and input both reach the prompt, its system and history reach the
-conversation, and a target that cannot hold a structure (text, or completions for a multi-turn
-chat) gets the turns written out with their roles.
+Each input record is checked, put in its neutral shape and written in the target format
+(record_shapes.py; a .txt file is split into rows by plain_text.py); then the rows are
+shuffled, split and written, each split file atomically.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import re
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,13 +17,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import BadInput
 from ..progress import Progress
+from ..rundir import atomic_path
 from . import formats as F
-from .sources import (BOM, DATA_SUFFIXES, JSON_ARRAY, JSONL, TXT, SourceProblem, iter_records,
+from .file_report import Problem
+from .plain_text import read_txt, split_text
+from .record_shapes import Example, feedback_message, render, to_example
+from .sources import (DATA_SUFFIXES, JSON_ARRAY, JSONL, TXT, SourceProblem, iter_records,
                       sniff_container)
-from .validate import SPLIT_NAMES, Problem
+from .validate import SPLIT_NAMES
 
 TARGETS = (F.CHAT, F.COMPLETIONS, F.TEXT)
-TXT_MODES = ("line", "paragraph", "sentence", "chunk")
 DEFAULT_SPLIT = (80.0, 10.0, 10.0)
 MLX_DEFAULT_BATCH_SIZE = 4  # mlx_lm.lora refuses a split with fewer rows than the batch size
 KEEP_CHOICES = ("chosen",)
@@ -47,11 +45,6 @@ class ConversionCancelled(Exception):
     """The conversion was cancelled before anything was written."""
 
 
-# Neutral shapes: ("chat", messages, tools) / ("completions", prompt, completion, tools) /
-# ("text", text). Tuples keep millions of rows cheap.
-Example = tuple
-
-
 @dataclass
 class ConvertResult:
     out_dir: Path
@@ -63,243 +56,6 @@ class ConvertResult:
     skipped: int = 0                             # invalid rows left out (--skip-invalid)
     rejected: int = 0                            # KTO rows labelled false, left out (--keep)
     warnings: List[str] = field(default_factory=list)
-
-
-# ---------------------------------------------------------------------------------------------
-# Source records → neutral shapes
-
-_INST = re.compile(r"\[INST\](.*?)\[/INST\](.*?)(?=\[INST\]|\Z)", re.S)
-_SYS = re.compile(r"^\s*<<SYS>>(.*?)<</SYS>>", re.S)
-_SPECIAL = re.compile(r"</?s>")
-
-
-def is_mistral(text: str) -> bool:
-    return "[INST]" in text and "[/INST]" in text
-
-
-def parse_mistral(text: str) -> list:
-    """``<s>[INST] q [/INST] a</s>[INST] q2 [/INST] a2</s>`` → messages (with a Llama-2
-    ``<<SYS>>`` block as the system message). Raises ValueError for text outside the turns."""
-    first = text.find("[INST]")
-    if _SPECIAL.sub("", text[:first]).strip():
-        raise ValueError("text before the first [INST] would be lost")
-    messages = []
-    for i, m in enumerate(_INST.finditer(text)):
-        user, answer = m.group(1), _SPECIAL.sub("", m.group(2)).strip()
-        if i == 0:
-            sys_match = _SYS.match(user)
-            if sys_match:
-                messages.append({"role": "system", "content": sys_match.group(1).strip()})
-                user = user[sys_match.end():]
-        messages.append({"role": "user", "content": _SPECIAL.sub("", user).strip()})
-        if answer:
-            messages.append({"role": "assistant", "content": answer})
-    if not any(m["role"] == "assistant" for m in messages):
-        raise ValueError("no answer after [/INST]: nothing to train on")
-    return messages
-
-
-def _tools(value):
-    """LLaMA-Factory stores tools as a JSON string; chat templates want a list."""
-    if value is None or value == "" or value == []:
-        return None
-    if isinstance(value, str):
-        value = json.loads(value)
-    return value if isinstance(value, list) else [value]
-
-
-def _chosen_example(rec: dict, fmt: str) -> Optional[Example]:
-    """Preference and KTO data as supervised data: the chosen answer after its prompt; None
-    for a KTO example labelled false (an answer not to learn)."""
-    if fmt == F.KTO:
-        if rec["label"] is not True:
-            return None
-        body = {k: v for k, v in rec.items() if k != "label"}
-        return to_example(body, F.record_format(body))
-    prompt, chosen = rec.get("prompt"), rec["chosen"]
-    if type(prompt) is str and type(chosen) is str:
-        return ("completions", prompt, chosen, _tools(rec.get("tools")))
-    before = F.preference_prompt(rec)
-    if before is None:  # check_record reports it; a record passed unchecked lands here
-        raise ValueError("no prompt before the chosen answer")
-    messages = before + [{"role": "assistant", "content": F.answer_text(chosen)}]
-    return ("chat", messages, _tools(rec.get("tools")))
-
-
-def _feedback_message(fmt: str) -> str:
-    what = "preference data (chosen/rejected)" if fmt == F.PREFERENCE else \
-        "KTO data (true/false labels)"
-    return f"{what} is not supervised data; pass --keep chosen to keep the chosen answers"
-
-
-def to_example(rec: dict, fmt: Optional[str], keep: Optional[str] = None) -> Optional[Example]:
-    """A valid record (checked with formats.check_record) in its neutral shape; None for a
-    record ``keep`` leaves out. Raises ValueError with a user-facing message when it cannot
-    be converted."""
-    if fmt in F.FEEDBACK_FORMATS:
-        if keep != "chosen":
-            raise ValueError(_feedback_message(fmt))
-        return _chosen_example(rec, fmt)
-    if fmt == F.COMPLETIONS:
-        return ("completions", rec["prompt"], rec["completion"], _tools(rec.get("tools")))
-    if fmt == F.CHAT:
-        return ("chat", rec["messages"], _tools(rec.get("tools")))
-    if fmt == F.CONVERSATIONS:
-        return ("chat", rec["conversations"], _tools(rec.get("tools")))
-    if fmt == F.TEXT:
-        text = rec["text"]
-        return ("chat", parse_mistral(text), None) if is_mistral(text) else ("text", text)
-    if fmt == F.ALPACA:
-        messages = []
-        if rec.get("system"):
-            messages.append({"role": "system", "content": rec["system"]})
-        for question, answer in rec.get("history") or ():
-            messages += [{"role": "user", "content": question},
-                         {"role": "assistant", "content": answer}]
-        instruction, extra = rec.get("instruction") or "", rec.get("input") or ""
-        prompt = f"{instruction}\n\n{extra}" if instruction.strip() and extra.strip() \
-            else (instruction if instruction.strip() else extra)
-        messages += [{"role": "user", "content": prompt},
-                     {"role": "assistant", "content": rec["output"]}]
-        return ("chat", messages, _tools(rec.get("tools")))
-    if fmt == F.SHAREGPT:
-        messages = []
-        if rec.get("system"):
-            messages.append({"role": "system", "content": rec["system"]})
-        for turn in rec["conversations"]:
-            messages.append({"role": F.SHAREGPT_ROLES[turn["from"]], "content": turn["value"]})
-        return ("chat", messages, _tools(rec.get("tools")))
-    raise ValueError(f"cannot convert {F.describe(fmt)} records")
-
-
-def _content(message: dict) -> str:
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if content is None and message.get("tool_calls"):
-        return json.dumps(message["tool_calls"], ensure_ascii=False)
-    return json.dumps(content, ensure_ascii=False)
-
-
-def _labelled(messages: Sequence[dict]) -> str:
-    return "\n\n".join(f"{str(m.get('role', '')).capitalize()}: {_content(m)}" for m in messages)
-
-
-def render(example: Example, target: str) -> dict:
-    """A neutral example as an mlx-lm record of ``target``; ValueError if it cannot be one."""
-    kind = example[0]
-    if target == F.CHAT:
-        if kind == "chat":
-            rec = {"messages": example[1]}
-            tools = example[2]
-        elif kind == "completions":
-            rec = {"messages": [{"role": "user", "content": example[1]},
-                                {"role": "assistant", "content": example[2]}]}
-            tools = example[3]
-        else:
-            raise ValueError("plain text has no assistant turn, so it cannot become chat "
-                             "(use --to text)")
-        if tools:
-            rec["tools"] = tools
-        return rec
-    if target == F.COMPLETIONS:
-        if kind == "completions":
-            rec = {"prompt": example[1], "completion": example[2]}
-            tools = example[3]
-        elif kind == "chat":
-            messages, tools = example[1], example[2]
-            last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"),
-                       default=None)
-            if last is None:
-                raise ValueError("no assistant turn to use as the completion")
-            if last != len(messages) - 1:
-                raise ValueError("the conversation goes on after its last assistant turn; "
-                                 "completions would lose it (use --to chat)")
-            before = messages[:last]
-            prompt = _content(before[0]) if len(before) == 1 else _labelled(before)
-            rec = {"prompt": prompt, "completion": _content(messages[last])}
-        else:
-            raise ValueError("plain text has no completion (use --to text)")
-        if tools:
-            rec["tools"] = tools
-        return rec
-    if kind == "text":
-        return {"text": example[1]}
-    if kind == "completions":
-        return {"text": f"{example[1]}\n\n{example[2]}"}
-    return {"text": _labelled(example[1])}
-
-
-# ---------------------------------------------------------------------------------------------
-# Plain text
-
-_SENTENCE = re.compile(
-    r"\S.*?(?:[.!?…]+[\"'”’»)\]]*(?=\s|\Z)|[。！？]+[\"'”’」』)\]]*|\Z)", re.S)
-
-
-def split_text(text: str, mode: str, tokenizer=None, chunk_tokens: int = 512,
-               overlap: int = 0) -> List[str]:
-    """Rows from a plain-text document; blank lines never make rows."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if mode == "line":
-        return [line.strip() for line in text.split("\n") if line.strip()]
-    paragraphs = [p.strip() for p in re.split(r"\n[ \t]*\n", text) if p.strip()]
-    if mode == "paragraph":
-        return paragraphs
-    if mode == "sentence":
-        rows: list[str] = []
-        for p in paragraphs:
-            # A sentence wrapped over several lines is one sentence.
-            flat = re.sub(r"\s*\n\s*", " ", p)
-            rows.extend(m.group(0).strip() for m in _SENTENCE.finditer(flat))
-        return [r for r in rows if r]
-    if mode == "chunk":
-        return chunk_by_tokens(text, tokenizer, chunk_tokens, overlap)
-    raise BadInput(f"unknown --txt-mode {mode!r} (choose from {', '.join(TXT_MODES)})")
-
-
-def chunk_by_tokens(text: str, tokenizer, chunk_tokens: int, overlap: int) -> List[str]:
-    """Windows of ``chunk_tokens`` tokens, each starting ``chunk_tokens - overlap`` tokens after
-    the previous one, cut from the original text (so nothing is re-spelled by decoding)."""
-    if tokenizer is None:
-        raise BadInput("--txt-mode chunk counts tokens: pass --model")
-    if chunk_tokens < 1:
-        raise BadInput("--chunk-tokens must be at least 1")
-    if not 0 <= overlap < chunk_tokens:
-        raise BadInput("--overlap must be at least 0 and less than --chunk-tokens")
-    hf = getattr(tokenizer, "_tokenizer", tokenizer)
-    if getattr(hf, "is_fast", False):
-        enc = hf(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids, spans = enc["input_ids"], enc["offset_mapping"]
-
-        def piece(i: int, j: int) -> str:
-            return text[spans[i][0]:spans[j - 1][1]]
-    else:
-        ids = hf.encode(text, add_special_tokens=False)
-
-        def piece(i: int, j: int) -> str:
-            return hf.decode(ids[i:j])
-    rows, step = [], chunk_tokens - overlap
-    for i in range(0, len(ids), step):
-        j = min(i + chunk_tokens, len(ids))
-        chunk = piece(i, j).strip()
-        if chunk:
-            rows.append(chunk)
-        if j == len(ids):
-            break
-    return rows
-
-
-def read_txt(path: Path) -> str:
-    data = path.read_bytes()
-    if data.startswith(BOM):
-        data = data[len(BOM):]
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise BadInput(f"{path}:{line}: invalid UTF-8 (byte 0x{data[exc.start]:02x}); "
-                       "save the file as UTF-8") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,20 +87,13 @@ def split_sizes(n: int, split: Sequence[float]) -> Tuple[int, int, int]:
 
 
 def _write_jsonl(path: Path, lines: Sequence[str]) -> None:
-    """Write to a temporary name in the same directory, then rename: a crash or a full disk
-    never leaves a half-written split file under the real name."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+    """Atomically: a crash or a full disk never leaves a half-written split file under the
+    real name."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
             for line in lines:
                 f.write(line)
                 f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def expand_inputs(inputs: Sequence) -> List[Path]:
@@ -400,7 +149,7 @@ def first_kind(path: Path, keep: Optional[str] = None) -> Optional[str]:
         fmt = _usable(item)
         if fmt in F.FEEDBACK_FORMATS and keep is None:
             # Said once for the file, rather than as a problem on every line.
-            raise BadInput(f"{path}: {_feedback_message(fmt)}")
+            raise BadInput(f"{path}: {feedback_message(fmt)}")
         if fmt is not None and isinstance(item, dict):  # a record's format: a dict
             try:
                 example = to_example(item, fmt, keep)

@@ -11,7 +11,7 @@ import os
 import sys
 
 from .formats import FeatureKeys
-from .validate import _scan_range, chunk_to_json
+from .jsonl_check import _scan_range, chunk_to_json
 
 
 def main(argv: list) -> int:

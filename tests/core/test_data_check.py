@@ -226,7 +226,7 @@ def test_data_modules_stay_headless_and_light():
 
 
 def test_check_row_gives_the_pane_the_same_verdicts():
-    from tunedeck.core.data.validate import check_row
+    from tunedeck.core.data.jsonl_check import check_row
 
     good = check_row(b'{"prompt": "a", "completion": "b"}', "completions")
     assert good.ok and good.format == "completions" and good.record["completion"] == "b"

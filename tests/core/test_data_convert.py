@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tunedeck.core.data.convert import parse_mistral, split_sizes, split_text
+from tunedeck.core.data.convert import split_sizes
+from tunedeck.core.data.plain_text import split_text
+from tunedeck.core.data.record_shapes import parse_mistral
 from tunedeck.core.data.tokens import load_tokenizer
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "data"

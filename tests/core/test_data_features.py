@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tunedeck.core.data import validate
-from tunedeck.core.data.validate import check_row, validate_file
+from tunedeck.core.data.jsonl_check import check_row
+from tunedeck.core.data.validate import validate_file
 
 REPO = Path(__file__).resolve().parents[2]
 REALDATA = REPO.parent / "shared" / "realdata" / "datasets"

@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tunedeck.core.data.generate import (CUT, EMPTY, Reply, normalized, prompt_key,
-                                         quality_flags, question_lines, split_names)
+from tunedeck.core.data.answer_quality import CUT, EMPTY, normalized, quality_flags
+from tunedeck.core.data.generate import question_lines
+from tunedeck.core.data.model_sources import Reply
+from tunedeck.core.data.prompts import prompt_key
+from tunedeck.core.data.resumable_output import split_names
 
 PROMPTS = ["What is the capital of France?", "How do birds fly?", "What is 2 + 2?",
            "Name a colour.", "What is gravity?", "Why is the sky blue?", "How do birds fly?"]

@@ -16,10 +16,13 @@ from textual.worker import get_current_worker
 
 from tunedeck.core.data import formats as F
 from tunedeck.core.data.sources import JSON_ARRAY, TXT
-from tunedeck.core.data.validate import FileReport, Problem, validate_file
+from tunedeck.core.data.file_report import FileReport, Problem
+from tunedeck.core.data.validate import validate_file
 
 from .background import TaskView, background_priority
-from .content import ERROR, WARNING, plural
+from tunedeck.core.text import plural
+
+from .content import ERROR, WARNING
 from .messages import FileValidated
 from .rows import one_line
 from .task_line import TaskLine

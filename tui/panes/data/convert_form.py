@@ -15,8 +15,9 @@ from textual.content import Content
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 from textual.worker import Worker, get_current_worker
 
-from tunedeck.core.data.convert import (TARGETS, TXT_MODES, ConversionCancelled, InvalidData,
-                                        convert, parse_split)
+from tunedeck.core.data.convert import (TARGETS, ConversionCancelled, InvalidData, convert,
+                                        parse_split)
+from tunedeck.core.data.plain_text import TXT_MODES
 from tunedeck.core.data.tokens import load_tokenizer
 from tunedeck.core.errors import BadInput
 

@@ -176,8 +176,8 @@ class GenerateForm(TaskView, VerticalScroll):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="data-generate")
     def _generate(self, request: GenerationRequest) -> None:
-        from tunedeck.core.data.generate import (generate_answers, generate_questions,
-                                                 open_source)
+        from tunedeck.core.data.generate import generate_answers, generate_questions
+        from tunedeck.core.data.model_sources import open_source
 
         worker = get_current_worker()
         progress, cancel = self.reporter(worker), worker.cancelled_event

@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence
 from tunedeck.core.data import formats as F
 from tunedeck.core.data.line_index import BOM, LineIndex
 from tunedeck.core.data.sources import JSON_ARRAY, TXT, SourceProblem, iter_json_array
-from tunedeck.core.data.validate import check_row
+from tunedeck.core.data.jsonl_check import check_row
 
 from tunedeck.core.text import visible
 
