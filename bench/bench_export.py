@@ -67,7 +67,7 @@ def demo_run(tiny_run: Path, tmp: Path) -> Path | None:
     """A run directory like the tiny one whose model is the demo and whose checkpoint 4 is an
     untrained adapter for it (training the demo here would take minutes)."""
     from tunedeck.core.demo_model import demo_model_dir, is_demo_model_built
-    from tunedeck.core.runner import read_mlx_args
+    from tunedeck.core.training_setup import read_mlx_args
     from tunedeck.core.rundir import RunDirectory
 
     demo = demo_model_dir()

@@ -214,7 +214,7 @@ class ModelChoice:
 
 def run_or_model(spec: str | Path, checkpoint: Optional[str]) -> ModelChoice:
     from .models import resolve_model
-    from .runner import read_mlx_args
+    from .training_setup import read_mlx_args
 
     run = RunDirectory(spec)
     if run.exists():

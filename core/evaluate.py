@@ -361,7 +361,7 @@ def evaluate_run(run: RunDirectory, adapter: AdapterRef, split: str = "test",
     from mlx_lm.tuner.trainer import evaluate
 
     from .models import resolve_model
-    from .runner import read_mlx_args
+    from .training_setup import read_mlx_args
 
     say = progress or quiet
     started = time.monotonic()

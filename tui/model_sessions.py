@@ -162,7 +162,7 @@ class ModelSessions:
     @work(thread=True, exclusive=True, exit_on_error=False, group="evaluate")
     def _evaluate(self, serial: int, run, adapter: AdapterRef) -> None:
         from tunedeck.core.evaluate import evaluate_run, save_report
-        from tunedeck.core.runner import read_mlx_args
+        from tunedeck.core.training_setup import read_mlx_args
 
         worker = get_current_worker()
         data = Path(read_mlx_args(run, None)["data"])

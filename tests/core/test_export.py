@@ -153,7 +153,7 @@ def test_gguf_tensors_and_vocabulary_read_back_with_ggufs_reader(tunedeck, train
 
 def _fuse_with_mlx_lm(run: Path, tmp_path: Path) -> Path:
     """mlx-lm's own `mlx_lm.fuse` on the run's final adapters (= checkpoint 40)."""
-    from tunedeck.core.runner import read_mlx_args
+    from tunedeck.core.training_setup import read_mlx_args
     from tunedeck.core.rundir import RunDirectory
 
     model = read_mlx_args(RunDirectory(run), None)["model"]
@@ -165,7 +165,7 @@ def _fuse_with_mlx_lm(run: Path, tmp_path: Path) -> Path:
 
 def _copy_with_model(run: Path, tmp_path: Path, edit_config) -> Path:
     """A copy of ``run`` whose base model is a copy of the real one with its config edited."""
-    from tunedeck.core.runner import read_mlx_args
+    from tunedeck.core.training_setup import read_mlx_args
     from tunedeck.core.rundir import RunDirectory
 
     model = Path(read_mlx_args(RunDirectory(run), None)["model"])

@@ -167,7 +167,7 @@ def test_a_sentencepiece_style_tokenizer_json_without_its_model_is_refused(tuned
 def test_ollama_export_of_a_sentencepiece_model_renders_the_mistral_prompt(tunedeck, sp_run, tmp_path):
     from tunedeck.core.export.go_template import ollama_data, render
     from tunedeck.core.export.ollama import load_tokenizer, parse_modelfile
-    from tunedeck.core.runner import read_mlx_args
+    from tunedeck.core.training_setup import read_mlx_args
     from tunedeck.core.rundir import RunDirectory
 
     out = tmp_path / "ollama"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tunedeck.core.runner import DeterministicBatches
+from tunedeck.core.resumable_loop import DeterministicBatches
 
 # 50 rows of 1..13 tokens (CacheDataset's (tokens, offset) rows): 12 batches of 4 an epoch.
 ROWS = [([i % 7 + 1] * (1 + i % 13), 0) for i in range(50)]
