@@ -20,10 +20,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from ..errors import BadInput
 from ..progress import Progress
 from .answer_quality import normalized, quality_flags
+from .file_report import Problem
 from .model_sources import Stopped
 from .prompts import Prompt, read_prompts
 from .resumable_output import AnswerOutput, append_lines, json_lines, repair_tail, split_names
-from .file_report import Problem
 
 QUESTIONS_PER_REQUEST = 10
 
