@@ -12,7 +12,7 @@ import threading
 from typing import List, Optional
 
 from .file_report import MAX_KEPT_PROBLEMS, FileReport
-from .jsonl_check import _scan_range, chunk_from_json
+from .jsonl_check import scan_range, chunk_from_json
 
 
 def run_workers(report: FileReport, pending, ref, ref_line, base, done, progress, cancel,
@@ -73,7 +73,7 @@ def run_workers(report: FileReport, pending, ref, ref_line, base, done, progress
                 if text is None:
                     # The worker died (killed, out of memory): check its share here.
                     for s2, e2 in g[i:]:
-                        c = _scan_range(str(path), s2, e2, ref, ref_line, -1,
+                        c = scan_range(str(path), s2, e2, ref, ref_line, -1,
                                         MAX_KEPT_PROBLEMS, report.keys)
                         report.add_chunk(c, base)
                         base += c.lines

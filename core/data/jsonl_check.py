@@ -165,7 +165,7 @@ def _scan_bytes(buf: bytes, c: Chunk, keep: int, base: int, keys: F.FeatureKeys)
     return line
 
 
-def _scan_range(path: str, start: int, end: int, ref_format: Optional[str], ref_line: int,
+def scan_range(path: str, start: int, end: int, ref_format: Optional[str], ref_line: int,
                 base_line: int, keep: int, keys: F.FeatureKeys = F.DEFAULT_KEYS) -> Chunk:
     """Check bytes [start, end) of a JSONL file; ``end`` falls just after a newline or at EOF.
 

@@ -1,6 +1,6 @@
-"""Worker process of validate.py: checks byte ranges of one JSONL file.
+"""Worker process of check_workers.py: checks byte ranges of one JSONL file.
 
-Usage (by validate.py only): python -m tunedeck.core.data.scan_worker PATH FORMAT REF_LINE KEEP
+Usage (by check_workers.py only): python -m tunedeck.core.data.scan_worker PATH FORMAT REF_LINE KEEP
 FEATURES START:END... (FEATURES: the feature keys as a JSON object). Prints one JSON result per range, in order, as soon as each range is done.
 """
 
@@ -11,7 +11,7 @@ import os
 import sys
 
 from .formats import FeatureKeys
-from .jsonl_check import _scan_range, chunk_to_json
+from .jsonl_check import scan_range, chunk_to_json
 
 
 def main(argv: list) -> int:
@@ -21,7 +21,7 @@ def main(argv: list) -> int:
     keys = FeatureKeys.of(json.loads(features))
     for rng in ranges:
         start, end = (int(x) for x in rng.split(":"))
-        chunk = _scan_range(path, start, end, ref_format, int(ref_line), -1, int(keep), keys)
+        chunk = scan_range(path, start, end, ref_format, int(ref_line), -1, int(keep), keys)
         sys.stdout.write(chunk_to_json(chunk) + "\n")
         sys.stdout.flush()
     return 0

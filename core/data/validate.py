@@ -20,7 +20,7 @@ from ..progress import Progress
 from . import formats as F
 from .check_workers import run_workers
 from .file_report import MAX_KEPT_PROBLEMS, FileReport, Problem
-from .jsonl_check import Chunk, _scan_range, check_parsed
+from .jsonl_check import Chunk, scan_range, check_parsed
 from .sources import BOM, JSON_ARRAY, JSONL, TXT, SourceProblem, iter_json_array, sniff_container
 
 FIRST_CHUNK = 1 << 20        # small, so the file's format is known almost at once
@@ -58,7 +58,7 @@ def _validate_jsonl(report: FileReport, progress: Optional[Progress],
             report.complete = False
             return
         start, end = pending.pop(0)
-        c = _scan_range(str(path), start, end, None, 0, base, MAX_KEPT_PROBLEMS, keys)
+        c = scan_range(str(path), start, end, None, 0, base, MAX_KEPT_PROBLEMS, keys)
         report.add_chunk(c, base)
         ref, ref_line = c.ref_format, c.ref_line
         base += c.lines
@@ -76,7 +76,7 @@ def _validate_jsonl(report: FileReport, progress: Optional[Progress],
         if cancel is not None and cancel.is_set():
             report.complete = False
             return
-        c = _scan_range(str(path), start, end, ref, ref_line, -1, MAX_KEPT_PROBLEMS, keys)
+        c = scan_range(str(path), start, end, ref, ref_line, -1, MAX_KEPT_PROBLEMS, keys)
         report.add_chunk(c, base)
         base += c.lines
         done += end - start
