@@ -43,37 +43,32 @@ class OverlayRequested(Message):
     """Overlay the next other run's curve (or none, after the last)."""
 
 
-class ResumeRequested(Message):
+class CheckpointRequest(Message):
+    """What the user asked for one checkpoint of the followed run (the Checkpoints pane's keys)."""
+
+    def __init__(self, checkpoint: Checkpoint):
+        super().__init__()
+        self.checkpoint = checkpoint
+
+
+class ResumeRequested(CheckpointRequest):
     """Continue the followed run from ``checkpoint``; ``iters`` extends it past its plan."""
 
     def __init__(self, checkpoint: Checkpoint, iters: Optional[int] = None):
-        super().__init__()
-        self.checkpoint = checkpoint
+        super().__init__(checkpoint)
         self.iters = iters
 
 
-class WarmStartRequested(Message):
+class WarmStartRequested(CheckpointRequest):
     """Prepare a new run initialised from ``checkpoint``'s adapter weights."""
 
-    def __init__(self, checkpoint: Checkpoint):
-        super().__init__()
-        self.checkpoint = checkpoint
 
-
-class ChatRequested(Message):
+class ChatRequested(CheckpointRequest):
     """Talk to the followed run's model with ``checkpoint``'s adapter."""
 
-    def __init__(self, checkpoint: Checkpoint):
-        super().__init__()
-        self.checkpoint = checkpoint
 
-
-class DeleteRequested(Message):
+class DeleteRequested(CheckpointRequest):
     """Delete ``checkpoint`` (the user has confirmed)."""
-
-    def __init__(self, checkpoint: Checkpoint):
-        super().__init__()
-        self.checkpoint = checkpoint
 
 
 class SlowerResumeRequested(Message):
@@ -86,12 +81,8 @@ class SlowerResumeRequested(Message):
         self.learning_rate = learning_rate
 
 
-class ServingToggled(Message):
+class ServingToggled(CheckpointRequest):
     """Start serving ``checkpoint``, or stop the server if it already serves it."""
-
-    def __init__(self, checkpoint: Checkpoint):
-        super().__init__()
-        self.checkpoint = checkpoint
 
 
 class ServingChanged(Message):
@@ -101,6 +92,19 @@ class ServingChanged(Message):
                  iteration: Optional[int] = None):
         super().__init__()
         self.url, self.label, self.error, self.iteration = url, label, error, iteration
+
+
+class EvaluationRequested(CheckpointRequest):
+    """Evaluate the followed run's ``checkpoint`` against its base model (the App's model
+    sessions run it and show it on an evaluation screen)."""
+
+
+class EvaluationStopRequested(Message):
+    """The evaluation screen's stop: ``serial`` is the evaluation it shows."""
+
+    def __init__(self, serial: int):
+        super().__init__()
+        self.serial = serial
 
 
 class FormBuilt(Message):
@@ -135,3 +139,33 @@ class OverlayLoaded(Message):
         super().__init__()
         self.label = label
         self.train = train
+
+
+class WorkProgressed(Message):
+    """How far an App worker's request ``serial`` has got (``fraction`` None: not known). A newer
+    one replaces a pending older one of the same kind and request: only the latest is worth
+    drawing."""
+
+    def __init__(self, serial: int, text: str, fraction: Optional[float]):
+        super().__init__()
+        self.serial = serial
+        self.text = text
+        self.fraction = fraction
+
+    def can_replace(self, message: Message) -> bool:
+        return (isinstance(message, WorkProgressed) and type(message) is type(self)
+                and message.serial == self.serial)
+
+
+class EvaluationProgressed(WorkProgressed):
+    """How far the evaluation ``serial`` has got."""
+
+
+class EvaluationFinished(Message):
+    """The evaluation ``serial`` ended: its ``report``, saved to ``path``."""
+
+    def __init__(self, serial: int, report, path: Path):
+        super().__init__()
+        self.serial = serial
+        self.report = report
+        self.path = path

@@ -20,10 +20,10 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from tunedeck.core.adapters import AdapterRef
 from tunedeck.core.chat import Chunk, LoadCancelled
 
+from .messages import EvaluationFinished, EvaluationProgressed, EvaluationRequested, EvaluationStopRequested
 from .panes.chat.evaluation import EvaluationScreen
 from .panes.chat.messages import (AnswerStreamed, ChatAsked, ChatModelLoaded, ChatModelProgressed,
-                            ChatModelRequested, ChatStopRequested, EvaluationFinished,
-                            EvaluationProgressed, EvaluationRequested, EvaluationStopRequested)
+                                  ChatModelRequested, ChatStopRequested)
 
 if TYPE_CHECKING:
     from .panes.chat import ChatPane

@@ -18,8 +18,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, ProgressBar, Static
 
+from ...messages import EvaluationStopRequested
 from ...widgets.key_footer import KeyFooter
-from .messages import EvaluationStopRequested
 from .transcript import literal
 
 

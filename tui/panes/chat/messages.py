@@ -1,13 +1,13 @@
-"""Messages of chatting and evaluating, named for what happened.
+"""Messages of chatting, named for what happened.
 
-The Chat pane and the evaluation screen post what the user asked for; the App's workers post
-what came of it, each tagged with the serial number of the request it answers, so the App can
-drop the last words of a request that was cancelled or replaced.
+The Chat pane posts what the user asked for; the App's workers post what came of it, each tagged
+with the serial number of the request it answers, so the App can drop the last words of a
+request that was cancelled or replaced. (Evaluating is the App's: its messages are in
+``tunedeck.tui.messages``.)
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 from textual.message import Message
@@ -15,7 +15,8 @@ from textual.message import Message
 from tunedeck.core.adapters import AdapterRef
 from tunedeck.core.chat_choices import AdapterChoice
 from tunedeck.core.chat import GenerationSettings
-from tunedeck.core.checkpoints import Checkpoint
+
+from ...messages import WorkProgressed
 
 
 # -- from the Chat pane -----------------------------------------------------------------------
@@ -52,31 +53,9 @@ class ChatStopRequested(Message):
     """Stop the model load or the answer under way."""
 
 
-# -- from the Checkpoints pane and the evaluation screen -------------------------------------
-class EvaluationRequested(Message):
-    """Evaluate the followed run's ``checkpoint`` against its base model."""
-
-    def __init__(self, checkpoint: Checkpoint):
-        super().__init__()
-        self.checkpoint = checkpoint
-
-
-class EvaluationStopRequested(Message):
-    def __init__(self, serial: int):
-        super().__init__()
-        self.serial = serial
-
-
 # -- from the App's workers ---------------------------------------------------------------------
-class ChatModelProgressed(Message):
-    def __init__(self, serial: int, text: str, fraction: Optional[float]):
-        super().__init__()
-        self.serial = serial
-        self.text = text
-        self.fraction = fraction
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, ChatModelProgressed) and message.serial == self.serial
+class ChatModelProgressed(WorkProgressed):
+    """How far the chat model's load ``serial`` has got."""
 
 
 class ChatModelLoaded(Message):
@@ -106,22 +85,3 @@ class AnswerStreamed(Message):
     def can_replace(self, message: Message) -> bool:
         return (isinstance(message, AnswerStreamed) and message.serial == self.serial
                 and message.side == self.side and self.finish_reason is None)
-
-
-class EvaluationProgressed(Message):
-    def __init__(self, serial: int, text: str, fraction: Optional[float]):
-        super().__init__()
-        self.serial = serial
-        self.text = text
-        self.fraction = fraction
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, EvaluationProgressed) and message.serial == self.serial
-
-
-class EvaluationFinished(Message):
-    def __init__(self, serial: int, report, path: Path):
-        super().__init__()
-        self.serial = serial
-        self.report = report
-        self.path = path

@@ -23,6 +23,7 @@ from tunedeck.core.adapters import AdapterRef
 from tunedeck.core.chat import Conversation, GenerationSettings, save_transcript
 from tunedeck.core.chat_choices import BASE, AdapterChoice, model_label, scan_choices
 
+from .answer_settings import AnswerSettings
 from .messages import ChatAsked, ChatModelRequested, ChatStopRequested, ChoicesScanned
 from .transcript import Answer, ChatTranscript
 
@@ -87,15 +88,7 @@ class ChatPane(Vertical):
             yield Label("adapter", classes="chat-label")
             yield Select(self._adapter_options(), value=BASE, allow_blank=False, compact=True,
                          id="chat-adapter")
-        with Horizontal(classes="chat-row"):
-            yield Label("temp", classes="chat-label")
-            yield Input("0.7", compact=True, id="chat-temp")
-            yield Label("top-p", classes="chat-label")
-            yield Input("1.0", compact=True, id="chat-top-p")
-            yield Label("max tokens", classes="chat-label")
-            yield Input("256", compact=True, id="chat-max-tokens")
-            yield Label("system", classes="chat-label")
-            yield Input("", placeholder="system prompt (optional)", compact=True, id="chat-system")
+        yield AnswerSettings(classes="chat-row")
         with Horizontal(classes="chat-row"):
             yield Static(Text("no model loaded: pick one, or just ask (the chosen model loads first)"),
                          id="chat-status")
@@ -311,7 +304,7 @@ class ChatPane(Vertical):
         answer = self.answers[side]
         answer.text, answer.tokens, answer.tokens_per_sec = text, tokens, tokens_per_sec
         answer.finish_reason = finish_reason
-        self._transcripts()[side].show_answer(text, self._meta(answer))
+        self._transcripts()[side].show_answer(text, answer.meta())
         speeds = " · ".join(f"{a.tokens_per_sec:.1f} tok/s" for a in self.answers)
         if all(a.finish_reason for a in self.answers):
             self._answer_ended()
@@ -323,7 +316,7 @@ class ChatPane(Vertical):
         self.waiting = False  # stopped before it was sent: it never will be
         for answer, transcript in zip(self.answers, self._transcripts()):
             answer.finish_reason = answer.finish_reason or "stopped"
-            transcript.show_answer(answer.text, self._meta(answer))
+            transcript.show_answer(answer.text, answer.meta())
         self._answer_ended()
         self._status("stopped")
 
@@ -331,7 +324,7 @@ class ChatPane(Vertical):
         self.waiting = False
         for answer, transcript in zip(self.answers, self._transcripts()):
             answer.finish_reason = answer.finish_reason or "failed"
-            transcript.show_answer(answer.text, self._meta(answer))
+            transcript.show_answer(answer.text, answer.meta())
         self._answer_ended()
         self._status(f"could not answer: {text}", failed=True)
 
@@ -349,13 +342,6 @@ class ChatPane(Vertical):
                          "tokens": a.tokens, "tokens_per_sec": round(a.tokens_per_sec, 2),
                          "finish_reason": a.finish_reason} for ref, a in zip(self.asked, self.answers)]})
 
-    @staticmethod
-    def _meta(answer: Answer) -> str:
-        figures = f"{answer.tokens} tokens · {answer.tokens_per_sec:.1f} tok/s"
-        ending = {None: "", "stop": "", "length": " · max tokens reached", "stopped": " · stopped",
-                  "cancelled": " · stopped", "failed": " · failed"}
-        return figures + ending.get(answer.finish_reason, "")
-
     # -- asking ------------------------------------------------------------------------------------
     @on(Input.Submitted, "#chat-prompt")
     def _prompt_submitted(self, event: Input.Submitted) -> None:
@@ -365,8 +351,10 @@ class ChatPane(Vertical):
         if self.answering:
             self.notify("still answering: esc stops it", severity="warning")
             return
-        settings = self._settings()
-        if settings is None:
+        try:
+            settings = self.query_one(AnswerSettings).sampling()
+        except ValueError as problem:
+            self._status(str(problem), failed=True)
             return
         model = self._chosen_model()
         if model is None and self.models_listed:
@@ -392,25 +380,6 @@ class ChatPane(Vertical):
         else:
             self._send()
 
-    def _settings(self) -> Optional[GenerationSettings]:
-        """The sampling settings as typed, or None (and the first problem shown)."""
-        fields = (("#chat-temp", float, "temp", lambda v: v >= 0, "a number ≥ 0; 0 is greedy"),
-                  ("#chat-top-p", float, "top-p", lambda v: 0 < v <= 1, "a number in (0, 1]"),
-                  ("#chat-max-tokens", int, "max tokens", lambda v: v >= 1, "a whole number ≥ 1"))
-        values = []
-        for input_id, kind, name, ok, rule in fields:
-            text = self.query_one(input_id, Input).value.strip()
-            try:
-                value = kind(text)
-            except ValueError:
-                value = None
-            if value is None or not ok(value):
-                self._status(f"{name}: {rule} (got {text!r})", failed=True)
-                return None
-            values.append(value)
-        temp, top_p, max_tokens = values
-        return GenerationSettings(max_tokens=max_tokens, temp=temp, top_p=top_p)
-
     def _sides(self) -> list[Optional[AdapterRef]]:
         sides = [self._chosen("#chat-adapter").adapter]
         if self.compare:
@@ -434,7 +403,7 @@ class ChatPane(Vertical):
         """Ask the App for the answers, with the sides and the system prompt chosen now."""
         self.waiting = False
         self.asked = self._sides()
-        system = self.query_one("#chat-system", Input).value.strip() or None
+        system = self.query_one(AnswerSettings).system_prompt()
         for conversation in self.conversations:
             conversation.system = system
         self._status("answering… (esc stops)")
@@ -496,7 +465,7 @@ class ChatPane(Vertical):
                 "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "model": model,
                 "sides": [side.label for side in sides],
-                "system": self.query_one("#chat-system", Input).value.strip() or None,
+                "system": self.query_one(AnswerSettings).system_prompt(),
                 "settings": vars(self.settings),
                 "turns": self.record,
             })

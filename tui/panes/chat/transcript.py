@@ -35,6 +35,13 @@ class Answer:
     tokens_per_sec: float = 0.0
     finish_reason: Optional[str] = None
 
+    def meta(self) -> str:
+        """The line under the answer: how long and how fast it came, and how it ended."""
+        figures = f"{self.tokens} tokens · {self.tokens_per_sec:.1f} tok/s"
+        ending = {None: "", "stop": "", "length": " · max tokens reached", "stopped": " · stopped",
+                  "cancelled": " · stopped", "failed": " · failed"}
+        return figures + ending.get(self.finish_reason, "")
+
 
 class ChatTranscript(VerticalScroll):
     """One side's turns: the question, the answer as it streams, and how fast it came.

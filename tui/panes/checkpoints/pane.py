@@ -15,8 +15,8 @@ from tunedeck.core.checkpoints import Checkpoint
 from tunedeck.core.probes import recorded_checks
 from tunedeck.core.text import loss_text
 
-from ..chat.messages import EvaluationRequested
-from ...messages import ChatRequested, DeleteRequested, ResumeRequested, ServingToggled, WarmStartRequested
+from ...messages import (ChatRequested, DeleteRequested, EvaluationRequested, ResumeRequested, ServingToggled,
+                         WarmStartRequested)
 from ...widgets.dialogs import AskIterations, Confirm
 from ...widgets.severity import SEVERITY_VARIABLE
 from .export_dialog import ExportDialog
