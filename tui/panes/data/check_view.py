@@ -19,9 +19,9 @@ from tunedeck.core.data.sources import JSON_ARRAY, TXT
 from tunedeck.core.data.file_report import FileReport, Problem
 from tunedeck.core.data.validate import validate_file
 
-from .background import TaskView, background_priority
 from tunedeck.core.text import plural
 
+from .background import TaskView, background_priority
 from .content import ERROR, WARNING
 from .messages import FileValidated
 from .rows import one_line

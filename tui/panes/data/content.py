@@ -16,7 +16,7 @@ from textual.content import Content
 from tunedeck.core.data import formats as F
 from tunedeck.core.data.sources import JSON_ARRAY, TXT
 
-from tunedeck.core.text import visible
+from tunedeck.core.text import plural, visible
 from .rows import RowDetail, one_line
 
 # Beyond these, a view shows a note instead of the rest (the terminal would only show a sliver
@@ -32,10 +32,6 @@ MUTED = "$text-muted"
 TRAINED = ("$text-success on $success-muted", "$foreground on $success-muted")
 PROMPT = ("$text-muted on $surface", "$foreground-muted on $panel")
 CUT = ("$text-error on $error-muted", "$foreground on $error-muted")
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
 def literal(text: str) -> str:

@@ -10,9 +10,9 @@ from typing import Optional, Sequence
 
 from textual import work
 from textual.app import ComposeResult
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import VerticalScroll
 from textual.content import Content
-from textual.widgets import Button, Checkbox, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, Input, Select, Static
 from textual.worker import Worker, get_current_worker
 
 from tunedeck.core.data.convert import (TARGETS, ConversionCancelled, InvalidData, convert,
@@ -23,6 +23,7 @@ from tunedeck.core.errors import BadInput
 
 from .background import TaskView, mlx_streams_released
 from .content import issue_lines, lines
+from .form_rows import ActionRow, FieldRow, choice_row, numbers_row, text_row, typed_path
 from .messages import DataConverted, TokenizerLoaded
 from .task_line import TaskLine
 
@@ -55,15 +56,8 @@ class TickBox(Checkbox):
 class ConvertForm(TaskView, VerticalScroll):
     DEFAULT_CSS = """
     ConvertForm { height: 1fr; scrollbar-size-vertical: 1; }
-    ConvertForm .convert-field { height: 1; }
-    ConvertForm .convert-field > Label { width: 12; padding: 0 1; color: $text-muted; }
-    ConvertForm .convert-field > Input { width: 1fr; }
-    ConvertForm .convert-field > Select { width: 24; }
-    ConvertForm #convert-options > Label { width: auto; }
+    ConvertForm FieldRow > Select { width: 24; }
     ConvertForm #convert-options > Input { width: 14; }
-    ConvertForm #convert-actions { height: 1; }
-    ConvertForm #convert-actions > Checkbox { width: 1fr; }
-    ConvertForm #convert-actions > Button { min-width: 20; }
     ConvertForm #convert-problems { padding: 0 1; height: auto; }
     """
 
@@ -82,33 +76,24 @@ class ConvertForm(TaskView, VerticalScroll):
         return first.parent / f"{first.stem}-mlx"
 
     def compose(self) -> ComposeResult:
-        with Horizontal(classes="convert-field"):
-            yield Label("inputs")
-            yield Input(self._inputs, placeholder="files or directories (.jsonl .json .txt)",
-                        compact=True, id="convert-inputs")
-        with Horizontal(classes="convert-field"):
-            yield Label("output dir")
-            yield Input(self._out, placeholder="directory for train/valid/test.jsonl",
-                        compact=True, id="convert-out")
-        with Horizontal(classes="convert-field"):
-            yield Label("--to")
-            yield Select([("auto (from the input)", "auto")] + [(t, t) for t in TARGETS],
-                         value="auto", allow_blank=False, compact=True, id="convert-to")
-            yield Label("txt mode")
-            yield Select([(m, m) for m in TXT_MODES], value="line", allow_blank=False,
-                         compact=True, id="convert-txt-mode")
-        with Horizontal(classes="convert-field", id="convert-options"):
-            yield Label("split")
-            yield Input("80,10,10", compact=True, id="convert-split")
-            yield Label("seed")
-            yield Input("0", compact=True, id="convert-seed")
-        with Horizontal(classes="convert-field"):
-            yield TickBox("keep the chosen answers of preference data (chosen/rejected) and "
-                          "the KTO examples labelled true", compact=True, id="convert-keep")
-        with Horizontal(id="convert-actions"):
-            yield TickBox("replace the splits in a non-empty output dir", compact=True,
-                          id="convert-force")
-            yield Button("Convert (ctrl+r)", compact=True, variant="primary", id="convert-run")
+        yield text_row("inputs", self._inputs, "files or directories (.jsonl .json .txt)",
+                       "convert-inputs")
+        yield text_row("output dir", self._out, "directory for train/valid/test.jsonl",
+                       "convert-out")
+        yield choice_row(
+            ("--to", Select([("auto (from the input)", "auto")] + [(t, t) for t in TARGETS],
+                            value="auto", allow_blank=False, compact=True, id="convert-to")),
+            ("txt mode", Select([(m, m) for m in TXT_MODES], value="line", allow_blank=False,
+                                compact=True, id="convert-txt-mode")))
+        yield numbers_row([("split", "80,10,10", "convert-split"), ("seed", "0", "convert-seed")],
+                          "convert-options")
+        yield FieldRow(TickBox("keep the chosen answers of preference data (chosen/rejected) "
+                               "and the KTO examples labelled true", compact=True,
+                               id="convert-keep"))
+        yield ActionRow(TickBox("replace the splits in a non-empty output dir", compact=True,
+                                id="convert-force"),
+                        Button("Convert (ctrl+r)", compact=True, variant="primary",
+                               id="convert-run"))
         yield TaskLine(id="convert-task")
         yield Static(id="convert-problems")
 
@@ -124,10 +109,6 @@ class ConvertForm(TaskView, VerticalScroll):
     def request(self, base: Optional[Path]) -> ConversionRequest:
         """The form as a conversion; BadInput naming the field when a value is wrong.
         Relative paths are taken from ``base`` (the project directory)."""
-        def path(text: str) -> Path:
-            p = Path(text).expanduser()
-            return p if p.is_absolute() or base is None else base / p
-
         try:
             inputs = shlex.split(self.query_one("#convert-inputs", Input).value)
         except ValueError as exc:
@@ -145,7 +126,7 @@ class ConvertForm(TaskView, VerticalScroll):
             raise BadInput(f"seed: {seed_text!r} is not a whole number") from None
         to = self.query_one("#convert-to", Select).value
         return ConversionRequest(
-            inputs=tuple(path(p) for p in inputs), out_dir=path(out),
+            inputs=tuple(typed_path(p, base) for p in inputs), out_dir=typed_path(out, base),
             to=None if to == "auto" else to, split=split, seed=seed,
             txt_mode=self.query_one("#convert-txt-mode", Select).value,
             force=self.query_one("#convert-force", Checkbox).value,

@@ -26,7 +26,7 @@ class FileBar(Horizontal):
     DEFAULT_CSS = """
     FileBar { height: 1; }
     FileBar #data-file { width: 30; }
-    FileBar #data-summary { width: 1fr; padding: 0 1; color: $text-muted; }
+    FileBar #data-summary { width: 1fr; height: 1; padding: 0 1; color: $text-muted; }
     FileBar #data-prompt { width: 1fr; display: none; }
     """
 
@@ -86,7 +86,9 @@ class FileBar(Horizontal):
                 select.value = path
 
     def say(self, text: str) -> None:
-        self.query_one("#data-summary", Label).update(Content(one_line(text)))
+        # One line whatever it says: no layout of the screen for a new text (the summary changes
+        # with every jump to a line and every digit of one typed).
+        self.query_one("#data-summary", Label).update(Content(one_line(text)), layout=False)
 
     @on(Select.Changed, "#data-file")
     def _file_chosen(self, event: Select.Changed) -> None:

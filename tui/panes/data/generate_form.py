@@ -13,15 +13,16 @@ from typing import Optional
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import VerticalScroll
 from textual.widgets import Button, Input, Label, Select
 from textual.worker import get_current_worker
 
 from tunedeck.core.data.convert import parse_split
 from tunedeck.core.errors import BadInput, WorkFailed
+from tunedeck.core.text import plural
 
 from .background import TaskView, mlx_streams_released
-from .content import plural
+from .form_rows import ActionRow, choice_row, numbers_row, text_row, typed_path
 from .messages import GenerationFinished, GenerationWritten
 from .task_line import TaskLine
 
@@ -45,15 +46,9 @@ class GenerationRequest:
 class GenerateForm(TaskView, VerticalScroll):
     DEFAULT_CSS = """
     GenerateForm { height: 1fr; scrollbar-size-vertical: 1; }
-    GenerateForm .generate-field { height: 1; }
-    GenerateForm .generate-field > Label { width: 12; padding: 0 1; color: $text-muted; }
-    GenerateForm .generate-field > Input { width: 1fr; }
-    GenerateForm .generate-field > Select { width: 30; }
-    GenerateForm #generate-numbers > Label { width: auto; }
+    GenerateForm FieldRow > Select { width: 30; }
     GenerateForm #generate-numbers > Input { width: 10; }
-    GenerateForm #generate-actions { height: 1; }
-    GenerateForm #generate-actions > Label { width: 1fr; padding: 0 1; color: $text-muted; }
-    GenerateForm #generate-actions > Button { min-width: 22; }
+    GenerateForm ActionRow > Button { min-width: 22; }
     """
 
     def __init__(self, base: Optional[Path], model: Optional[str], prompts: Optional[Path],
@@ -65,43 +60,26 @@ class GenerateForm(TaskView, VerticalScroll):
         self._out = str(out) if out else ""
 
     def compose(self) -> ComposeResult:
-        with Horizontal(classes="generate-field"):
-            yield Label("make")
-            yield Select(KINDS, value="answers", allow_blank=False, compact=True,
-                         id="generate-kind")
-        with Horizontal(classes="generate-field", id="generate-prompts-field"):
-            yield Label("prompts")
-            yield Input(self._prompts, placeholder=".txt (one a line) or .jsonl (prompt or "
-                        "messages)", compact=True, id="generate-prompts")
-        with Horizontal(classes="generate-field", id="generate-topic-field"):
-            yield Label("topic")
-            yield Input("", placeholder="what the questions are about", compact=True,
-                        id="generate-topic")
-        with Horizontal(classes="generate-field"):
-            yield Label("output")
-            yield Input(self._out, placeholder="a directory (train/valid/test.jsonl) or a "
-                        ".jsonl file", compact=True, id="generate-out")
-        with Horizontal(classes="generate-field"):
-            yield Label("model")
-            yield Input(self._model, placeholder="a local model, or its name at the endpoint",
-                        compact=True, id="generate-model")
-        with Horizontal(classes="generate-field"):
-            yield Label("endpoint")
-            yield Input("", placeholder="empty: the model runs here; or an OpenAI-compatible "
-                        "URL, e.g. http://127.0.0.1:11434/v1", compact=True,
-                        id="generate-endpoint")
-        with Horizontal(classes="generate-field", id="generate-numbers"):
-            yield Label("count")
-            yield Input("20", compact=True, id="generate-count")
-            yield Label("max tokens")
-            yield Input("512", compact=True, id="generate-max-tokens")
-            yield Label("temp")
-            yield Input("0", compact=True, id="generate-temp")
-            yield Label("split")
-            yield Input("80,10,10", compact=True, id="generate-split")
-        with Horizontal(id="generate-actions"):
-            yield Label("x stops; running it again resumes where it stopped")
-            yield Button("Generate (ctrl+r)", compact=True, variant="primary", id="generate-run")
+        yield choice_row(("make", Select(KINDS, value="answers", allow_blank=False, compact=True,
+                                         id="generate-kind")))
+        yield text_row("prompts", self._prompts,
+                       ".txt (one a line) or .jsonl (prompt or messages)", "generate-prompts",
+                       row_id="generate-prompts-field")
+        yield text_row("topic", "", "what the questions are about", "generate-topic",
+                       row_id="generate-topic-field")
+        yield text_row("output", self._out,
+                       "a directory (train/valid/test.jsonl) or a .jsonl file", "generate-out")
+        yield text_row("model", self._model, "a local model, or its name at the endpoint",
+                       "generate-model")
+        yield text_row("endpoint", "", "empty: the model runs here; or an OpenAI-compatible "
+                       "URL, e.g. http://127.0.0.1:11434/v1", "generate-endpoint")
+        yield numbers_row([("count", "20", "generate-count"),
+                           ("max tokens", "512", "generate-max-tokens"),
+                           ("temp", "0", "generate-temp"), ("split", "80,10,10", "generate-split")],
+                          "generate-numbers")
+        yield ActionRow(Label("x stops; running it again resumes where it stopped"),
+                        Button("Generate (ctrl+r)", compact=True, variant="primary",
+                               id="generate-run"))
         yield TaskLine(id="generate-task")
 
     def on_mount(self) -> None:
@@ -125,10 +103,6 @@ class GenerateForm(TaskView, VerticalScroll):
     def request(self, base: Optional[Path]) -> GenerationRequest:
         """The form as a generation; BadInput naming the field when a value is wrong.
         Relative paths are taken from ``base`` (the project directory)."""
-        def path(text: str) -> Path:
-            p = Path(text).expanduser()
-            return p if p.is_absolute() or base is None else base / p
-
         def value(name: str) -> str:
             return self.query_one(f"#generate-{name}", Input).value.strip()
 
@@ -146,7 +120,7 @@ class GenerateForm(TaskView, VerticalScroll):
         model, endpoint = value("model") or None, value("endpoint") or None
         if not model and not endpoint:
             raise BadInput("model: name a local model, or give an endpoint")
-        common = dict(kind=kind, out=path(out), model=model, endpoint=endpoint,
+        common = dict(kind=kind, out=typed_path(out, base), model=model, endpoint=endpoint,
                       max_tokens=number("max-tokens", "max tokens"),
                       temp=number("temp", "temp", float))
         if kind == "questions":
@@ -157,10 +131,10 @@ class GenerateForm(TaskView, VerticalScroll):
         if not value("prompts"):
             raise BadInput("prompts: name the file of prompts to answer")
         split = None
-        target = path(out)
+        target = typed_path(out, base)
         if target.is_dir() or target.suffix.lower() not in (".jsonl", ".json"):
             split = parse_split(value("split") or "80,10,10")
-        return GenerationRequest(prompts=path(value("prompts")), split=split, **common)
+        return GenerationRequest(prompts=typed_path(value("prompts"), base), split=split, **common)
 
     # -- running it ---------------------------------------------------------------------------
     @on(Button.Pressed, "#generate-run")

@@ -229,8 +229,13 @@ class RowList(ScrollView, can_focus=True):
         elif event.key == "backspace":
             self.typed = self.typed[:-1]
         elif event.key == "enter" and self.typed:
-            self.post_message(LineEntered(int(self.typed)))
-            self.typed = None
+            # The pane says where the cursor went, or that the line is still to be indexed: no
+            # LineTyped after it, whose file summary would cover that at once.
+            line, self.typed = int(self.typed), None
+            event.stop()
+            event.prevent_default()
+            self.post_message(LineEntered(line))
+            return
         elif event.key in ("escape", "enter"):
             self.typed = None
         else:

@@ -12,9 +12,10 @@ from textual.worker import get_current_worker
 
 from tunedeck.core.data import formats as F
 from tunedeck.core.data.tokens import count_tokens, token_stats
+from tunedeck.core.text import plural
 
 from .background import TaskView, mlx_streams_released
-from .content import MUTED, plural, stats_content
+from .content import MUTED, stats_content
 from .messages import TokensCounted
 from .row_view import Tokenizing
 from .rows import one_line

@@ -46,8 +46,22 @@ class TextPanel(ScrollView, can_focus=True):
             return
         self._wrapped_at = width
         self._lines = lines(self.header, self.body).wrap(width)
-        self.virtual_size = Size(width, len(self._lines))
+        self._set_height(len(self._lines))
         self.refresh()
+
+    def _set_height(self, height: int) -> None:
+        """The text is ``height`` lines tall now. The screen is laid out again only when the
+        scrollbar comes or goes (the width to wrap to changes then); otherwise only the
+        scrollbar is told. A layout walks every widget on screen, and one per row shown was
+        most of what a jump to a line cost (issue 9)."""
+        size = Size(self._wrapped_at, height)
+        visible_lines = self.container_size.height
+        if not visible_lines or (height > visible_lines) != self.show_vertical_scrollbar:
+            self.virtual_size = size
+            return
+        self.set_reactive(ScrollView.virtual_size, size)
+        if self.show_vertical_scrollbar:
+            self.vertical_scrollbar.window_virtual_size = height
 
     def on_resize(self) -> None:
         self._wrap()
