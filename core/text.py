@@ -33,6 +33,12 @@ def visible(text: str) -> str:
     return _CONTROL.sub(_caret, text)
 
 
+def literal(text: str) -> str:
+    """Text of several lines (an answer, a dataset row), safe to show: line breaks stay line
+    breaks, every other control character is shown, not obeyed."""
+    return "\n".join(visible(line) for line in text.split("\n"))
+
+
 def log_line(raw: str) -> str:
     """One line of mlx-lm output as a terminal would have left it, colours stripped.
 

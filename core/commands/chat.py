@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..errors import BadInput
+from ..text import literal
 
 EXAMPLES = """\
 examples:
@@ -43,11 +44,6 @@ def _check(args) -> None:
         raise BadInput(f"--top-p: must be in (0, 1] (got {args.top_p})")
 
 
-def _literal(text: str) -> str:
-    """Model text goes to a terminal as text: control sequences are shown, not obeyed."""
-    return "".join(c if c in "\n\t" or c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def run(args) -> int:
     _check(args)
     from ..adapters import resolve_adapter
@@ -61,7 +57,7 @@ def run(args) -> int:
     settings = GenerationSettings(max_tokens=args.max_tokens, temp=args.temp, top_p=args.top_p,
                                   seed=args.seed)
     conversation = Conversation(system=args.system)
-    show = _literal if sys.stdout.isatty() else (lambda s: s)
+    show = literal if sys.stdout.isatty() else (lambda s: s)
 
     def answer(user: str) -> None:
         parts = []

@@ -1,6 +1,6 @@
 """Text from logs and datasets reaches the screen as typed, never as markup or terminal codes."""
 
-from tunedeck.core.text import log_line, loss_text, plural, visible
+from tunedeck.core.text import literal, log_line, loss_text, plural, visible
 
 
 def test_markup_is_left_alone_for_widgets_to_show_literally():
@@ -12,6 +12,12 @@ def test_escape_sequences_are_made_visible():
     assert "\x1b" not in visible(link)
     assert visible(link) == "^[]8;;file:///etc/passwd^[\\x^[]8;;^[\\"
     assert visible("bell\x07 del\x7f c1\x9b") == "bell^G del^? c1\\x9b"
+
+
+def test_an_answer_of_several_lines_keeps_its_line_breaks_and_shows_its_escapes():
+    # literal is what the Chat pane, the evaluation screen and `tunedeck chat` on a terminal
+    # show an answer with: a newline is a line break, not "^J".
+    assert literal("Paris.\n\x1b[2JArr!") == "Paris.\n^[[2JArr!"
 
 
 def test_tabs_stay_tabs():

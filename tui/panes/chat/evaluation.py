@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Label, ProgressBar, Static
 
 from ...messages import EvaluationStopRequested
 from ...widgets.key_footer import KeyFooter
-from .transcript import literal
+from tunedeck.core.text import literal
 
 
 def _figure(value: Optional[float], digits: int = 3) -> str:

@@ -13,13 +13,7 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from tunedeck.core.text import visible
-
-
-def literal(text: str) -> str:
-    """Model text for the screen: control characters are shown, not obeyed (line breaks stay
-    line breaks). Widgets get it as plain text, so markup in it stays text too."""
-    return "\n".join(visible(line) for line in text.split("\n"))
+from tunedeck.core.text import literal
 
 
 def shown(text: str) -> Text:
