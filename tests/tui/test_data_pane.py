@@ -223,6 +223,33 @@ async def test_progress_of_a_task_whose_view_is_hidden_asks_for_no_layout(
         assert line.text.startswith("checking train.jsonl: 5,000 lines")
 
 
+async def test_a_jump_to_a_line_asks_for_no_layout_of_the_screen(tmp_path, tiny_model, layouts):
+    """The row shown is taller than its view before and after the jump, and the line is on the
+    list's screen already: nothing changes size, so nothing is laid out again. A layout for the
+    file summary's new text and one for the row view's new height made each jump slow (issue 9)."""
+
+    project = write_project(tmp_path / "project", tiny_model)
+    turns = [{"role": role, "content": f"turn {t}"} for t in range(20) for role in ("user", "assistant")]
+    write_rows(project, [json.dumps({"messages": [{"role": "user", "content": f"question number {i}"},
+                                                  *turns]}) for i in range(1, 11)])
+    app = PaneHarness(lambda: DataPane(project))
+    async with app.run_test(size=(160, 48)) as pilot:
+        pane, rows = await open_pane(pilot)
+        await wait_until(pilot, lambda: pane.report is not None, what="the validation report")
+        for _ in range(1000):  # until the screen is still
+            layouts.clear()
+            await pilot.pause()
+            if not layouts:
+                break
+        raw = panel(app, "raw")
+        assert raw.show_vertical_scrollbar  # the first row is taller than the view
+        await pilot.press("g", "7", "enter")
+        await pilot.pause()
+        assert rows.cursor == 6 and "question number 7" in raw.shown_text
+        assert raw.virtual_size.height > raw.size.height and raw.show_vertical_scrollbar
+        assert layouts == []
+
+
 async def test_markup_and_escape_sequences_in_a_row_show_literally(tmp_path, tiny_model):
     project = write_project(tmp_path / "project", tiny_model)
     write_rows(project, [chat(text, answer="ok") for text in HOSTILE] + ["{not json"])
