@@ -225,7 +225,9 @@ def main() -> None:
     print()
     print(f"Load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores. "
           "A key repaints the field, its note and the command line without a layout of the form "
-          "(tui/form_widgets.py); the rows come from the worker that counted them once.")
+          "(tui/widgets/form_widgets.py), in one frame: the field calls the form as the editor takes "
+          "the key (tui/panes/hyperparameters/config_field.py), and the form's containers draw as "
+          "one blank line; the rows come from the worker that counted them once.")
 
 
 if __name__ == "__main__":

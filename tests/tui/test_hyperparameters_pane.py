@@ -281,18 +281,29 @@ async def test_epochs_use_the_rows_counted_once_not_a_read_per_keystroke(project
         assert note(app, "epochs") == "= 30 iterations"
 
 
+async def batch_size_under_epochs(pilot, app) -> Input:
+    """The batch_size editor, focused, once the form knows the 40 rows one epoch goes through
+    (each key in it changes the iterations: the epochs note and the command)."""
+    await opened(pilot, app)
+    await wait_until(pilot, lambda: note(app, "epochs") == "= 40 iterations", what="the rows")
+    editor = field(app, "batch_size").editor
+    editor.focus()
+    return editor
+
+
+def one_epoch_project(tmp_path, tiny_model) -> Path:
+    from .projects import write_project
+
+    return write_project(tmp_path / "p", tiny_model, iters=None, epochs=1, batch_size=1)
+
+
 async def test_a_keystroke_repaints_what_it_changes_without_laying_out_the_form(
         tmp_path, tiny_model, layouts):
     """A layout walks the form's ~200 widgets: it was most of a keystroke's time."""
-    from .projects import write_project
-
-    project = write_project(tmp_path / "p", tiny_model, iters=None, epochs=1, batch_size=1)
+    project = one_epoch_project(tmp_path, tiny_model)
     app = PaneHarness(lambda: HyperparametersPane(project))
     async with app.run_test(size=(160, 48)) as pilot:
-        await opened(pilot, app)
-        await wait_until(pilot, lambda: note(app, "epochs") == "= 40 iterations", what="the rows")
-        editor = field(app, "batch_size").editor
-        editor.focus()
+        editor = await batch_size_under_epochs(pilot, app)
         await pilot.press("end", "2", "backspace")  # the command may take its second line once
         await pilot.pause()
         layouts.clear()
@@ -304,6 +315,26 @@ async def test_a_keystroke_repaints_what_it_changes_without_laying_out_the_form(
             assert f"--iters {iterations}" in str(app.query_one("#command").render())
             assert editor.value == str(batch)
         assert layouts == []
+
+
+async def test_a_keystroke_changes_the_note_and_the_command_before_the_next_frame(tmp_path, tiny_model):
+    """The frame that draws a key in a field draws what it changes too.
+
+    The edit went to the form as a message, four hops after the key: the next frame drew the
+    editor alone, and the note and the command waited for another frame of the whole form."""
+    project = one_epoch_project(tmp_path, tiny_model)
+    app = PaneHarness(lambda: HyperparametersPane(project))
+    async with app.run_test(size=(160, 48)) as pilot:
+        editor = await batch_size_under_epochs(pilot, app)
+        editor.action_end()
+        editor.insert_text_at_cursor("2")  # what the key "2" does, no message handled after it
+        assert note(app, "epochs") == "= 3 iterations"  # 40 rows, batch 12
+        assert "--iters 3 " in str(app.query_one("#command").render())
+        editor.action_delete_left()  # backspace
+        assert note(app, "epochs") == "= 40 iterations"
+        assert "--iters 40 " in str(app.query_one("#command").render())
+        await pilot.pause()
+        assert app.query_one(HyperparametersPane).config.batch_size == 1
 
 
 @pytest.mark.demo

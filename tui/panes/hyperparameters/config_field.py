@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 from textual import on
 from textual.app import ComposeResult
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
+from textual.geometry import Region
+from textual.strip import Strip
 from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label
 
-from ...widgets.form_widgets import FieldEditor, FormText
-from .messages import FieldEdited
+from ...widgets.form_widgets import FieldEditor, FormText, covered_lines
+
+
+class FieldGroup(Vertical):
+    """A group of fields under its title."""
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        return covered_lines(self, crop)
 
 
 class ConfigField(Horizontal):
@@ -19,6 +27,11 @@ class ConfigField(Horizontal):
 
     Every editor is a text input (cheap to build, the form has over forty): choices are
     completed from the allowed values as they are typed, and checked like any other value.
+
+    An edit reaches the form through ``edited(name, text)``, called while the editor takes the
+    key: the note, the estimates and the command then change in the same frame as the editor.
+    As a message it came four hops later, after a frame that had drawn the editor alone, and
+    the command waited for a second frame of the whole form.
     """
 
     DEFAULT_CSS = """
@@ -29,33 +42,36 @@ class ConfigField(Horizontal):
     ConfigField.-invalid .field-note, ConfigField.-invalid .field-name { color: $error; }
     """
 
-    def __init__(self, spec, text: str, locked: bool = False):
+    def __init__(self, spec, text: str, edited: Callable[[str, str], None], locked: bool = False):
         super().__init__(classes="config-field", id=f"field-{spec.name.replace('.', '-')}")
         self.spec = spec
         self.text = text
+        self.edited = edited
         self.locked = locked  # no config to edit (the project's did not load)
         self.problem: Optional[str] = None
         self.note = ""
+        choices = ("true", "false") if spec.kind == "bool" else spec.choices
+        self.editor: Input = FieldEditor(
+            text, placeholder=" | ".join(choices) if choices else ("optional" if spec.optional else ""),
+            suggester=SuggestFromList(choices, case_sensitive=False) if choices else None,
+            compact=True, classes="editor", disabled=locked)
+        self.note_text = FormText(classes="field-note")
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        return covered_lines(self, crop)  # its name, editor and note
 
     def compose(self) -> ComposeResult:
-        spec = self.spec
-        choices = ("true", "false") if spec.kind == "bool" else spec.choices
-        suggester = SuggestFromList(choices, case_sensitive=False) if choices else None
-        placeholder = " | ".join(choices) if choices else ("optional" if spec.optional else "")
-        yield Label(spec.name, classes="field-name")
-        yield FieldEditor(self.text, placeholder=placeholder, suggester=suggester, compact=True,
-                    classes="editor", disabled=self.locked)
-        yield FormText(classes="field-note")
+        yield Label(self.spec.name, classes="field-name")
+        yield self.editor
+        yield self.note_text
 
-    @property
-    def editor(self) -> Input:
-        return self.query_one(Input)
+    def on_mount(self) -> None:
+        self.watch(self.editor, "value", self._value_changed, init=False)
 
     def set_text(self, text: str) -> None:
         """Show ``text`` without reporting it as an edit."""
         self.text = text
-        with self.editor.prevent(Input.Changed):
-            self.editor.value = text
+        self.editor.value = text
 
     def show_problem(self, problem: Optional[str]) -> None:
         if problem != self.problem:
@@ -69,11 +85,13 @@ class ConfigField(Horizontal):
             self._show()
 
     def _show(self) -> None:
-        self.query_one(FormText).show(self.problem or self.note)
+        self.note_text.show(self.problem or self.note)
+
+    def _value_changed(self, value: str) -> None:
+        if value != self.text:  # not a value the form set itself
+            self.text = value
+            self.edited(self.spec.name, value)
 
     @on(Input.Changed)
-    def _edited(self, event: Input.Changed) -> None:
-        event.stop()
-        if event.value != self.text:  # an input reports its first value too: not an edit
-            self.text = event.value
-            self.post_message(FieldEdited(self.spec.name, self.text))
+    def _changed(self, event: Input.Changed) -> None:
+        event.stop()  # the edit went to the form already: no need to carry it up the tree

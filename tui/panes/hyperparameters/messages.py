@@ -1,6 +1,6 @@
-"""Messages the Hyperparameters pane and its fields post to the pane: an edit, and what its
-workers found (a data directory's rows, a model's shape, the speed of earlier runs). What goes to
-the App is in ``tunedeck.tui.messages``."""
+"""Messages the Hyperparameters pane's workers post to it: what they found (a data directory's
+rows, a model's shape, the speed of earlier runs). What goes to the App is in
+``tunedeck.tui.messages``; a field's edit is a call (``ConfigField``), in the key's own frame."""
 
 from __future__ import annotations
 
@@ -10,13 +10,6 @@ from typing import Optional
 from textual.message import Message
 
 from tunedeck.core.training_estimates import ModelShape
-
-
-class FieldEdited(Message):
-    def __init__(self, name: str, text: str):
-        super().__init__()
-        self.name = name
-        self.text = text
 
 
 class TrainRowsCounted(Message):

@@ -19,6 +19,8 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.geometry import Region
+from textual.strip import Strip
 from textual.widget import MountError
 from textual.widgets import Label
 
@@ -34,9 +36,9 @@ from tunedeck.core.training_estimates import estimate_memory, measured_speed, re
 
 from ...messages import FormBuilt, StartRequested
 from ...widgets.dialogs import Ask, Confirm
-from ...widgets.form_widgets import FormText
-from .config_field import ConfigField
-from .messages import FieldEdited, ModelInspected, SpeedMeasured, TrainRowsCounted
+from ...widgets.form_widgets import FormText, covered_lines
+from .config_field import ConfigField, FieldGroup
+from .messages import ModelInspected, SpeedMeasured, TrainRowsCounted
 
 FIELDS_HELP = "tab moves through the fields, each explained here; ctrl+r starts a run"
 
@@ -92,6 +94,9 @@ class HyperparametersPane(Vertical):
         # form, several times per keystroke.
         self.fields: dict[str, ConfigField] = {}
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        return covered_lines(self, crop)  # the form and the three lines below it
+
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="form"):
             yield self._group(GROUPS[0])
@@ -99,15 +104,15 @@ class HyperparametersPane(Vertical):
         yield FormText(id="estimates")
         yield FormText(id="command", keep_height=True)
 
-    def _group(self, group: str) -> Vertical:
+    def _group(self, group: str) -> FieldGroup:
         # Locked fields one by one, not the whole form: the form keeps the focus, so ctrl+o
         # still reaches the pane.
         fields = [ConfigField(spec, "" if self.blocked else
                               format_field(spec.name, self.config.get_field(spec.name)),
-                              locked=self.blocked is not None)
+                              self._field_edited, locked=self.blocked is not None)
                   for spec in FIELDS if spec.group == group]
         self.fields.update((field.spec.name, field) for field in fields)
-        return Vertical(Label(group, classes="group-title"), *fields, classes="config-group")
+        return FieldGroup(Label(group, classes="group-title"), *fields, classes="config-group")
 
     def _blocked_text(self) -> str:
         return (f"{self.blocked}\nThe form stays empty so that nothing replaces the file: fix it, "
@@ -145,16 +150,15 @@ class HyperparametersPane(Vertical):
             self.query_one("#command", FormText).fit_height()
 
     # -- editing -----------------------------------------------------------------------------
-    @on(FieldEdited)
-    def _field_edited(self, event: FieldEdited) -> None:
-        value, problem = validate_field(event.name, event.text)
+    def _field_edited(self, name: str, text: str) -> None:
+        value, problem = validate_field(name, text)
         if problem:
-            self.problems[event.name] = problem
+            self.problems[name] = problem
         else:
-            self.problems.pop(event.name, None)
-            self.config = self.config.with_field(event.name, value)
+            self.problems.pop(name, None)
+            self.config = self.config.with_field(name, value)
             # iters and epochs are two ways to say one thing: setting one clears the other.
-            other = {"iters": "epochs", "epochs": "iters"}.get(event.name)
+            other = {"iters": "epochs", "epochs": "iters"}.get(name)
             if other and value is not None and self.config.get_field(other) is not None:
                 self.config = self.config.with_field(other, None)
                 if other in self.fields:
@@ -196,7 +200,7 @@ class HyperparametersPane(Vertical):
             self.query_one("#command", FormText).show("")
             return
         # Cross-field problems name their field first ("epochs: set either iters or epochs…").
-        cross = {}
+        cross: dict[str, str] = {}
         for problem in self.config.problems():
             cross.setdefault(problem.split(":", 1)[0], problem)
         for name, field in self.fields.items():
