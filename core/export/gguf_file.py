@@ -167,8 +167,9 @@ def _vocabulary(model_dir: Path, n_vocab: int) -> tuple[list[str], list[int], li
     return tokens, types, merges
 
 
-def _special_flags(tokenizer) -> tuple[bool, bool]:
-    """Whether the tokenizer adds BOS / EOS itself, by watching it encode."""
+def special_flags(tokenizer) -> tuple[bool, bool]:
+    """Whether the tokenizer adds BOS / EOS itself, by watching it encode: the GGUF's
+    add_bos_token / add_eos_token, so llama.cpp (and Ollama) add them as it does."""
     hf = tokenizer._tokenizer
     plain = hf.encode("a", add_special_tokens=False)
     full = hf.encode("a")
@@ -282,7 +283,7 @@ def write_gguf(path: Path, fused, name: str, gguf_type: str = "f16") -> None:
                           (hf.unk_token_id, writer.add_unk_token_id), (hf.pad_token_id, writer.add_pad_token_id)):
         if token_id is not None:
             add(int(token_id))
-    add_bos, add_eos = _special_flags(fused.tokenizer)
+    add_bos, add_eos = special_flags(fused.tokenizer)
     writer.add_add_bos_token(add_bos)
     writer.add_add_eos_token(add_eos)
     if getattr(fused.tokenizer, "chat_template", None):

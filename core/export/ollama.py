@@ -51,9 +51,16 @@ def _hf_render(tokenizer, messages: list[dict]) -> Optional[str]:
         text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     except Exception:  # templates may refuse a system role (raise_exception in Jinja)
         return None
+    from .gguf_file import special_flags
+
     bos = getattr(tokenizer, "bos_token", None)
-    # llama.cpp adds BOS itself (add_bos_token), so a template's leading BOS is not the TEMPLATE's.
-    return text[len(bos):] if bos and text.startswith(bos) else text
+    # Where the tokenizer adds BOS itself, so does llama.cpp under Ollama (the GGUF's
+    # add_bos_token): the template's leading BOS is then not the TEMPLATE's to write. Where it
+    # does not, a leading BOS is text like any other: SmolLM2's BOS is <|im_start|>, which opens
+    # its first turn.
+    if bos and text.startswith(bos) and special_flags(tokenizer)[0]:
+        return text[len(bos):]
+    return text
 
 
 def _style_render(style: ChatStyle, messages: list[dict], system: Optional[str] = None) -> str:

@@ -24,9 +24,20 @@ TWO_TURNS = [{"role": "system", "content": "You are terse."},
              {"role": "user", "content": "And of Italy?"}]
 
 
-def tokenizer_dir(root: Path, template: str, **config) -> Path:
+def tokenizer_dir(root: Path, template: str, adds_bos: bool = False, **config) -> Path:
+    """The tiny tokenizer with ``template``; ``adds_bos``: it puts ``bos_token`` in front of what
+    it encodes, as Llama 3's and Mistral's do (and as SmolLM2's does not)."""
     root.mkdir(parents=True)
     build_tokenizer(root)
+    if adds_bos:
+        from tokenizers import Tokenizer, processors
+
+        bos = config["bos_token"]
+        tok = Tokenizer.from_file(str(root / "tokenizer.json"))
+        tok.add_special_tokens([bos])
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tok.token_to_id(bos))])
+        tok.save(str(root / "tokenizer.json"))
     path = root / "tokenizer_config.json"
     settings = json.loads(path.read_text())
     settings.update(chat_template=template, **config)
@@ -63,7 +74,8 @@ def test_chatml_template_renders_the_same_two_turn_prompt(tmp_path, tiny_model):
 
 
 def test_llama3_template_renders_the_same_two_turn_prompt_after_bos(tmp_path):
-    model_dir = tokenizer_dir(tmp_path / "llama3", LLAMA3_TEMPLATE, bos_token="<|begin_of_text|>")
+    model_dir = tokenizer_dir(tmp_path / "llama3", LLAMA3_TEMPLATE, adds_bos=True,
+                              bos_token="<|begin_of_text|>")
     instructions = modelfile(tmp_path, model_dir, system="Answer in French.")
     messages = TWO_TURNS[1:]
     hf = rendered_by_hf(model_dir, [{"role": "system", "content": "Answer in French."}, *messages])
@@ -83,6 +95,29 @@ def test_a_template_that_inserts_a_default_system_prompt_gets_it_as_system(tmp_p
     assert instructions["SYSTEM"] == default
     for messages in (TWO_TURNS, TWO_TURNS[1:]):
         assert rendered_by_ollama(instructions, messages) == rendered_by_hf(model_dir, messages)
+
+
+def test_a_bos_the_tokenizer_does_not_add_is_the_templates_to_write(tmp_path):
+    # SmolLM2 (the demo model): BOS is <|im_start|>, which opens the first turn, and the tokenizer
+    # does not add it, so neither does llama.cpp. Taken for a BOS llama.cpp adds, it was cut off
+    # and the demo's template matched no style.
+    default = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    template = ("{% if messages[0]['role'] != 'system' %}<|im_start|>system\n" + default
+                + "<|im_end|>\n{% endif %}" + CHAT_TEMPLATE)
+    model_dir = tokenizer_dir(tmp_path / "smol", template, bos_token="<|im_start|>")
+    instructions = modelfile(tmp_path, model_dir)
+    assert instructions["SYSTEM"] == default
+    for messages in (TWO_TURNS, TWO_TURNS[1:]):
+        assert rendered_by_hf(model_dir, messages).startswith("<|im_start|>system")
+        assert rendered_by_ollama(instructions, messages) == rendered_by_hf(model_dir, messages)
+
+
+@pytest.mark.demo
+def test_the_demo_models_template_is_chatml_with_smollms_system_prompt(tmp_path, demo_model):
+    instructions = modelfile(tmp_path, demo_model)
+    assert instructions["SYSTEM"] == "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    for messages in (TWO_TURNS, TWO_TURNS[1:]):
+        assert rendered_by_ollama(instructions, messages) == rendered_by_hf(demo_model, messages)
 
 
 def test_an_unknown_template_is_refused_with_what_is_supported(tmp_path):
@@ -105,7 +140,8 @@ def test_mistral_template_renders_the_same_two_turn_prompt(tmp_path):
     template = ("{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
                 "{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
                 "{{ message['content'] + eos_token }}{% endif %}{% endfor %}")
-    model_dir = tokenizer_dir(tmp_path / "mistral", template, bos_token="<s>", eos_token="</s>")
+    model_dir = tokenizer_dir(tmp_path / "mistral", template, adds_bos=True, bos_token="<s>",
+                              eos_token="</s>")
     instructions = modelfile(tmp_path, model_dir)
     messages = TWO_TURNS[1:]
     assert "<s>" + rendered_by_ollama(instructions, messages) == rendered_by_hf(model_dir, messages)
