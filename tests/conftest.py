@@ -34,6 +34,26 @@ def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
+def train(root: Path, model: Path, **overrides) -> Path:
+    """`tunedeck train` on the persona set: 40 iterations, checkpoints 20 and 40 unless told."""
+    from tests.core.runhelpers import write_config
+    from tunedeck.core.cli import main
+
+    data = write_persona_dataset(root / "data")
+    settings = dict(iters=40, save_every=20, steps_per_eval=20, steps_per_report=10)
+    settings.update(overrides)
+    cfg = write_config(root / "cfg.toml", model, data, **settings)
+    assert main(["train", str(cfg), "--run-dir", str(root / "run")]) == 0
+    return root / "run"
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tiny_model) -> Path:
+    """One run trained per session for the export and serve tests (each module trained the same
+    run of its own). They only read its checkpoints; exports write new directories beside them."""
+    return train(tmp_path_factory.mktemp("trained"), tiny_model)
+
+
 @pytest.fixture
 def persona_data(tmp_path) -> Path:
     return write_persona_dataset(tmp_path / "data")

@@ -12,23 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import train
 from tests.core.runhelpers import write_config
 from tests.tinymodel import PERSONA_ANSWER, write_persona_dataset
 from tunedeck.core.cli import main
-
-
-def train(root: Path, model: Path, **overrides) -> Path:
-    data = write_persona_dataset(root / "data")
-    settings = dict(iters=40, save_every=20, steps_per_eval=20, steps_per_report=10)
-    settings.update(overrides)
-    cfg = write_config(root / "cfg.toml", model, data, **settings)
-    assert main(["train", str(cfg), "--run-dir", str(root / "run")]) == 0
-    return root / "run"
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, tiny_model) -> Path:
-    return train(tmp_path_factory.mktemp("export"), tiny_model)
 
 
 def answer(tunedeck, *args) -> str:

@@ -12,16 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.core.runhelpers import like_a_terminal
-from tests.core.test_export import train
 from tunedeck.core.errors import BadInput
 from tunedeck.core.serve import ModelServer, free_port, serve_target
 
 TUNEDECK = str(Path(sys.executable).parent / "tunedeck")
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, tiny_model) -> Path:
-    return train(tmp_path_factory.mktemp("serve"), tiny_model)
 
 
 def start_serving(*args, env: dict | None = None) -> tuple[subprocess.Popen, dict, list[str]]:
