@@ -16,7 +16,7 @@ from textual.content import Content
 from tunedeck.core.data import formats as F
 from tunedeck.core.data.sources import JSON_ARRAY, TXT
 
-from tunedeck.core.text import plural, visible
+from tunedeck.core.text import literal as safe_lines, plural, visible
 from .rows import RowDetail, one_line
 
 # Beyond these, a view shows a note instead of the rest (the terminal would only show a sliver
@@ -35,11 +35,12 @@ CUT = ("$text-error on $error-muted", "$foreground on $error-muted")
 
 
 def literal(text: str) -> str:
-    """Multi-line dataset text, safe to draw: line breaks kept, every other control shown."""
+    """Dataset text as core.text's ``literal`` makes it safe to draw, tabs as spaces, and cut
+    at MAX_SHOWN_CHARS."""
     if len(text) > MAX_SHOWN_CHARS:
         more = len(text) - MAX_SHOWN_CHARS
         text = text[:MAX_SHOWN_CHARS] + f"\n… {more:,} more characters not shown"
-    return "\n".join(visible(line).expandtabs(4) for line in text.split("\n"))
+    return safe_lines(text).expandtabs(4)
 
 
 def issue_lines(issues) -> list:
