@@ -19,7 +19,7 @@ Lines with a prefix parse like bare lines: a timestamp (``ts``: ``Nov 22 10:15:0
 a prefix is split at its line breaks and their prefixes in one pass (PREFIXED_LINE_BREAK); any
 line the split leaves a prefix on (after a ``\r``, a prefix alone) loses it on its own. In such
 a block only ``\n`` and ``\r`` end lines: the rarer breaks str.splitlines also knows (``\v``,
-``\f``, ``\x1c``-``\x1e``, U+0085, U+2028, U+2029) stay inside their line, as on a terminal.
+``\f``, ``\x1c``-``\x1e``, U+0085, U+2028, U+2029) stay inside their line; no tool that adds prefixes ends lines with them.
 
 Robustness: input arrives in arbitrary chunks (bytes or str, lines split anywhere, UTF-8 split
 anywhere). Work per line is capped: a line longer than MAX_LINE characters is skipped before
