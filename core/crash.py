@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
+from .text import size_text
+
 
 @dataclass(frozen=True)
 class Failure:
@@ -134,10 +136,6 @@ _MEMORY = re.compile(r"(?:^|\W)(?:MemoryError|std::bad_alloc)\b").search
 _KEYBOARD = re.compile(r"(?:^|\W)KeyboardInterrupt\b").search
 
 
-def _gb(n: str) -> str:
-    return f"{int(n) / 1e9:.1f} GB"
-
-
 def _metal(text: str) -> Failure:
     """``[METAL] ...`` errors: Metal's status, named as Metal names it, without its hex code."""
     detail = _METAL_CODE.sub("", text.replace("Command buffer execution failed:", "")).strip(" .")
@@ -188,8 +186,8 @@ def explain_line(line: str) -> Optional[Failure]:
         return _metal(m.group(1))
     m = _MALLOC_TOO_BIG(line)
     if m:
-        return Failure(f"out of memory: one array needs {_gb(m.group(1))}, more than Metal's "
-                       f"largest buffer ({_gb(m.group(2))})",
+        return Failure(f"out of memory: one array needs {size_text(int(m.group(1)))}, more than Metal's "
+                       f"largest buffer ({size_text(int(m.group(2)))})",
                        "smaller batch_size or max_seq_length")
     m = _MALLOC_LIMIT(line)
     if m:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from .resume_state import load_state
+from .text import size_text
 
 
 def disk_full(exc: BaseException) -> bool:
@@ -28,13 +29,6 @@ def mount_point(path: Path) -> Path:
     return path
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
 
 
 def remove_torn_checkpoint(adapters: Path, iteration: Optional[int]) -> None:
@@ -52,7 +46,7 @@ def disk_full_report(run_path: Path, last_checkpoint: Optional[int]) -> tuple[st
     resume = (f"the last complete checkpoint is {last_checkpoint}: free some space, then "
               f"`tunedeck resume {run_path}`" if last_checkpoint else
               "no checkpoint was complete yet: free some space and start again")
-    message = (f"disk full: {mount_point(run_path)} has {human_bytes(usage.free)} left "
+    message = (f"disk full: {mount_point(run_path)} has {size_text(usage.free)} left "
                f"while writing to {run_path}")
     return message, resume
 
@@ -69,6 +63,6 @@ def low_disk_warning(run_path: Path, weights: int, optimizer: str, save_every: i
     free = shutil.disk_usage(run_path).free
     if need <= free:
         return None
-    evidence = (f"{mount_point(run_path)} has {human_bytes(free)} free; {count} checkpoints "
-                f"of about {human_bytes(per_checkpoint)} each need {human_bytes(need)}")
+    evidence = (f"{mount_point(run_path)} has {size_text(free)} free; {count} checkpoints "
+                f"of about {size_text(per_checkpoint)} each need {size_text(need)}")
     return evidence, "free some space, or raise save_every so fewer checkpoints are kept"

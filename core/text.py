@@ -57,6 +57,15 @@ def plural(n: int, word: str) -> str:
     return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
+def size_text(n: float) -> str:
+    """A byte count as disk and memory figures are shown: ``512 B``, ``1.5 MB``, ``34.4 GB``."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
 def loss_text(loss, missing: str = "-") -> str:
     """A loss as every screen and command shows it (``missing`` when there is none)."""
     return missing if loss is None else f"{loss:.3f}"

@@ -1,6 +1,6 @@
 """Text from logs and datasets reaches the screen as typed, never as markup or terminal codes."""
 
-from tunedeck.core.text import literal, log_line, loss_text, plural, visible
+from tunedeck.core.text import literal, log_line, loss_text, plural, size_text, visible
 
 
 def test_markup_is_left_alone_for_widgets_to_show_literally():
@@ -40,3 +40,10 @@ def test_counts_and_losses_read_the_same_everywhere():
     assert plural(2048, "row") == "2,048 rows"
     assert loss_text(1.23456) == "1.235"
     assert loss_text(None) == "-" and loss_text(None, missing="—") == "—"
+
+
+def test_sizes_read_in_the_unit_that_fits():
+    assert size_text(512) == "512 B"
+    assert size_text(1_500_000) == "1.5 MB"
+    assert size_text(34_359_738_368) == "34.4 GB"
+    assert size_text(2.5e12) == "2.5 TB"
