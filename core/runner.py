@@ -80,7 +80,7 @@ def record_failure(run: RunDirectory, returncode: int) -> None:
 
 def supervise_ranks(run: RunDirectory, layout, argv: list[str]) -> int:
     """A run on several ranks: this process starts each one as a training process of its own
-    and ends the run when one fails (core.distributed)."""
+    and ends the run when one fails (core.rank_supervisor)."""
     from .rank_supervisor import RankSupervisor
 
     runner_args = [a for a in argv if a != str(run.path) and Path(a).absolute() != run.path]
