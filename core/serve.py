@@ -49,8 +49,6 @@ DEFAULT_PORT = 8080
 # it holds a lock on its _IN_USE file for as long as it lives.
 _ADAPTER_DIR_PREFIX = "tunedeck-serve-"
 _IN_USE = ".in-use"
-NO_AUTH_WARNING = ("warning: serving on {host}, beyond this machine: the server has no authentication, "
-                   "so anyone who can reach {host}:{port} can use the model")
 
 
 @dataclass
@@ -80,6 +78,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _is_every_address(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
+
+
+def no_auth_warning(host: str, port: int) -> str:
+    """The warning for a bind beyond the loopback, in words for ``host``."""
+    where = f"{host} (every address of this machine)" if _is_every_address(host) else host
+    return (f"warning: serving on {where}, beyond this machine: the server has no authentication, "
+            f"so anyone who can reach this machine on port {port} can use the model")
+
+
 def check_host(host: str, allow_remote: bool) -> None:
     if not is_loopback(host) and not allow_remote:
         raise BadInput(f"{host}: not a loopback address; the server binds beyond this machine only "
@@ -95,6 +107,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 def _bind_problem(host: str, port: int) -> Optional[str]:
     """Why ``host:port`` cannot be listened on, or None when it can."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        # As mlx_lm.server binds (http.server's allow_reuse_address): a server just stopped
+        # leaves connections in TIME_WAIT, which do not keep it from listening again.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as exc:

@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args) -> int:
     from ..errors import BadInput
-    from ..serve import NO_AUTH_WARNING, Address, is_loopback, serve_here, serve_target
+    from ..serve import Address, is_loopback, no_auth_warning, serve_here, serve_target
 
     if not 0 < args.port < 65536:
         raise BadInput(f"--port: must be 1..65535 (got {args.port})")
@@ -45,7 +45,7 @@ def run(args) -> int:
     address = Address(host, args.port, allow_remote=args.host is not None)
     target = serve_target(args.target, args.checkpoint)
     if not is_loopback(host):
-        print(NO_AUTH_WARNING.format(host=host, port=args.port), file=sys.stderr, flush=True)
+        print(no_auth_warning(host, args.port), file=sys.stderr, flush=True)
     print(f"starting mlx_lm.server for {target.label}…", file=sys.stderr, flush=True)
 
     def ready() -> None:
