@@ -81,7 +81,7 @@ def following():
 
 def test_a_report_wakes_the_follower_through_an_event(finished_project, tmp_path, following):
     run = copy_of_finished_run(finished_project, tmp_path)
-    follower = following(run, poll_s=NEVER_S)
+    follower = following(run, poll_s=NEVER_S, ended_poll_s=NEVER_S)
     assert follower.next_train_iters()[-1] == 40  # the history
     report(run, 41)
     # Seen by the look that follows the start of the watch, or through an event.
@@ -94,7 +94,7 @@ def test_a_report_wakes_the_follower_through_an_event(finished_project, tmp_path
 def test_without_events_the_follower_polls(finished_project, tmp_path, following):
     # A filesystem that sends no events (a network mount): the slow poll alone follows the run.
     run = copy_of_finished_run(finished_project, tmp_path)
-    follower = following(run, poll_s=0.2, events=False)
+    follower = following(run, poll_s=0.2, ended_poll_s=0.2, events=False)
     assert follower.next_train_iters()[-1] == 40
     for iteration in (41, 42):
         report(run, iteration)
@@ -155,6 +155,49 @@ def test_a_watch_that_cannot_start_falls_back_to_the_poll(tmp_path, monkeypatch,
 def test_a_cancelled_follower_stops_while_it_waits(finished_project, tmp_path):
     run = copy_of_finished_run(finished_project, tmp_path)
     for events in (True, False):
-        follower = Following(run, poll_s=NEVER_S, events=events)
+        follower = Following(run, poll_s=NEVER_S, ended_poll_s=NEVER_S, events=events)
         assert follower.next_train_iters()[-1] == 40
         follower.stop()  # asserts the thread ended
+
+
+def test_watchfiles_steps_quickly_only_while_the_directory_changes(finished_project, tmp_path, monkeypatch):
+    # Each step wakes the thread: a quick step kept while nothing changes cost an idle app
+    # 40 wake-ups a second.
+    run = copy_of_finished_run(finished_project, tmp_path)
+    give_up = threading.Timer(DEADLINE_S, (stop := threading.Event()).set)
+    give_up.start()
+    changes = FileChanges(run.path, stop.is_set, poll_s=NEVER_S)
+    try:
+        assert changes.step_ms() == run_follower.QUIET_STEP_MS  # no change seen yet
+        assert changes.start()
+        report(run, 41)
+        assert changes.wait() and not stop.is_set()
+        assert changes.step_ms() == run_follower.WATCH_STEP_MS
+        later = time.monotonic() + run_follower.QUIET_AFTER_S + 1
+        monkeypatch.setattr(run_follower.time, "monotonic", lambda: later)
+        assert changes.step_ms() == run_follower.QUIET_STEP_MS
+    finally:
+        give_up.cancel()
+        changes.close()
+
+
+def test_an_ended_run_is_not_asked_for_its_state_at_every_look(finished_project, tmp_path, monkeypatch):
+    # A finished run changes only with its status file: reading its state (and a running run's
+    # lock) once a second was work for nothing.
+    run = copy_of_finished_run(finished_project, tmp_path)
+    asked = []
+    state = RunDirectory.state
+    monkeypatch.setattr(RunDirectory, "state", lambda self: asked.append(1) or state(self))
+    now = [time.time()]
+    monkeypatch.setattr(run_follower.time, "time", lambda: now[0])
+    follower = RunFollower(run)
+    assert follower.poll().state == "finished" and not follower.training
+    for _ in range(5):
+        now[0] += 2 * run_follower.STATE_CHECK_S
+        follower.poll()
+    assert len(asked) == 1
+    run.update_status(state="starting")  # a resume rewrites it
+    assert follower.poll().state in ("starting", "interrupted") and follower.training
+    now[0] += 2 * run_follower.STATE_CHECK_S
+    follower.poll()
+    assert len(asked) == 3  # a run that may train is looked at once a second again

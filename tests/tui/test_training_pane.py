@@ -76,14 +76,19 @@ def train(i: int) -> Train:
     return Train(iter=i, loss=3.0 - i / 100, lr=1e-3, tokens_per_sec=1500.0, peak_mem_gb=1.25)
 
 
+def following_a_run_started_5_s_ago(app) -> TrainingPane:
+    pane = app.query_one(TrainingPane)
+    pane.follow("run", "running")
+    pane.add_update(RunUpdate(events=[Start(total_iters=100)], state="running",
+                              status={"started_at": NOW - 5}, arrived_at=NOW), live=True, now=NOW)
+    return pane
+
+
 async def test_a_run_that_goes_silent_is_shown_as_stalled():
     now = [NOW]
     app = PaneHarness(lambda: TrainingPane(), clock=lambda: now[0])
     async with app.run_test(size=(100, 30)) as pilot:
-        pane = app.query_one(TrainingPane)
-        pane.follow("run", "running")
-        pane.add_update(RunUpdate(events=[Start(total_iters=100)], state="running",
-                                  status={"started_at": NOW - 5}, arrived_at=NOW), live=True, now=NOW)
+        pane = following_a_run_started_5_s_ago(app)
         for k in range(1, 6):
             pane.add_update(RunUpdate(events=[train(10 * k)], arrived_at=NOW + k), live=True, now=NOW + k)
         await pilot.pause()
@@ -94,6 +99,45 @@ async def test_a_run_that_goes_silent_is_shown_as_stalled():
         pane.refresh_status(now[0])
         await pilot.pause()
         assert status_text(app).startswith("stalled")
+
+
+async def test_the_status_line_ticks_only_for_a_run_that_trains_and_is_in_sight():
+    # Its once-a-second refresh woke an app following a finished run, or hiding the pane.
+    now = [NOW]
+    app = PaneHarness(lambda: TrainingPane(), clock=lambda: now[0])
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = following_a_run_started_5_s_ago(app)
+        await wait_until(pilot, lambda: pane.ticking, what="the clock of a running run")
+        now[0] = NOW + 7  # the elapsed time moves with the app's clock, no event needed
+        await wait_until(pilot, lambda: "elapsed 12s" in status_text(app), timeout=60,
+                         what="the status line's tick")
+        pane.display = False
+        await wait_until(pilot, lambda: not pane.ticking, what="the clock stopped out of sight")
+        pane.display = True
+        await wait_until(pilot, lambda: pane.ticking, what="the clock back in sight")
+        pane.add_update(RunUpdate(state="finished"), live=True, now=now[0])
+        assert not pane.ticking
+
+
+async def test_lines_written_to_the_log_lay_nothing_out(monkeypatch):
+    # Textual's Log laid the whole screen out at each write: 20 ms of every update of a live run.
+    from textual.screen import Screen
+
+    layouts = []
+    refresh_layout = Screen._refresh_layout
+    monkeypatch.setattr(Screen, "_refresh_layout",
+                        lambda self, *a, **k: layouts.append(1) or refresh_layout(self, *a, **k))
+    app = PaneHarness(lambda: TrainingPane(), clock=lambda: NOW)
+    async with app.run_test(size=(100, 30)) as pilot:
+        log = app.query_one(RunLog)
+        await pilot.pause()
+        before = len(layouts)
+        for k in range(60):
+            log.add_output([f"line {k}"])
+            await pilot.pause()
+        assert len(layouts) - before <= 2  # the scrollbar appearing may lay it out, once
+        assert log.show_vertical_scrollbar and log.vertical_scrollbar.window_virtual_size == 60
+        assert [line for line in screen_lines(log) if line][-1] == "line 59"  # scrolled to the end
 
 
 OOM_LINE = ("out of memory (Metal: Insufficient Memory) — smaller batch_size or max_seq_length, "

@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.content import Content
+from textual.timer import Timer
 from textual.widgets import Static
 
 from tunedeck.core.crash import Failure, recorded
@@ -27,13 +28,19 @@ from .run_log import RunLog
 from .run_status_line import RunStatusLine
 
 
+# The states whose status line moves with the clock: elapsed time, the ETA, "stalled".
+TIMED_STATES = ("starting", "running", "following")
+CLOCK_TICK_S = 1.0
+
+
 class TrainingPane(Vertical):
     PANE_TITLE = "Training"
     # The health line shows once there is a finding; one line, cut short rather than wrapped
     # (the full text is in the list the health-findings key opens).
     DEFAULT_CSS = """
     TrainingPane { height: 1fr; }
-    TrainingPane > #health-line { display: none; height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    TrainingPane #run-view { height: 1fr; }
+    TrainingPane #health-line { display: none; height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
     TrainingPane #plot-key { height: 1; padding: 0 1; color: $text-muted; }
     TrainingPane #plots { height: 2fr; min-height: 8; }
     TrainingPane #loss-plot { height: 3fr; }
@@ -68,19 +75,42 @@ class TrainingPane(Vertical):
         self.resumable: set[int] = set()  # the followed run's resumable checkpoints
         self.adapters_dir: Optional[Path] = None  # where its answer checks are, if it has any
         self.offer: Optional[ResumeOffer] = None
+        self._clock: Optional[Timer] = None  # the status line's once-a-second refresh
+        self.ticking = False  # whether it runs
 
     def compose(self) -> ComposeResult:
         yield RunStatusLine()
-        yield Static(id="health-line")
-        yield Static(id="plot-key")
-        with Vertical(id="plots"):
-            yield LossPlot(id="loss-plot")
-            yield LearningRatePlot(id="lr-plot")
-        yield RunLog(id="run-log")
+        with Vertical(id="run-view"):
+            yield Static(id="health-line")
+            yield Static(id="plot-key")
+            with Vertical(id="plots"):
+                yield LossPlot(id="loss-plot")
+                yield LearningRatePlot(id="lr-plot")
+            yield RunLog(id="run-log")
 
     def on_mount(self) -> None:
-        # Elapsed time, the ETA countdown and "stalled" change without any event arriving.
-        self.set_interval(1.0, lambda: self.refresh_status(self.app.clock()))
+        # Elapsed time, the ETA countdown and "stalled" change without any event arriving: once a
+        # second, while they move (a run that trains, a log followed) and the pane is in sight.
+        self._clock = self.set_interval(CLOCK_TICK_S, lambda: self.refresh_status(self.app.clock()),
+                                        pause=True)
+        self._set_clock()
+
+    def on_show(self) -> None:
+        self.refresh_status(self.app.clock())  # what the clock moved while out of sight
+        self._set_clock()
+
+    def on_hide(self) -> None:
+        self._set_clock()
+
+    def _set_clock(self) -> None:
+        """The clock ticks only while a figure moves with time and someone can see it."""
+        if self._clock is None:
+            return  # not mounted yet: on_mount sets it
+        self.ticking = self.state in TIMED_STATES and self.is_on_screen
+        if self.ticking:
+            self._clock.resume()
+        else:
+            self._clock.pause()
 
     def on_resize(self) -> None:
         # Below 30 rows the learning rate gets a number in the key instead of a plot.
@@ -95,6 +125,7 @@ class TrainingPane(Vertical):
         self.history = RunHistory()
         self.name_shown, self.state, self.status, self.note = name, state, {}, ""
         self.refresh_bindings()
+        self._set_clock()
         self.failure = None
         self.diverging, self.resumable, self.adapters_dir = DivergingOffer(), set(), None
         self._show_offer()
@@ -131,9 +162,11 @@ class TrainingPane(Vertical):
         if update.failure is not None:
             self.failure = update.failure
         if update.state is not None:
-            if update.state != self.state:
-                self.refresh_bindings()  # x and n only while there is a run to stop
+            changed = update.state != self.state
             self.state = update.state
+            if changed:
+                self.refresh_bindings()  # x and n only while there is a run to stop
+                self._set_clock()
             if update.state not in ("starting", "running"):
                 self.note = ""
         self.refresh_status(now)
@@ -171,9 +204,10 @@ class TrainingPane(Vertical):
         if plot.log_scale:
             markup.append("log scale")
         key = Content.from_markup("   ".join(markup), **values)
-        if key != self._key:  # an update costs a layout; most reports change nothing here
+        if key != self._key:  # most reports change nothing here
             self._key = key
-            self.query_one("#plot-key", Static).update(key)
+            # One line high whatever it says: a repaint, not a layout of the screen.
+            self.query_one("#plot-key", Static).update(key, layout=False)
 
     def _show_health(self) -> None:
         """The newest finding under the status line (hidden while there is none)."""
@@ -182,9 +216,10 @@ class TrainingPane(Vertical):
             return
         self._finding_shown = newest
         line = self.query_one("#health-line", Static)
-        line.display = newest is not None
+        line.display = newest is not None  # shown or hidden: that lays the screen out
         if newest is not None:
-            line.update(finding_content(newest))  # the footer's h opens the full list
+            # One line high (the footer's h opens the full list): a new finding is a repaint.
+            line.update(finding_content(newest), layout=False)
 
     def _show_offer(self) -> None:
         """The resume a diverging finding offers, in the footer while it stands (a followed
