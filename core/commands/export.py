@@ -106,6 +106,8 @@ def _show(result) -> None:
             print(f"    export:         {divergence['got_text']!r}")
         if isinstance(check, dict) and check.get("note"):
             print(f"    {check['note']}")
+    if result.to == "mlx":
+        print(f"chat with it: tunedeck chat --model {result.out}")
 
 
 def _verdict(check) -> str:

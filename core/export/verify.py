@@ -42,6 +42,7 @@ class AnswerCheck:
     divergence: Optional[Divergence] = None
     note: Optional[str] = None
     answers: list[str] = field(default_factory=list)
+    summary: str = ""            # one line, as `tunedeck export` shows it after "equal"
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -115,5 +116,7 @@ def compare_answers(expected: list[Answer], got: list[Answer], expected_model, g
                 if requantized else None)
         return AnswerCheck(False, len(expected), Divergence(
             i, at, want.text, have.text, max_logit_difference(expected_model, got_model, ids)),
-            note=note, answers=[a.text for a in got])
-    return AnswerCheck(True, len(expected), answers=[a.text for a in got])
+            note=note, answers=[a.text for a in got],
+            summary=f"answers differ at prompt {i + 1}, token {at + 1}")
+    return AnswerCheck(True, len(expected), answers=[a.text for a in got],
+                       summary=f"{len(expected)} greedy answers token for token like base + adapter")
