@@ -219,6 +219,12 @@ def run_mlx_server(arguments: list[str], address: Address,
     """
     # The model is a local directory: nothing to ask the Hugging Face Hub (read at its import).
     os.environ["HF_HUB_OFFLINE"] = "1"
+    if is_loopback(address.host):
+        # Its start-up UserWarning (a Python warning with a source line, read as a fault) is about
+        # exposing it; on the loopback nothing is exposed, and beyond it tunedeck warns itself.
+        import warnings
+
+        warnings.filterwarnings("ignore", message="mlx_lm.server is not recommended for production")
     from mlx_lm.server import main
 
     failed = threading.Event()

@@ -37,3 +37,28 @@ def test_the_warning_for_every_address_names_it_in_words():
         "warning: serving on 0.0.0.0 (every address of this machine), beyond this machine: the server "
         "has no authentication, so anyone who can reach this machine on port 8080 can use the model")
     assert no_auth_warning("192.168.1.5", 8080).startswith("warning: serving on 192.168.1.5, beyond")
+
+
+def test_on_the_loopback_mlx_lms_production_warning_is_not_shown(tiny_model):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.core.runhelpers import like_a_terminal
+
+    port = free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "tunedeck"), "serve", str(tiny_model),
+                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=like_a_terminal)
+    try:
+        for line in proc.stdout:
+            if line.startswith("Ctrl-C stops it."):
+                break
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
+    assert "server stopped" in err
+    assert "UserWarning" not in err and "not recommended for production" not in err
