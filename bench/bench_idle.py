@@ -8,6 +8,10 @@ settling time (the panes out of sight are built after the first frame), the CPU 
 process used (user + system, all its threads, from /proc/PID/stat) is read over ``--seconds``,
 and with it how often its threads woke up (context switches, /proc/PID/task/*/status).
 
+Each is measured twice: before, the app with its follower polling every 50 ms as it did before
+watchfiles (``--as-polling-app``: this script opens the app so, with RunFollower.updates told to
+poll every 50 ms without events), and after, the app as it is.
+
 Two quiet runs, both real runs of the tiny model:
 
 * finished: trained to the end; nothing will ever be written to it again.
@@ -42,6 +46,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Start-up is over once a window of --settle seconds used less than this of a core.
 SETTLED_PERCENT = 10.0
 SETTLE_CAP_S = 180.0
+OLD_POLL_S = 0.05  # the follower's pace before watchfiles
 
 
 def make_project(root: Path, model: Path, **overrides) -> Path:
@@ -80,6 +85,18 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
 
 
+def cpu_ns(pid: int) -> int:
+    """CPU time of the process's live threads in nanoseconds (the scheduler's own count, exact
+    where the ticks of /proc/PID/stat are samples of 10 ms: 0.05 % of a core over 20 s)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except OSError:
+            continue  # a thread that ended between the listing and the read
+    return total
+
+
 def wakeups(pid: int) -> int:
     """Context switches of the process's live threads: how often they were put to sleep and woken."""
     total = 0
@@ -93,7 +110,7 @@ def wakeups(pid: int) -> int:
     return total
 
 
-def idle_cpu(command: str, project: Path, home: Path, seconds: float,
+def idle_cpu(command, project: Path, home: Path, seconds: float,
              settle: float) -> tuple[float, float, float]:
     """(CPU % of one core, wake-ups per second, seconds it took to settle) of the app left
     alone on ``project``."""
@@ -122,15 +139,15 @@ def idle_cpu(command: str, project: Path, home: Path, seconds: float,
         if not framed.wait(60):
             raise RuntimeError("no frame within 60 s:\n" + seen.decode(errors="replace")[-2000:])
         settled_after = settle_down(app.pid, settle)
-        ticks, woken, started = cpu_ticks(app.pid), wakeups(app.pid), time.monotonic()
+        used, woken, started = cpu_ns(app.pid), wakeups(app.pid), time.monotonic()
         time.sleep(seconds)
-        ticks, woken = cpu_ticks(app.pid) - ticks, wakeups(app.pid) - woken
+        used, woken = cpu_ns(app.pid) - used, wakeups(app.pid) - woken
         elapsed = time.monotonic() - started
     finally:
         done.set()
         reader.join(timeout=5)
         quit_app(master, app)
-    return ticks / CLOCK_TICKS / elapsed * 100, woken / elapsed, settled_after
+    return used / 1e9 / elapsed * 100, woken / elapsed, settled_after
 
 
 def settle_down(pid: int, window: float, cap: float = SETTLE_CAP_S) -> float:
@@ -146,7 +163,25 @@ def settle_down(pid: int, window: float, cap: float = SETTLE_CAP_S) -> float:
     return time.monotonic() - started
 
 
+def polling_app(project: str) -> int:
+    """The app with its follower polling every 50 ms, without events: how it followed runs
+    before watchfiles."""
+    from tunedeck.core.run_follower import RunFollower
+    from tunedeck.tui.launch import main as tunedeck
+
+    updates = RunFollower.updates
+
+    def polling(self, cancelled, **_options):
+        return updates(self, cancelled, poll_s=OLD_POLL_S, ended_poll_s=OLD_POLL_S, events=False)
+
+    RunFollower.updates = polling  # type: ignore[method-assign]
+    sys.argv = ["tunedeck", project]
+    return tunedeck()
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--as-polling-app"]:
+        return polling_app(sys.argv[2])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="how long the CPU time is counted")
     parser.add_argument("--settle", type=float, default=3.0,
@@ -158,22 +193,28 @@ def main() -> int:
     from tests.tinymodel import build_tiny_model
     from tests.tui.projects import train_to_the_end
 
+    when_text = {"before": "the follower polling every 50 ms", "after": "watchfiles"}
     with tempfile.TemporaryDirectory(prefix="bench-idle-") as tmp:
         root, home = Path(tmp), Path(tmp) / "home"
         os.environ["TUNEDECK_HOME"] = str(home)
         model = root / "model"
         build_tiny_model(model)
 
+        before = [sys.executable, str(Path(__file__).resolve()), "--as-polling-app"]
         finished = make_project(root / "finished", model, iters=20)
         train_to_the_end(finished)
-        measured = {"finished": idle_cpu(args.command, finished, home, args.seconds, args.settle)}
+        measured = {}
+        for when, command in (("before", before), ("after", args.command)):
+            measured[f"finished ({when}: {when_text[when]})"] = idle_cpu(
+                command, finished, home, args.seconds, args.settle)
 
         paused = make_project(root / "paused", model, iters=100_000, steps_per_report=1,
                               steps_per_eval=100_000, save_every=100_000)
         process = quiet_running_run(paused)
         try:
-            measured["running, quiet (stopped after its first report)"] = idle_cpu(
-                args.command, paused, home, args.seconds, args.settle)
+            for when, command in (("before", before), ("after", args.command)):
+                measured[f"running, quiet (stopped after its first report; {when}: {when_text[when]})"] = \
+                    idle_cpu(command, paused, home, args.seconds, args.settle)
         finally:
             group = os.getpgid(process.pid)
             os.killpg(group, signal.SIGCONT)
@@ -193,10 +234,11 @@ def main() -> int:
               f"{command} | {percent:.2f}% of one core | "
               f"≤ {IDLE_CPU_BUDGET_PERCENT}% | {'yes' if percent <= IDLE_CPU_BUDGET_PERCENT else 'no'} |")
     print()
-    print(f"CPU time from /proc/PID/stat (utime + stime, clock ticks of 1/{CLOCK_TICKS} s) over "
+    print(f"CPU time of the app's threads from /proc/PID/task/*/schedstat (nanoseconds) over "
           f"{args.seconds:.0f} s, once the app has settled (the first {args.settle:.0f} s after "
           f"the first frame under {SETTLED_PERCENT}% of a core); wake-ups are the voluntary and "
-          "involuntary context switches of the app's threads.")
+          f"involuntary context switches of the app's threads. Load average (1 min) at the end: "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.")
     return 0
 
 

@@ -35,6 +35,7 @@ import termios
 import threading
 import time
 from pathlib import Path
+from typing import Union
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -66,13 +67,16 @@ def train(project: Path) -> None:
 
 
 # -- the app in a terminal ---------------------------------------------------------------------
-def open_app(project: Path, home: Path, command: str = "") -> tuple[int, subprocess.Popen]:
-    """``tunedeck PROJECT`` (or ``command PROJECT``) in a pseudo-terminal of 160x48: the
-    terminal's side to read from and the app's process."""
+def open_app(project: Path, home: Path, command: Union[str, list[str]] = "") -> tuple[int, subprocess.Popen]:
+    """``tunedeck PROJECT`` (or ``command PROJECT``, a program or a program and its first
+    arguments) in a pseudo-terminal of 160x48: the terminal's side to read from and the app's
+    process."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 48, 160, 0, 0))
     env = {**os.environ, "TERM": "xterm-256color", "TUNEDECK_HOME": str(home)}
-    proc = subprocess.Popen([command or str(Path(sys.executable).with_name("tunedeck")), str(project)],
+    program = [command] if isinstance(command, str) else command
+    proc = subprocess.Popen([*(program if program[0] else [str(Path(sys.executable).with_name("tunedeck"))]),
+                             str(project)],
                             stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
     os.close(slave)
     return master, proc
