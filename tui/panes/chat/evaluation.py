@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Label, ProgressBar, Static
 
 from ...messages import EvaluationStopRequested
 from ...widgets.key_footer import KeyFooter
+from ...widgets.progress import ProgressLine
 from tunedeck.core.text import literal
 
 
@@ -72,7 +73,7 @@ class EvaluationScreen(ModalScreen[None]):
             yield Label(Text(f"Evaluating {self.run_name} · checkpoint {self.iteration} against its "
                              "base model"), id="evaluation-title")
             yield Label(Text("starting…"), id="evaluation-progress-text")
-            yield ProgressBar(total=None, show_eta=False, id="evaluation-progress")
+            yield ProgressLine(total=None, id="evaluation-progress")
             yield DataTable(cursor_type="none", id="evaluation-summary")
             yield VerticalScroll(id="evaluation-samples")
             yield Label("", id="evaluation-saved")

@@ -26,6 +26,7 @@ from tunedeck.core.chat_choices import BASE, AdapterChoice, model_label, scan_ch
 from .answer_settings import AnswerSettings
 from .messages import ChatAsked, ChatModelRequested, ChatStopRequested, ChoicesScanned
 from .transcript import Answer, ChatTranscript
+from ...widgets.progress import ProgressLine
 
 
 class ChatPane(Vertical):
@@ -94,7 +95,7 @@ class ChatPane(Vertical):
                          id="chat-status")
             # A bar without a total animates 15 times a second even while hidden: it has one
             # only while a load of unknown length goes on.
-            yield ProgressBar(total=100, show_eta=False, id="chat-progress")
+            yield ProgressLine(total=100, id="chat-progress")
         with Horizontal(id="chat-columns"):
             with Vertical(classes="chat-side", id="chat-left"):
                 yield Static(Text(""), classes="chat-title", id="chat-left-title")

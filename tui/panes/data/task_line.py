@@ -10,6 +10,7 @@ from textual.content import Content
 from textual.widgets import Label, ProgressBar
 
 from .rows import one_line
+from ...widgets.progress import ProgressLine
 
 
 class TaskLine(Horizontal):
@@ -28,7 +29,7 @@ class TaskLine(Horizontal):
         yield Label()
         # A bar without a total animates 15 times a second even while hidden: it has one only
         # while a task of unknown length runs.
-        yield ProgressBar(total=100, show_eta=False)
+        yield ProgressLine(total=100)
 
     @property
     def running(self) -> bool:
