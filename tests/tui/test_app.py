@@ -136,9 +136,11 @@ async def test_start_from_the_form_then_reopen_and_find_the_whole_history(projec
     again = TunedeckApp(project=project)
     async with again.run_test(size=(160, 48)) as pilot:
         assert active(again) == "training"
-        await wait_until(pilot, lambda: state(again) == "finished", what="the run to reappear")
         pane = again.query_one(TrainingPane)
-        assert pane.history.train.iters[-1] == 40
+        # The state comes from the run's list at once, its history with the follower's first
+        # update: wait for the history the user comes back for.
+        await wait_until(pilot, lambda: state(again) == "finished" and pane.history.train.iters[-1:] == [40],
+                         what="the run to reappear with its whole history")
         assert len(pane.history.val) >= 4
 
 
@@ -189,8 +191,9 @@ async def test_watch_a_run_directory(finished_project):
     app = TunedeckApp(watch=str(run.path))
     async with app.run_test(size=(120, 40)) as pilot:
         assert active(app) == "training"
-        await wait_until(pilot, lambda: state(app) == "finished", what="the finished run")
-        assert "iter 40/40" in figures(app)
+        # The state is known before the history has been read (see the test above).
+        await wait_until(pilot, lambda: state(app) == "finished" and "iter 40/40" in figures(app),
+                         what="the finished run and its figures")
         await wait_until(pilot, lambda: checkpoints(app) == [10, 20, 30, 40], what="its checkpoints")
 
 
