@@ -76,3 +76,9 @@ class FileTail:
             lines.pop(0)
             self._skip_first = False
         return [line.decode("utf-8", errors="replace") for line in lines]
+
+    def held_back(self) -> bytes:
+        """The last line read so far that has no newline yet: a writer may still be writing it,
+        so read_lines keeps it; a reader that is done with the file (a writer killed mid-line
+        leaves one) takes it as the file's last line."""
+        return b"" if self._skip_first else self._partial

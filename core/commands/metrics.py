@@ -179,23 +179,12 @@ def _log_file_source(path: Path, follow: bool, run_dir: Optional[Path]) -> Itera
             break
     # The tail holds back a last line without its newline (it may still be being written); at
     # the end it counts, as it does in a pipe: a process killed mid-line leaves one.
-    events = parser.feed(_torn_last_line(path))
+    events = parser.feed(tail.held_back())
     yield events + parser.close(), None
 
 
 def _parsed(parser, lines: List[str]) -> list:
     return parser.feed("".join(line + "\n" for line in lines)) if lines else []
-
-
-def _torn_last_line(path: Path) -> bytes:
-    """What follows the last newline of ``path`` (at most READ_BYTES of it)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - READ_BYTES))
-            end = f.read()
-    except OSError:
-        return b""
-    return end[end.rfind(b"\n") + 1:]
 
 
 def _stdin_source() -> Iterator[Batch]:
