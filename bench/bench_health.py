@@ -2,11 +2,21 @@
 
 1. The monitor. mlx-lm's own ``train()`` trains the tiny model in this process with a training
    callback that does what the runner's does (an event per report, appended to a metrics.jsonl),
-   with and without each event also fed to a ``HealthMonitor``, alternating so machine noise hits
-   both alike. mlx-lm's tokens/s leaves out the time spent in callbacks, so throughput here is
-   trained tokens over the wall time of the whole ``train()`` call. Budget: monitor / off >= 0.99.
-   The monitor's own cost per event is also timed on a long synthetic stream, since a 1%
-   difference is within the noise of one shared machine.
+   with and without each event also fed to a ``HealthMonitor``. The monitor is plain Python on
+   the training thread, called once per report with floats mlx-lm has already taken out of MLX:
+   it forces no evaluation, so what it adds to training is exactly the time inside ``observe``.
+   That time is measured directly in the monitored runs (its wall time and the thread's CPU time)
+   against the wall time of their ``train()``: the budget, training with / without the monitor
+   = 1 − the monitor's share, >= 0.99. The end-to-end comparison is kept as a cross-check: pairs
+   of runs, the order swapped at every pair so a drift of the machine's load hits both alike,
+   the pace of each run taken between its first and last reports (trained tokens over that wall
+   time, callbacks included; the start-up and the first compilation left out), and the median of
+   the pairs' ratios with their spread. On a shared machine that spread is several percent,
+   wider than the 1% being checked, which is why it is not the budget's measure (the budget
+   was once that ratio, over the wall time of the whole ``train()``, median of 5 per variant:
+   two runs of the same code gave 0.951 and 1.020).
+   The monitor's cost per event is also timed on a long synthetic stream, first and last 10k
+   events apart: a long run must not make each report dearer.
 2. Answer checks as they run: real runs through ``start_run`` (the runner, its supervisor and,
    with ``answer_checks`` on, one ``python -m tunedeck.core.probes`` process per checkpoint at a
    lower priority), on and off alternating. Reported: the seconds each check took (from its
@@ -14,13 +24,14 @@
    reports) against the runs without, how long a finished run waited for its last check, and
    the checks skipped because a newer checkpoint came while one ran.
 
-    .venv/bin/python bench/bench_health.py [--repeats 5] [--iters 200] [--run-repeats 3] [--run-iters 200]
+    .venv/bin/python bench/bench_health.py [--repeats 7] [--iters 200] [--run-repeats 3] [--run-iters 200]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import statistics
 import sys
@@ -39,8 +50,9 @@ from tunedeck.core.health import HealthMonitor, model_vocab_size  # noqa: E402
 REPORT_EVERY, SAVE_EVERY, EVAL_EVERY = 10, 50, 50
 
 
-def train_once(model_dir: Path, data: Path, out: Path, iters: int, variant: str) -> float:
-    """Trained tokens per second of wall time, ``variant`` "off" or "monitor"."""
+def train_once(model_dir: Path, data: Path, out: Path, iters: int, monitored: bool) -> dict:
+    """One training, with or without the monitor: its steady pace (tokens/s between the first and
+    the last report) and, monitored, the time spent in ``HealthMonitor.observe``."""
     import types
 
     import mlx.core as mx
@@ -64,22 +76,29 @@ def train_once(model_dir: Path, data: Path, out: Path, iters: int, variant: str)
     out.mkdir(parents=True)
     writer = ev.EventWriter(out / "metrics.jsonl")
     monitor = HealthMonitor(vocab_size=model_vocab_size(model_dir), val_batches=1) \
-        if variant != "off" else None
-    tokens = [0]
+        if monitored else None
+    spent = {"wall": 0.0, "cpu": 0.0, "calls": 0}
+    reports = []  # (perf_counter at the end of the report's callback, trained tokens)
 
     def emit(event):
         writer.append(event)
         if monitor is not None:
-            for finding in monitor.observe(event):
+            wall, cpu = time.perf_counter(), time.thread_time()
+            found = monitor.observe(event)
+            spent["wall"] += time.perf_counter() - wall
+            spent["cpu"] += time.thread_time() - cpu
+            spent["calls"] += 1
+            for finding in found:
                 writer.append(finding)
 
     class Recorder(TrainingCallback):
         def on_train_loss_report(self, info):
-            tokens[0] = int(info["trained_tokens"])
             emit(ev.Train(iter=info["iteration"], loss=info["train_loss"],
                           lr=float(info["learning_rate"]), it_per_sec=info["iterations_per_second"],
                           tokens_per_sec=info["tokens_per_second"],
-                          trained_tokens=tokens[0], peak_mem_gb=info["peak_memory"]))
+                          trained_tokens=int(info["trained_tokens"]),
+                          peak_mem_gb=info["peak_memory"]))
+            reports.append((time.perf_counter(), int(info["trained_tokens"])))
 
         def on_val_loss_report(self, info):
             emit(ev.Val(iter=info["iteration"] + 1, loss=info["val_loss"], seconds=info["val_time"]))
@@ -93,11 +112,14 @@ def train_once(model_dir: Path, data: Path, out: Path, iters: int, variant: str)
           val_dataset=CacheDataset(valid_set), args=args, training_callback=Recorder())
     seconds = time.perf_counter() - start
     writer.close()
-    return tokens[0] / seconds
+    (first_at, first_tokens), (last_at, last_tokens) = reports[0], reports[-1]
+    return {"tokens_per_sec": (last_tokens - first_tokens) / (last_at - first_at),
+            "train_seconds": seconds, "steps": iters, **spent}
 
 
-def monitor_cost_per_event(n: int = 100_000) -> float:
-    """Microseconds per ``observe`` over a long stream of reports and validations."""
+def monitor_cost_per_event(n: int = 100_000) -> tuple:
+    """Microseconds per ``observe`` over a long stream of reports and validations: over all of
+    it, its first 10k events and its last 10k."""
     stream = []
     for k in range(1, n + 1):
         it = k * 10
@@ -106,10 +128,15 @@ def monitor_cost_per_event(n: int = 100_000) -> float:
         if k % 5 == 0:
             stream.append(ev.Val(iter=it, loss=2.2 + math.cos(k / 9) * 0.2))
     monitor = HealthMonitor(vocab_size=49152, val_batches=4)
-    start = time.perf_counter()
-    for event in stream:
+    chunk = 10_000
+    marks = [time.perf_counter()]
+    for k, event in enumerate(stream, 1):
         monitor.observe(event)
-    return (time.perf_counter() - start) / len(stream) * 1e6
+        if k == chunk or k == len(stream) - chunk:
+            marks.append(time.perf_counter())
+    marks.append(time.perf_counter())
+    return ((marks[-1] - marks[0]) / len(stream) * 1e6, (marks[1] - marks[0]) / chunk * 1e6,
+            (marks[-1] - marks[-2]) / chunk * 1e6)
 
 
 def run_once(model_dir: Path, data: Path, root: Path, name: str, iters: int, checks: bool) -> dict:
@@ -147,28 +174,41 @@ def run_once(model_dir: Path, data: Path, root: Path, name: str, iters: int, che
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=5, help="in-process trainings per variant")
+    ap.add_argument("--repeats", type=int, default=7,
+                    help="pairs of in-process trainings, with and without the monitor")
     ap.add_argument("--iters", type=int, default=200)
     ap.add_argument("--run-repeats", type=int, default=3, help="real runs with checks on, and off")
     ap.add_argument("--run-iters", type=int, default=200)
     args = ap.parse_args()
 
-    variants = ("off", "monitor")
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model_dir = build_tiny_model(tmp / "model")
         data = write_persona_dataset(tmp / "data", n_train=200)
-        rates = {v: [] for v in variants}
+        pairs = []
         for i in range(args.repeats):
-            for v in variants:
-                rates[v].append(train_once(model_dir, data, tmp / f"{v}{i}", args.iters, v))
+            order = (False, True) if i % 2 == 0 else (True, False)
+            pair = {on: train_once(model_dir, data, tmp / f"{'monitor' if on else 'off'}{i}",
+                                   args.iters, on) for on in order}
+            pairs.append(pair)
         runs = {True: [], False: []}
         for i in range(args.run_repeats):
             for on in (True, False):
                 runs[on].append(run_once(model_dir, data, tmp, f"checks-{'on' if on else 'off'}-{i}",
                                          args.run_iters, on))
-    per_event = monitor_cost_per_event()
-    off, mon = (statistics.median(rates[v]) for v in variants)
+    per_event, first_10k, last_10k = monitor_cost_per_event()
+    load_after = os.getloadavg()[0]
+    monitored = [p[True] for p in pairs]
+    share = sum(r["wall"] for r in monitored) / sum(r["train_seconds"] for r in monitored)
+    calls = sum(r["calls"] for r in monitored)
+    per_call_wall = sum(r["wall"] for r in monitored) / calls * 1e6
+    per_call_cpu = sum(r["cpu"] for r in monitored) / calls * 1e6
+    per_step = sum(r["wall"] for r in monitored) / sum(r["steps"] for r in monitored) * 1e6
+    step_ms = sum(r["train_seconds"] for r in monitored) / sum(r["steps"] for r in monitored) * 1e3
+    ratios = sorted(p[True]["tokens_per_sec"] / p[False]["tokens_per_sec"] for p in pairs)
+    off = statistics.median(p[False]["tokens_per_sec"] for p in pairs)
+    mon = statistics.median(p[True]["tokens_per_sec"] for p in pairs)
     on_runs, off_runs = runs[True], runs[False]
     seconds = [s for r in on_runs for s in r["checks"]]
     checkpoints = sum(r["checkpoints"] for r in on_runs)
@@ -185,12 +225,21 @@ def main() -> None:
     print()
     print("| what | command | measured | budget | met |")
     print("|---|---|---|---|---|")
-    print(f"| training with the health monitor vs without, tiny model, tokens/s over the wall time "
-          f"of train() (median of {args.repeats} × {args.iters} iterations, alternating) | "
-          f"`{command}` | {mon:,.0f} vs {off:,.0f}: ratio {mon / off:.3f} | >= 0.99 | "
-          f"{'yes' if mon / off >= 0.99 else 'no'} |")
+    print(f"| training with the health monitor vs without, tiny model: 1 − the time spent in "
+          f"observe / the wall time of train() ({args.repeats} monitored trainings × {args.iters} "
+          f"iterations, a report every {REPORT_EVERY}) | `{command}` | ratio {1 - share:.5f} "
+          f"(the monitor {share * 100:.3f}% of training) | >= 0.99 | "
+          f"{'yes' if 1 - share >= 0.99 else 'no'} |")
+    print(f"| the monitor per report, on the training thread, in those trainings ({calls} calls) | "
+          f"`{command}` | {per_call_wall:.0f} µs wall, {per_call_cpu:.0f} µs CPU ({per_step:.1f} µs "
+          f"a step of {step_ms:.0f} ms) | — | — |")
+    print(f"| cross-check: tokens/s with the monitor vs without, between the first and last "
+          f"reports (median of {args.repeats} alternating pairs' ratios) | `{command}` | "
+          f"{mon:,.0f} vs {off:,.0f}: ratio {statistics.median(ratios):.3f} (pairs "
+          f"{ratios[0]:.3f}–{ratios[-1]:.3f}) | reported | — |")
     print(f"| the monitor's own cost per event (100k reports + 20k validations) | `{command}` | "
-          f"{per_event:.1f} µs | — | — |")
+          f"{per_event:.1f} µs (first 10k events {first_10k:.1f} µs, last 10k {last_10k:.1f} µs) "
+          f"| — | — |")
     print(f"| answer checks per checkpoint, in their own process (median of {len(seconds)}) | "
           f"`{command}` | {statistics.median(seconds):.2f} s per check (max {max(seconds):.2f} s) | "
           f"reported | — |")
@@ -204,7 +253,15 @@ def main() -> None:
     print(f"| a finished run waiting for its last check (last checkpoint → finished) | "
           f"`{command}` | {waited:.2f} s (without checks: {off_waited:.2f} s) | reported | — |")
     print()
-    print(f"Notes: {skipped} of {checkpoints} checkpoints had their check skipped because a newer "
+    print(f"Notes: the monitor runs on the training thread once per report (every "
+          f"{REPORT_EVERY} steps here), on floats mlx-lm has already read out of MLX: it forces no "
+          f"evaluation, so its whole cost to training is the time inside observe, measured around "
+          f"each call. The end-to-end ratio measures the same thing through the noise of the "
+          f"machine: its pairs spread {(ratios[-1] - ratios[0]) * 100:.0f}% here, while the "
+          f"monitor's share is {share * 100:.3f}%. Load average {load_before:.1f} at the start, {load_after:.1f} "
+          f"at the end (this bench's own processes included).")
+    print()
+    print(f"{skipped} of {checkpoints} checkpoints had their check skipped because a newer "
           f"checkpoint came while one ran (only the newest waits). The checks run at nice 10 beside "
           f"the trainer, so on a loaded machine a check takes longer rather than slowing "
           f"training. The base model's answers are recorded once per run, by its first check.")
