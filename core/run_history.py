@@ -8,17 +8,18 @@ was logged after it history that no longer leads to the current weights, so it i
 from __future__ import annotations
 
 import bisect
-import statistics
 from dataclasses import dataclass, field
 from typing import Optional
 
 from .eta import EtaEstimator
 from .events import End, Error, Event, Health, Progress, Resume, Start, Train, Val
 
-# "Stalled": no event for this many usual intervals between reports (plus the longest
-# validation seen, since a validation is a long silence that is not a stall).
+# "Stalled": no event for this many of the slowest recent intervals between reports (plus the
+# longest validation seen, since a validation is a long silence that is not a stall).
 STALL_INTERVALS = 5
 MIN_STALL_S = 30.0
+# How many recent reports the slowest interval is taken from.
+RECENT_REPORTS = 20
 
 
 @dataclass
@@ -53,6 +54,7 @@ class RunHistory:
         self.error: Optional[str] = None
         self.eta = EtaEstimator()
         self.arrivals: list[float] = []      # when each train event arrived (live runs only)
+        self.report_seconds: list[float] = []  # each report's own time: its steps over its it/s
         self.last_arrival: Optional[float] = None
         self.longest_val_s = 0.0
         self.findings: list[Health] = []     # the health monitor's and answer checks', in order
@@ -64,6 +66,9 @@ class RunHistory:
             if arrived_at is not None:
                 self.last_arrival = arrived_at
             if isinstance(event, Train):
+                if event.it_per_sec and self.last_train is not None and event.iter > self.last_train.iter:
+                    self.report_seconds.append((event.iter - self.last_train.iter) / event.it_per_sec)
+                    del self.report_seconds[:-RECENT_REPORTS]
                 self.iteration = event.iter
                 self.last_train = event
                 self.train.add(event.iter, event.loss)
@@ -71,6 +76,7 @@ class RunHistory:
                     self.lr.add(event.iter, event.lr)
                 if arrived_at is not None:
                     self.arrivals.append(arrived_at)
+                    del self.arrivals[:-RECENT_REPORTS - 1]
             elif isinstance(event, Val):
                 self.val.add(event.iter, event.loss)
                 self.longest_val_s = max(self.longest_val_s, event.seconds or 0.0)
@@ -85,7 +91,9 @@ class RunHistory:
                 # Findings about what was cut are about weights the run no longer leads to
                 # (as core.checkpoints.health_findings).
                 self.findings = [h for h in self.findings if h.iter is None or h.iter <= cut]
-                self.arrivals.clear()  # the pause before a resume is not a usual interval
+                # The pause before a resume is not a usual interval.
+                self.arrivals.clear()
+                self.report_seconds.clear()
             elif isinstance(event, Progress) and event.phase == "train":
                 # A progress bar counts between loss reports (logs of mlx-lm 0.32).
                 self.iteration = max(self.iteration, event.done)
@@ -104,13 +112,18 @@ class RunHistory:
         i = min(range(len(self.val.values)), key=lambda k: (self.val.values[k], self.val.iters[k]))
         return self.val.iters[i], self.val.values[i]
 
-    def usual_interval(self) -> Optional[float]:
-        gaps = [b - a for a, b in zip(self.arrivals[-20:], self.arrivals[-19:])]
-        return statistics.median(gaps) if gaps else None
+    def slowest_interval(self) -> Optional[float]:
+        """The longest recent time between two reports, as the run measured it (its steps over
+        its it/s) or as they reached the follower: a step slowed by a busy machine, or reports
+        read two at a time (the gap between them is nothing, the next one twice as long), is
+        part of the run's usual pace, not a sign it hangs."""
+        arrived = [b - a for a, b in zip(self.arrivals, self.arrivals[1:])]
+        known = self.report_seconds + arrived
+        return max(known) if known else None
 
     def is_stalled(self, now: float) -> bool:
-        usual = self.usual_interval()
-        if usual is None or self.last_arrival is None:
+        slowest = self.slowest_interval()
+        if slowest is None or self.last_arrival is None:
             return False
-        allowed = max(MIN_STALL_S, STALL_INTERVALS * usual + self.longest_val_s)
+        allowed = max(MIN_STALL_S, STALL_INTERVALS * slowest + self.longest_val_s)
         return now - self.last_arrival > allowed

@@ -101,6 +101,30 @@ async def test_a_run_that_goes_silent_is_shown_as_stalled():
         assert status_text(app).startswith("stalled")
 
 
+async def test_a_slow_step_of_a_run_read_in_batches_is_not_a_stall():
+    # Seen on a healthy demo run on a loaded machine: the follower read the reports three at a
+    # time, so the median gap between arrivals was nothing and 30 s of silence said "stalled".
+    now = [NOW]
+    app = PaneHarness(lambda: TrainingPane(), clock=lambda: now[0])
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = following_a_run_started_5_s_ago(app)
+        at = NOW
+        for k in range(1, 13):
+            # 10 steps at 0.5 it/s: 20 s per report by the run's own clock.
+            event = Train(iter=10 * k, loss=3.0 - k / 100, lr=1e-3, it_per_sec=0.5)
+            if k % 3 == 1:
+                at += 60
+            pane.add_update(RunUpdate(events=[event], arrived_at=at), live=True, now=at)
+        now[0] = at + 45  # one step slower than the others
+        pane.refresh_status(now[0])
+        await pilot.pause()
+        assert status_text(app).startswith("running")
+        now[0] = at + 5 * 60 + 1  # five of its slowest intervals without a word
+        pane.refresh_status(now[0])
+        await pilot.pause()
+        assert status_text(app).startswith("stalled")
+
+
 async def test_the_status_line_ticks_only_for_a_run_that_trains_and_is_in_sight():
     # Its once-a-second refresh woke an app following a finished run, or hiding the pane.
     now = [NOW]

@@ -11,7 +11,8 @@ Costs measured on this 2-core machine (160x48, three curves of 160 points): plot
 time, same process, alternating, at load 15); plotext 5.3 took 126 ms, so 6.x (its kernel in
 C++) is required. plotext takes seconds to import (1.2 s of 2.7 s at load 8 is building its own
 documentation), too long for the first frame: it is imported in a thread the first time a chart
-with data is asked for (``PLOTEXT.ready``), and until it is there ``draw`` returns None.
+with data is asked for, or earlier when a pane knows it will draw soon (``PLOTEXT.ready``), and
+until it is there ``draw`` returns None.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def _rgb(style: Style) -> tuple[int, int, int]:
     return tuple(color.get_truecolor())  # type: ignore[return-value]
 
 
-def _message(text: str, width: int, height: int, axis: Style, base: Style) -> list[Strip]:
+def message_lines(text: str, width: int, height: int, axis: Style, base: Style) -> list[Strip]:
     lines = [text] + [""] * (height - 1)
     return [Strip([Segment(line.center(width)[:width], axis)]).apply_style(base) for line in lines]
 
@@ -117,10 +118,10 @@ def draw(chart: Chart, width: int, height: int, axis: Style, base: Style) -> Opt
     if chart.log_y:
         points = [(x, y) for x, y in points if y > 0]
     if not points or height < 4 or width < 8:
-        return _message(chart.title or "waiting for the first report", width, height, axis, base)
+        return message_lines(chart.title or "waiting for the first report", width, height, axis, base)
     plt = PLOTEXT.module
     if plt is None:
-        return _message("the chart library failed to load", width, height, axis, base) if PLOTEXT.failed else None
+        return message_lines("the chart library failed to load", width, height, axis, base) if PLOTEXT.failed else None
 
     # The log scale is done here: plotext's own loses its limits when the ticks are given.
     scale = math.log10 if chart.log_y else float

@@ -21,7 +21,7 @@ from textual.widget import Widget
 from tunedeck.core.events import Health
 from tunedeck.core.run_history import Series
 
-from ...widgets.line_chart import PLOTEXT, Chart, Curve, draw, plain
+from ...widgets.line_chart import PLOTEXT, Chart, Curve, draw, message_lines, plain
 from ...widgets.severity import SEVERITY_VARIABLE
 from .messages import PlotLibraryLoaded
 
@@ -105,15 +105,26 @@ class StalePlot(Widget):
         width, height = self.size
         if not (width and height):
             return  # hidden: drawn when it gets a size
-        lines = draw(self.chart(width), width, height, self.style_of("plot-axis"), self.rich_style)
+        axis = self.style_of("plot-axis")
+        lines = draw(self.chart(width), width, height, axis, self.rich_style)
         if lines is None:  # plotext is not imported yet: drawn once it is
             self._redraw_due = True
+            # Not "waiting for the first report" meanwhile: the reports are there (a finished
+            # run opened on a busy machine showed that for seconds).
+            self.lines = message_lines("drawing the chart…", width, height, axis, self.rich_style)
+            self.refresh()
             # Once the frame being made is on screen: the import holds the interpreter for a while.
             self.call_after_refresh(self._wait_for_library)
             return
         self._stale, self._drawn_at = False, time.monotonic()
         self.lines = lines
         self.refresh()
+
+    def load_library_soon(self) -> None:
+        """Import plotext once the frame being made is on screen, before the first report asks
+        for it: the import takes seconds on a busy machine, and the reports that came meanwhile
+        waited for it (the long tail of report → plot on screen)."""
+        self.call_after_refresh(PLOTEXT.ready, lambda: None)
 
     def _wait_for_library(self) -> None:
         if PLOTEXT.ready(lambda: self.post_message(PlotLibraryLoaded())):

@@ -133,6 +133,7 @@ class TrainingPane(Vertical):
         plot = self.query_one(LossPlot)
         plot.show(self.history.train, self.history.val, None)
         plot.show_overlay(None)
+        plot.load_library_soon()
         self.query_one(LearningRatePlot).show(self.history.lr)
         self._show_key()
         self._show_health()
