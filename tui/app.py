@@ -8,6 +8,7 @@ and the App follows those files, so quitting (or losing the terminal) never stop
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 import time
@@ -23,8 +24,6 @@ from textual.widgets import TabbedContent, TabPane, Tabs
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from tunedeck.core.errors import BadInput, WorkFailed
-from tunedeck.core.run_follower import RunFollower
-from tunedeck.core.run_history import Series
 from tunedeck.core.rundir import RunDirectory, find_runs
 from tunedeck.themes import DEFAULT_THEME, all_themes
 
@@ -34,9 +33,7 @@ from .messages import (ChatRequested, DeleteRequested, FormBuilt, OverlayLoaded,
                        ResumeRequested, RunStarted, RunStopped, RunSwitchRequested, RunUpdated, ServingChanged,
                        ServingToggled, SlowerResumeRequested, StartRequested, StopRequested, WarmStartRequested)
 from .palette import binding_commands
-from .panes.checkpoints import CheckpointsPane
 from .panes.hyperparameters import HyperparametersPane
-from .panes.training import TrainingPane
 from .serving import CheckpointServing
 from .settings import load_settings, save_setting
 from .widgets.key_footer import KeyFooter
@@ -90,8 +87,8 @@ class TunedeckApp(ModelSessions, App):
         panes = {
             "data": self._data_pane,
             "hyperparameters": lambda: HyperparametersPane(self.project, id="hyperparameters-pane"),
-            "training": lambda: TrainingPane(id="training-pane"),
-            "checkpoints": lambda: CheckpointsPane(id="checkpoints-pane"),
+            "training": self._training_pane_widget,
+            "checkpoints": self._checkpoints_pane_widget,
             "chat": self._chat_pane_widget,
         }
         # The first frame must come within a second: panes out of sight are built right after
@@ -107,10 +104,23 @@ class TunedeckApp(ModelSessions, App):
                         yield panes[pane]()
         yield KeyFooter()
 
+    # Each pane's module is imported when the pane is built: with the form first, the others'
+    # (numpy and the data tools, the plot, the run follower, the chat) load after the first frame.
+    # The App finds them by id ("#training-pane") for that reason, not by class.
     def _data_pane(self):
-        from .panes.data import DataPane  # numpy and the data tools: loaded after the first frame
+        from .panes.data import DataPane
 
         return DataPane(self.project, id="data-pane")
+
+    def _training_pane_widget(self):
+        from .panes.training import TrainingPane
+
+        return TrainingPane(id="training-pane")
+
+    def _checkpoints_pane_widget(self):
+        from .panes.checkpoints import CheckpointsPane
+
+        return CheckpointsPane(id="checkpoints-pane")
 
     def _chat_pane_widget(self):
         from .panes.chat import ChatPane
@@ -160,8 +170,8 @@ class TunedeckApp(ModelSessions, App):
 
     @on(ServingChanged)
     def _serving_changed(self, message: ServingChanged) -> None:
-        self.query_one(CheckpointsPane).show_serving(message.url, message.label, message.error)
-        for pane in self.query(TrainingPane):  # it may still be waiting its turn to be built
+        self.query_one("#checkpoints-pane").show_serving(message.url, message.label, message.error)
+        for pane in self.query("#training-pane"):  # it may still be waiting its turn to be built
             pane.set_serving(message.url, self.clock())
 
     @on(FormBuilt)
@@ -179,9 +189,20 @@ class TunedeckApp(ModelSessions, App):
         elif self.first_run is not None:
             self.follow(self.first_run)
         self.action_show_pane(self.first_pane)
+        self.call_after_refresh(self._first_frame_drawn)
         # The form comes a group per frame; the other panes are built after it (FormBuilt).
         if self.first_pane != "hyperparameters":
             self.call_after_refresh(self._build_next_pane_out_of_sight)
+
+    @staticmethod
+    def _first_frame_drawn() -> None:
+        """Turn garbage collection on again, if ``open_app`` turned it off for the start-up.
+
+        What the start-up made (Textual's modules, the styles, the first widgets) lives as long
+        as the app: frozen, no collection walks it again, so none takes longer for it."""
+        if not gc.isenabled():
+            gc.freeze()
+            gc.enable()
 
     def _attach_watch_target(self, target: str) -> None:
         path = Path(target)
@@ -189,7 +210,7 @@ class TunedeckApp(ModelSessions, App):
             self.runs_root = path.resolve().parent
             self.follow(RunDirectory(path))
         else:
-            self.query_one(TrainingPane).follow("stdin" if target == "-" else path.name, "following")
+            self.query_one("#training-pane").follow("stdin" if target == "-" else path.name, "following")
             self._follow_log(target)
 
     # -- keys and commands -------------------------------------------------------------------
@@ -234,12 +255,14 @@ class TunedeckApp(ModelSessions, App):
     # -- following a run or a log --------------------------------------------------------------
     def follow(self, run: RunDirectory) -> None:
         self.followed, self.overlaid = run, None
-        self.query_one(TrainingPane).follow(run.name, run.state())
-        self.query_one(CheckpointsPane).show(run.name, [], self.clock())
+        self.query_one("#training-pane").follow(run.name, run.state())
+        self.query_one("#checkpoints-pane").show(run.name, [], self.clock())
         self._follow_run(run)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="follow")
     def _follow_run(self, run: RunDirectory) -> None:
+        from tunedeck.core.run_follower import RunFollower
+
         worker = get_current_worker()
         for update in RunFollower(run).updates(lambda: worker.is_cancelled):
             self.post_message(RunUpdated(str(run.path), update))
@@ -266,10 +289,10 @@ class TunedeckApp(ModelSessions, App):
         update = message.update
         # query, not query_one: a follower's last update can land while the App is quitting and
         # its panes are already gone.
-        for training in self.query(TrainingPane):
+        for training in self.query("#training-pane"):
             training.add_update(update, live=not update.backlog, now=now)
         if update.checkpoints is not None and self.followed is not None:
-            for checkpoints in self.query(CheckpointsPane):
+            for checkpoints in self.query("#checkpoints-pane"):
                 checkpoints.show(self.followed.name, update.checkpoints, now)
 
     @on(RunSwitchRequested)
@@ -293,7 +316,7 @@ class TunedeckApp(ModelSessions, App):
         here = paths.index(self.overlaid.path) if self.overlaid and self.overlaid.path in paths else -1
         if here == len(others) - 1:
             self.overlaid = None
-            self.query_one(TrainingPane).show_overlay(None, "")
+            self.query_one("#training-pane").show_overlay(None, "")
             return
         self.overlaid = others[here + 1]
         self._load_overlay(self.overlaid)
@@ -301,6 +324,7 @@ class TunedeckApp(ModelSessions, App):
     @work(thread=True, exclusive=True, exit_on_error=False, group="overlay")
     def _load_overlay(self, run: RunDirectory) -> None:
         from tunedeck.core.checkpoints import current_history, run_events
+        from tunedeck.core.run_history import Series
 
         _, train = current_history(run_events(run))
         series = Series()
@@ -310,7 +334,7 @@ class TunedeckApp(ModelSessions, App):
 
     @on(OverlayLoaded)
     def _overlay_loaded(self, message: OverlayLoaded) -> None:
-        self.query_one(TrainingPane).show_overlay(message.train, message.label)
+        self.query_one("#training-pane").show_overlay(message.train, message.label)
 
     # -- starting, stopping, resuming ---------------------------------------------------------
     @on(StartRequested)
@@ -343,7 +367,7 @@ class TunedeckApp(ModelSessions, App):
         if run is None or run.state() not in ("starting", "running"):
             self.notify("no running run to stop", severity="warning")
             return
-        pane = self.query_one(TrainingPane)
+        pane = self.query_one("#training-pane")
         note = "stopping after the next checkpoint" if message.after_checkpoint else "stopping…"
         pane.set_note(note, self.clock())
         self._stop_run(run, message.after_checkpoint)
@@ -428,7 +452,7 @@ class TunedeckApp(ModelSessions, App):
         else:
             text = f"{type(error).__name__}: {error}"
         if event.worker.group == "stop":
-            self.query_one(TrainingPane).set_note("", self.clock())
+            self.query_one("#training-pane").set_note("", self.clock())
         self.notify(text, title="could not do it", severity="error", timeout=12)
 
 

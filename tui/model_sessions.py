@@ -18,15 +18,18 @@ from textual import work
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from tunedeck.core.adapters import AdapterRef
-from tunedeck.core.chat import Chunk, LoadCancelled
 
 from .messages import EvaluationFinished, EvaluationProgressed, EvaluationRequested, EvaluationStopRequested
-from .panes.chat.evaluation import EvaluationScreen
-from .panes.chat.messages import (AnswerStreamed, ChatAsked, ChatModelLoaded, ChatModelProgressed,
-                                  ChatModelRequested, ChatStopRequested)
 
+# The chat's modules are imported where they are used, not here: the App imports this module
+# before its first frame, and the Chat pane is built after it.
 if TYPE_CHECKING:
+    from tunedeck.core.chat import Chunk
+
     from .panes.chat import ChatPane
+    from .panes.chat.evaluation import EvaluationScreen
+    from .panes.chat.messages import (AnswerStreamed, ChatAsked, ChatModelLoaded, ChatModelProgressed,
+                                      ChatModelRequested, ChatStopRequested)
 
 # Answers to the first prompts of the split that an evaluation from the app generates and scores.
 EVALUATION_SAMPLES = 5
@@ -56,8 +59,10 @@ class ModelSessions:
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="chat-model")
     def _load_chat_model(self, serial: int, spec: str, adapter: Optional[AdapterRef], current) -> None:
-        from tunedeck.core.chat import ChatModel
+        from tunedeck.core.chat import ChatModel, LoadCancelled
         from tunedeck.core.models import resolve_model
+
+        from .panes.chat.messages import ChatModelLoaded, ChatModelProgressed
 
         worker = get_current_worker()
         cancelled = lambda: worker.is_cancelled  # noqa: E731
@@ -103,6 +108,10 @@ class ModelSessions:
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="chat-answer")
     def _answer(self, serial: int, chat, sides: list, conversations: list, settings) -> None:
+        from tunedeck.core.chat import LoadCancelled
+
+        from .panes.chat.messages import AnswerStreamed, ChatModelProgressed
+
         worker = get_current_worker()
         cancelled = lambda: worker.is_cancelled  # noqa: E731
         texts = [""] * len(sides)
@@ -150,6 +159,8 @@ class ModelSessions:
 
     # -- evaluating ------------------------------------------------------------------------------
     def on_evaluation_requested(self, message: EvaluationRequested) -> None:
+        from .panes.chat.evaluation import EvaluationScreen
+
         run = self.followed  # the App's followed run, whose checkpoint this is
         if run is None:
             return
@@ -180,7 +191,9 @@ class ModelSessions:
             return  # evaluate_run's way of saying it was cancelled
         self.post_message(EvaluationFinished(serial, report, save_report(run, report)))
 
-    def _evaluation_screen(self, serial: int) -> Optional[EvaluationScreen]:
+    def _evaluation_screen(self, serial: int) -> Optional["EvaluationScreen"]:
+        from .panes.chat.evaluation import EvaluationScreen
+
         for screen in self.screen_stack:
             if isinstance(screen, EvaluationScreen) and screen.serial == serial:
                 return screen
@@ -211,6 +224,8 @@ class ModelSessions:
         elif group == "chat-answer" and (pane := self._chat_pane()):
             pane.answer_failed(text)
         elif group == "evaluate":
+            from .panes.chat.evaluation import EvaluationScreen
+
             for screen in self.screen_stack:
                 if isinstance(screen, EvaluationScreen):
                     screen.failed(text)

@@ -3,8 +3,6 @@ the user's ``[keymap]`` (binding id = key), which the user writes by hand."""
 
 from __future__ import annotations
 
-import tomlkit
-
 from tunedeck.core.config.tunedeck_toml import _parse_toml
 from tunedeck.core.errors import BadInput
 from tunedeck.core.home import settings_file
@@ -35,6 +33,8 @@ def save_setting(key: str, value) -> None:
 
     A damaged file is left as it is: writing it anew would lose what the user wrote by hand.
     """
+    import tomlkit  # the one writer of the file; the app's start-up only reads it
+
     path = settings_file()
     try:
         read_settings()
