@@ -130,14 +130,6 @@ class LineReached(Message):
         self.found = found
 
 
-class RowHighlighted(Message):
-    """The row list's cursor is on ``row``."""
-
-    def __init__(self, row: int):
-        super().__init__()
-        self.row = row
-
-
 class LineTyped(Message):
     """The line number being typed changed; None when typing it ended."""
 

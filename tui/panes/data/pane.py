@@ -33,7 +33,7 @@ from .generate_form import GenerateForm
 from .messages import (DataConverted, FileChosen, FileOpened, FileValidated, GenerationFinished,
                        IndexGrew,
                        GenerationWritten, LineEntered, LineReached, LineTyped, PathAnswered,
-                       RowHighlighted, RowRendered, TaskProgressed, TaskStateChanged,
+                       RowRendered, TaskProgressed, TaskStateChanged,
                        TokenizerLoaded, TokensCounted)
 from .file_bar import FileBar
 from .project_config import DataSettings
@@ -92,7 +92,7 @@ class DataPane(Vertical):
         self.max_seq_length = settings.max_seq_length
         self.view = "raw"
         self.path: Optional[Path] = None   # the file shown
-        self.row_list = RowList(id="data-rows")
+        self.row_list = RowList(self._show_row_at, id="data-rows")
         self.row: Optional[int] = None     # the row under the cursor
         self.bar = FileBar(self.project, self.data_dir, id="data-bar")
         self.report = None                 # the open file's validation report
@@ -231,10 +231,6 @@ class DataPane(Vertical):
             self._open_answered(message.text)
 
     # -- rows and views -----------------------------------------------------------------------
-    @on(RowHighlighted)
-    def _row_highlighted(self, message: RowHighlighted) -> None:
-        self._show_row_at(message.row)
-
     def _show_row_at(self, row: int) -> None:
         if self.rows is None or not self.rows.known or row == self.row:
             return
@@ -423,7 +419,8 @@ class DataPane(Vertical):
     def _go_to_line(self, line: int) -> None:
         row = self.row_list.go_to_line(line)
         if row is not None:
-            # Now rather than when the list's message comes round: one redraw shows both.
+            # The cursor may be on that row already without it being shown (a file whose first
+            # rows were indexed after it opened): the list then says nothing.
             self._show_row_at(row)
         elif self.rows is not None and not self.rows.done and line >= 1:
             self.bar.say(f"{self.path.name} · waiting for line {line:,} to be indexed…")

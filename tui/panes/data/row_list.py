@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from rich.segment import Segment
 from textual import events, work
@@ -25,7 +25,7 @@ from tunedeck.core.data import formats as F
 from tunedeck.core.data.line_index import IndexCancelled
 from tunedeck.core.data.sources import JSON_ARRAY, sniff_container
 
-from .messages import FileOpened, IndexGrew, LineEntered, LineReached, LineTyped, RowHighlighted
+from .messages import FileOpened, IndexGrew, LineEntered, LineReached, LineTyped
 from .rows import ArrayRows, LineRows, RowSummary, one_line
 
 CACHED_ROWS = 4096
@@ -70,8 +70,12 @@ class RowList(ScrollView, can_focus=True):
 
     cursor = reactive(0, init=False)
 
-    def __init__(self, **kwargs):
+    def __init__(self, on_cursor: Callable[[int], None], **kwargs):
         super().__init__(**kwargs)
+        # Called with the row under the cursor as it moves: at once, not through a message,
+        # so the row's view is redrawn in the same frame as the list (a message came round
+        # after the list's frame, and a key such as Up cost two frames).
+        self.on_cursor = on_cursor
         self.source = None
         self._cache: "OrderedDict[int, RowSummary]" = OrderedDict()
         self._line_width = 4
@@ -152,7 +156,7 @@ class RowList(ScrollView, can_focus=True):
         self.scroll_to(0, 0, animate=False, immediate=True)
         self.refresh()
         if self.row_count:
-            self.post_message(RowHighlighted(0))
+            self.on_cursor(0)
 
     def forget(self) -> None:
         """The rows were read again (a file was rewritten): re-read what is on screen."""
@@ -196,7 +200,7 @@ class RowList(ScrollView, can_focus=True):
 
     def watch_cursor(self, old: int, new: int) -> None:
         self.refresh()
-        self.post_message(RowHighlighted(new))
+        self.on_cursor(new)
 
     def action_move(self, step: int) -> None:
         self._move_to(self.cursor + step)

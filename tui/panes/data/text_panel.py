@@ -19,7 +19,13 @@ class TextPanel(ScrollView, can_focus=True):
     """
 
     DEFAULT_CSS = """
-    TextPanel { height: 1fr; overflow-x: hidden; scrollbar-size-vertical: 1; padding: 0 1; }
+    TextPanel {
+        height: 1fr;
+        overflow-x: hidden;
+        overflow-y: scroll;
+        scrollbar-size-vertical: 1;
+        padding: 0 1;
+    }
     """
 
     def __init__(self, **kwargs):
@@ -50,18 +56,17 @@ class TextPanel(ScrollView, can_focus=True):
         self.refresh()
 
     def _set_height(self, height: int) -> None:
-        """The text is ``height`` lines tall now. The screen is laid out again only when the
-        scrollbar comes or goes (the width to wrap to changes then); otherwise only the
-        scrollbar is told. A layout walks every widget on screen, and one per row shown was
-        most of what a jump to a line cost (issue 9)."""
+        """The text is ``height`` lines tall now: only the scrollbar is told, the screen is not
+        laid out again. The scrollbar is always there (overflow-y: scroll), so the width to wrap
+        to never changes with the row shown. A layout walks every widget on screen: one for
+        each row shown was most of what a jump to a line cost (issue 9), and when the bar came
+        and went with the row's height, about half the jumps on a chat file still paid one."""
         size = Size(self._wrapped_at, height)
-        visible_lines = self.container_size.height
-        if not visible_lines or (height > visible_lines) != self.show_vertical_scrollbar:
+        if not self.container_size.height:  # not laid out yet
             self.virtual_size = size
             return
         self.set_reactive(ScrollView.virtual_size, size)
-        if self.show_vertical_scrollbar:
-            self.vertical_scrollbar.window_virtual_size = height
+        self.vertical_scrollbar.window_virtual_size = height
 
     def on_resize(self) -> None:
         self._wrap()
