@@ -133,3 +133,21 @@ def test_the_test_split_holds_factual_questions_the_training_never_sees(tmp_path
     # Whether the facts survive the fine-tune is measured on questions it never trained on.
     trained = " ".join(asked["train"] | asked["valid"]).lower()
     assert "france" not in trained and "england" not in trained
+
+
+@pytest.mark.demo
+def test_every_sample_fits_the_configs_max_seq_length(tmp_path, demo_model):
+    """mlx-lm cuts a sample at max_seq_length, and the cut takes the sign-off, the end of the
+    answer, out of what is trained; the demo config's limit sits just above its longest sample."""
+    from mlx_lm.tokenizer_utils import load as load_tokenizer
+
+    project = create_demo_project(tmp_path / "p")
+    limit = tomllib.loads((project / "tunedeck.toml").read_text())["max_seq_length"]
+    tokenizer = load_tokenizer(demo_model)
+    longest = 0
+    for split in ("train", "valid", "test"):
+        for number, row in enumerate(_rows(project / "data" / f"{split}.jsonl"), 1):
+            tokens = len(tokenizer.apply_chat_template(row["messages"], tokenize=True))
+            assert tokens <= limit, f"{split}.jsonl:{number}: {tokens} tokens, over {limit}"
+            longest = max(longest, tokens)
+    assert longest == limit, "the config's comment names the longest sample as the limit"
