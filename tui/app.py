@@ -83,6 +83,13 @@ class TunedeckApp(ModelSessions, App):
         self.serving = CheckpointServing(self)  # the model server the Checkpoints pane starts
 
     # -- layout ------------------------------------------------------------------------------
+    def get_default_screen(self) -> Screen:
+        screen = super().get_default_screen()
+        # The App focuses the pane it shows (action_show_pane). Textual's auto focus first gave
+        # the focus to the pane tabs, and each move restyled them and all in them.
+        screen.AUTO_FOCUS = ""
+        return screen
+
     def compose(self) -> ComposeResult:
         panes = {
             "data": self._data_pane,

@@ -337,6 +337,54 @@ async def test_a_keystroke_changes_the_note_and_the_command_before_the_next_fram
         assert app.query_one(HyperparametersPane).config.batch_size == 1
 
 
+def restyled(app, monkeypatch) -> list:
+    """The nodes the app's stylesheet styles from now on, each with whether it was mounted."""
+    styled: list = []
+    apply = app.stylesheet.apply
+
+    def recorded(node, *args, **kwargs):
+        styled.append((node, node.is_attached))
+        return apply(node, *args, **kwargs)
+
+    monkeypatch.setattr(app.stylesheet, "apply", recorded)
+    return styled
+
+
+async def test_the_forms_focus_restyles_the_form_alone(project, monkeypatch):
+    """Textual restyles a widget and everything in it when its focus changes: for the form,
+    ~200 widgets, with the first frame and again with the Tab into the first field."""
+    app = PaneHarness(lambda: HyperparametersPane(project))
+    async with app.run_test(size=(160, 48)) as pilot:
+        pane = await opened(pilot, app)
+        form = pane.query_one("#form")
+        styled = restyled(app, monkeypatch)
+        pane.focus_main()
+        await wait_until(pilot, lambda: form.has_focus, what="the form's focus")
+        field(app, "model").editor.focus()
+        await wait_until(pilot, lambda: not form.has_focus, what="the first field's focus")
+        assert form in [node for node, _ in styled]
+        assert [node for node, _ in styled if isinstance(node, ConfigField)] == []
+        # Which is right only while no rule styles what is in the form by the form's focus.
+        for rule in app.stylesheet.rules:
+            for selector_set in rule.selector_set:
+                *outer, _last = selector_set.selectors
+                for selector in outer:
+                    if selector.pseudo_classes & {"focus", "blur", "focus-within"}:
+                        assert not selector._check(form), selector_set.css
+
+
+async def test_a_field_is_styled_once_it_is_mounted_not_before(project, monkeypatch):
+    """Input's __init__ sets its classes (compact, valid), and each restyled the editor with the
+    whole stylesheet before it was mounted: two needless stylings of 47 editors."""
+    app = PaneHarness(lambda: HyperparametersPane(project))
+    async with app.run_test(size=(160, 48)) as pilot:
+        styled = restyled(app, monkeypatch)
+        await opened(pilot, app)
+        editors = [node for node, _ in styled if isinstance(node, Input)]
+        assert editors, "no group of fields was mounted after the first"
+        assert [node for node, mounted in styled if isinstance(node, Input) and not mounted] == []
+
+
 @pytest.mark.demo
 async def test_the_demo_project_under_git_keeps_its_file_through_a_save_and_a_run(tmp_path, demo_model):
     """The issue's walk-through on the real demo project, in the whole app."""

@@ -13,6 +13,7 @@ from typing import Union
 
 from rich.text import Text
 from textual.color import Color
+from textual.containers import VerticalScroll
 from textual.geometry import Region, Size
 from textual.reactive import Reactive
 from textual.strip import Strip
@@ -38,6 +39,19 @@ def covered_lines(widget: Widget, crop: Region) -> list[Strip]:
     return [line] * crop.height
 
 
+class FormScroll(VerticalScroll):
+    """The form's scrolling container, whose focus restyles itself alone.
+
+    Textual restyles a widget and all its descendants when it gains or loses the focus, for
+    rules that style descendants by it (``Tabs:focus .underline--bar``). No rule styles the
+    form's fields by the form's focus (tests/tui/test_hyperparameters_pane.py checks), and
+    restyling its ~200 widgets came with the first frame and with the Tab into the first field.
+    """
+
+    def watch_has_focus(self, _has_focus: bool) -> None:
+        self.app.stylesheet.update_nodes((self,), animate=True)
+
+
 class FieldEditor(Input):
     """A field's one-line editor.
 
@@ -47,6 +61,12 @@ class FieldEditor(Input):
     """
 
     virtual_size = Reactive(Size(0, 0), layout=False)
+
+    def update_node_styles(self, animate: bool = True) -> None:
+        # Input's __init__ sets classes (compact, valid), and each restyled the editor with the
+        # whole stylesheet before it was even mounted; mounting styles it anyway.
+        if self.is_attached:
+            super().update_node_styles(animate)
 
 
 class FormText(Widget):

@@ -18,7 +18,7 @@ from typing import Optional
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Vertical
 from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import MountError
@@ -36,7 +36,7 @@ from tunedeck.core.training_estimates import estimate_memory, measured_speed, re
 
 from ...messages import FormBuilt, StartRequested
 from ...widgets.dialogs import Ask, Confirm
-from ...widgets.form_widgets import FormText, covered_lines
+from ...widgets.form_widgets import FormScroll, FormText, covered_lines
 from .config_field import ConfigField, FieldGroup
 from .messages import ModelInspected, SpeedMeasured, TrainRowsCounted
 
@@ -98,7 +98,7 @@ class HyperparametersPane(Vertical):
         return covered_lines(self, crop)  # the form and the three lines below it
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="form"):
+        with FormScroll(id="form"):
             yield self._group(GROUPS[0])
         yield FormText(self._blocked_text() if self.blocked else FIELDS_HELP, id="field-help")
         yield FormText(id="estimates")
