@@ -14,6 +14,7 @@ import time
 from typing import Optional, Sequence
 
 from rich.style import Style
+from textual.geometry import Region
 from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
@@ -117,8 +118,16 @@ class StalePlot(Widget):
             self.call_after_refresh(self._wait_for_library)
             return
         self._stale, self._drawn_at = False, time.monotonic()
-        self.lines = lines
-        self.refresh()
+        before, self.lines = self.lines, lines
+        if len(before) != len(lines) or any(a.cell_length != b.cell_length for a, b in zip(before, lines)):
+            self.refresh()
+            return
+        # Only the lines that changed are painted again: a new report mostly moves the curve's
+        # end, and the frame, the ticks and the empty rows stay (each line painted is CPU of the
+        # UI thread, which a fast run's next report waits for).
+        changed = [Region(0, y, width, 1) for y, (a, b) in enumerate(zip(before, lines)) if a != b]
+        if changed:
+            self.refresh(*changed)
 
     def load_library_soon(self) -> None:
         """Import plotext once the frame being made is on screen, before the first report asks
