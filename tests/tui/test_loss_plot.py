@@ -10,7 +10,7 @@ from tunedeck.themes import THEMES
 from tunedeck.tui.panes.training.loss_plot import LearningRatePlot, LossPlot, downsample, smooth
 from tunedeck.core.run_history import Series
 
-from .harness import wait_until
+from .harness import PaneHarness, wait_until
 
 
 def test_downsample_keeps_at_most_one_point_per_column_and_the_last_iteration():
@@ -150,3 +150,46 @@ async def test_a_plot_with_data_before_plotext_is_imported_is_drawn_once_it_is(m
         _, text = await show_long_run(pilot, 2_000)
         assert fresh.module is not None
         assert "◆" in text and "2000" in text
+
+
+class _NeverLoaded:
+    """plotext as it is during its import (seconds on a busy machine)."""
+
+    module = None
+    failed = False
+
+    def ready(self, when_ready) -> bool:
+        return False
+
+
+async def test_a_plot_waiting_for_plotext_says_it_draws_not_that_no_report_came(monkeypatch):
+    # A finished run opened at 80x24 said "waiting for the first report" for seconds.
+    from tunedeck.tui.widgets import line_chart
+    from tunedeck.tui.panes.training import loss_plot
+
+    monkeypatch.setattr(line_chart, "PLOTEXT", _NeverLoaded())
+    monkeypatch.setattr(loss_plot, "PLOTEXT", line_chart.PLOTEXT)
+    app = PlotApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        plot = app.query_one(LossPlot)
+        train, val = _long_run(2_000)
+        plot.show(train, val, None)
+        await wait_until(pilot, lambda: "drawing the chart" in plot.text(), what="the drawing's note")
+        assert "waiting for the first report" not in plot.text()
+
+
+async def test_following_a_run_imports_plotext_before_a_report_asks_for_it(monkeypatch):
+    # The reports that came during the import waited for it: the long tail of report → plot.
+    from tunedeck.tui.widgets import line_chart
+    from tunedeck.tui.panes.training import loss_plot
+    from tunedeck.tui.panes.training.pane import TrainingPane
+
+    fresh = line_chart._Library()
+    monkeypatch.setattr(line_chart, "PLOTEXT", fresh)
+    monkeypatch.setattr(loss_plot, "PLOTEXT", fresh)
+
+    app = PaneHarness(lambda: TrainingPane(), clock=lambda: 0.0)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.query_one(TrainingPane).follow("run", "starting")
+        await wait_until(pilot, lambda: fresh.module is not None, what="plotext imported")
+        assert not app.query_one(LossPlot).train.iters  # no report asked for it
