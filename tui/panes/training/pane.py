@@ -69,7 +69,7 @@ class TrainingPane(Vertical):
         self.note = ""
         self.serving_url = ""  # the App's model server, when one runs
         self.failure: Optional[Failure] = None  # why the run (or log) ended badly, if it did
-        self._key: Optional[Content] = None
+        self._key: Optional[tuple] = None  # what the plot key says: its markup and its figures
         self._finding_shown = None  # the finding on the health line (an update costs a layout)
         self.diverging = DivergingOffer()
         self.resumable: set[int] = set()  # the followed run's resumable checkpoints
@@ -204,11 +204,11 @@ class TrainingPane(Vertical):
             markup.append(f"smoothing {plot.smoothing:.2f}")
         if plot.log_scale:
             markup.append("log scale")
-        key = Content.from_markup("   ".join(markup), **values)
-        if key != self._key:  # most reports change nothing here
-            self._key = key
+        said = ("   ".join(markup), tuple(values.items()))
+        if said != self._key:  # most reports change nothing here (compared before any markup is parsed)
+            self._key = said
             # One line high whatever it says: a repaint, not a layout of the screen.
-            self.query_one("#plot-key", Static).update(key, layout=False)
+            self.query_one("#plot-key", Static).update(Content.from_markup(said[0], **values), layout=False)
 
     def _show_health(self) -> None:
         """The newest finding under the status line (hidden while there is none)."""
