@@ -94,14 +94,21 @@ class RunStatusLine(Horizontal):
     RunStatusLine > Figures { width: 1fr; }
     """
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # Kept, not looked up: the line is shown once a second while a run trains.
+        self.badge = Label("no run", id="state")
+        self.figures = Figures()
+        self.state = "no run"
+
     def compose(self) -> ComposeResult:
-        yield Label("no run", id="state")
-        yield Figures()
+        yield self.badge
+        yield self.figures
 
     def show(self, figures: RunFigures, now: float) -> None:
-        badge = self.query_one("#state", Label)
-        if str(badge.content) != figures.state:
-            badge.update(figures.state)
+        if figures.state != self.state:
+            self.state = figures.state
+            self.badge.update(figures.state)
             for state in STATES:
-                badge.set_class(state == figures.state, f"-{state.replace(' ', '-')}")
-        self.query_one(Figures).show(status_figures(figures, now, shown=visible))
+                self.badge.set_class(state == figures.state, f"-{state.replace(' ', '-')}")
+        self.figures.show(status_figures(figures, now, shown=visible))
