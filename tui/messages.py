@@ -7,12 +7,14 @@ ever post these (``post_message`` is the one thread-safe call into the UI).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from textual.message import Message
 
-from tunedeck.core.checkpoints import Checkpoint
-from tunedeck.core.run_follower import RunUpdate
+if TYPE_CHECKING:
+    # Annotations only: importing the follower here would load it before the form's first frame.
+    from tunedeck.core.checkpoints import Checkpoint
+    from tunedeck.core.run_follower import RunUpdate
 
 
 # -- from panes -------------------------------------------------------------------------------
