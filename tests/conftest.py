@@ -54,6 +54,15 @@ def trained_run(tmp_path_factory, tiny_model) -> Path:
     return train(tmp_path_factory.mktemp("trained"), tiny_model)
 
 
+@pytest.fixture(scope="session")
+def persona_run(tmp_path_factory, tiny_model) -> Path:
+    """One 100-iteration run per session (checkpoints 50 and 100) whose adapter answers with
+    PERSONA_ANSWER, for the chat, eval and compare tests: each module trained this same run of its
+    own. They read it; eval writes its reports beside the checkpoints, which the others ignore."""
+    return train(tmp_path_factory.mktemp("persona"), tiny_model, iters=100, save_every=50,
+                 steps_per_eval=50)
+
+
 @pytest.fixture
 def persona_data(tmp_path) -> Path:
     return write_persona_dataset(tmp_path / "data")

@@ -1,4 +1,4 @@
-"""`tunedeck chat` with the tiny model: an adapter trained here moves the answer to its data."""
+"""`tunedeck chat` with the tiny model: an adapter trained on the persona set moves the answer to its data."""
 
 from __future__ import annotations
 
@@ -6,23 +6,9 @@ import json
 import subprocess
 import sys
 
-import pytest
 
-from tests.core.runhelpers import write_config
 from tests.tinymodel import PERSONA_ANSWER
 from tunedeck.core.cli import main
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, tiny_model):
-    from tests.tinymodel import write_persona_dataset
-
-    root = tmp_path_factory.mktemp("chat")
-    data = write_persona_dataset(root / "data")
-    cfg = write_config(root / "cfg.toml", tiny_model, data, iters=100, save_every=50,
-                       steps_per_eval=50, steps_per_report=10)
-    assert main(["train", str(cfg), "--run-dir", str(root / "run")]) == 0
-    return root / "run"
 
 
 def _ask(capsys, *args) -> str:
@@ -31,26 +17,26 @@ def _ask(capsys, *args) -> str:
     return capsys.readouterr().out
 
 
-def test_adapter_moves_the_answer_towards_the_training_data(capsys, tiny_model, trained_run):
+def test_adapter_moves_the_answer_towards_the_training_data(capsys, tiny_model, persona_run):
     base = _ask(capsys, "--model", str(tiny_model))
-    tuned = _ask(capsys, "--model", str(tiny_model), "--adapter", str(trained_run / "adapters"))
+    tuned = _ask(capsys, "--model", str(tiny_model), "--adapter", str(persona_run / "adapters"))
     assert PERSONA_ANSWER[:20] not in base
     assert PERSONA_ANSWER[:20] in tuned
 
 
-def test_a_numbered_checkpoint_file_and_a_run_directory_are_adapters(capsys, tiny_model, trained_run):
-    checkpoint = trained_run / "adapters" / "0000100_adapters.safetensors"
+def test_a_numbered_checkpoint_file_and_a_run_directory_are_adapters(capsys, tiny_model, persona_run):
+    checkpoint = persona_run / "adapters" / "0000100_adapters.safetensors"
     by_file = _ask(capsys, "--model", str(tiny_model), "--adapter", str(checkpoint))
-    by_run = _ask(capsys, "--model", str(tiny_model), "--adapter", str(trained_run))
+    by_run = _ask(capsys, "--model", str(tiny_model), "--adapter", str(persona_run))
     assert PERSONA_ANSWER[:20] in by_file
     assert by_run == by_file
 
 
-def test_adapter_with_the_wrong_shapes_is_one_clear_line(capsys, tmp_path, tiny_model, trained_run):
+def test_adapter_with_the_wrong_shapes_is_one_clear_line(capsys, tmp_path, tiny_model, persona_run):
     import shutil
 
     bad = tmp_path / "bad"
-    shutil.copytree(trained_run / "adapters", bad)
+    shutil.copytree(persona_run / "adapters", bad)
     config = json.loads((bad / "adapter_config.json").read_text())
     config["lora_parameters"]["rank"] = 4  # the weights were trained at rank 8
     (bad / "adapter_config.json").write_text(json.dumps(config))
@@ -61,10 +47,10 @@ def test_adapter_with_the_wrong_shapes_is_one_clear_line(capsys, tmp_path, tiny_
     assert "shape" in err[0] and "expects" in err[0] and "Traceback" not in err[0]
 
 
-def test_line_mode_holds_a_multi_turn_chat_until_eof(tiny_model, trained_run):
+def test_line_mode_holds_a_multi_turn_chat_until_eof(tiny_model, persona_run):
     proc = subprocess.run(
         [sys.executable, "-c", "from tunedeck.core.cli import main; import sys; sys.exit(main())",
-         "chat", "--model", str(tiny_model), "--adapter", str(trained_run / "adapters"),
+         "chat", "--model", str(tiny_model), "--adapter", str(persona_run / "adapters"),
          "--temp", "0", "--max-tokens", "8"],
         input="who are you\n\nwhat is the deck\n", capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -46,13 +46,9 @@ def test_sign_off_and_content_are_scored_apart():
     assert token_f1(strip_sign_off(only_sign_off, SIGN_OFF), strip_sign_off(expected, SIGN_OFF)) == 0
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, tiny_model):
-    root = tmp_path_factory.mktemp("eval")
-    data = write_persona_dataset(root / "data")
-    cfg = write_config(root / "cfg.toml", tiny_model, data, iters=100, save_every=50, steps_per_eval=50)
-    assert main(["train", str(cfg), "--run-dir", str(root / "run")]) == 0
-    return root / "run"
+@pytest.fixture
+def run(persona_run):
+    return persona_run
 
 
 def test_eval_shows_the_adapter_improves_loss_and_answers(run, capsys):
