@@ -63,6 +63,13 @@ def persona_run(tmp_path_factory, tiny_model) -> Path:
                  steps_per_eval=50)
 
 
+@pytest.fixture(scope="session")
+def dora_run(tmp_path_factory, tiny_model) -> Path:
+    """One 30-iteration DoRA run per session for the eval and compare tests (each trained one)."""
+    return train(tmp_path_factory.mktemp("dora"), tiny_model, iters=30, save_every=10,
+                 steps_per_eval=10, steps_per_report=5, fine_tune_type="dora")
+
+
 @pytest.fixture
 def persona_data(tmp_path) -> Path:
     return write_persona_dataset(tmp_path / "data")

@@ -16,18 +16,16 @@ QUESTION = [{"role": "user", "content": "who are you"}]
 
 
 @pytest.fixture(scope="module")
-def adapters(tmp_path_factory, tiny_model, persona_run):
+def adapters(tmp_path_factory, tiny_model, persona_run, dora_run):
     """A LoRA run's last checkpoint, an early checkpoint of another LoRA run of the same layout
     (checkpoint 10 already answers like the last one), and the final weights of a DoRA run."""
     root = tmp_path_factory.mktemp("compare")
     data = write_persona_dataset(root / "data")
     short = write_config(root / "short.toml", tiny_model, data, iters=4, save_every=2)
-    dora = write_config(root / "dora.toml", tiny_model, data, iters=30, fine_tune_type="dora")
     assert main(["train", str(short), "--run-dir", str(root / "short")]) == 0
-    assert main(["train", str(dora), "--run-dir", str(root / "dora")]) == 0
     return {"early": resolve_adapter(root / "short" / "adapters" / "0000002_adapters.safetensors"),
             "late": resolve_adapter(persona_run / "adapters" / "0000100_adapters.safetensors"),
-            "dora": resolve_adapter(root / "dora")}
+            "dora": resolve_adapter(dora_run)}
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,6 @@ import json
 
 import pytest
 
-from tests.core.runhelpers import write_config
-from tests.tinymodel import write_persona_dataset
 from tunedeck.core.cli import main
 from tunedeck.core.evaluate import (common_sign_off, exact_match, has_sign_off, strip_sign_off,
                                     token_f1)
@@ -133,16 +131,6 @@ def _check_answers_match_each_model_alone(run, tiny_model, capsys, phases: set[s
 def test_base_and_adapter_answered_in_one_batch_answer_as_each_model_alone(run, tiny_model, capsys):
     # LoRA: one batch, the adapter switched off for the base model's rows.
     _check_answers_match_each_model_alone(run, tiny_model, capsys, {"answers"})
-
-
-@pytest.fixture(scope="module")
-def dora_run(tmp_path_factory, tiny_model):
-    root = tmp_path_factory.mktemp("eval-dora")
-    data = write_persona_dataset(root / "data")
-    cfg = write_config(root / "cfg.toml", tiny_model, data, iters=100, save_every=50,
-                       steps_per_eval=50, fine_tune_type="dora")
-    assert main(["train", str(cfg), "--run-dir", str(root / "run")]) == 0
-    return root / "run"
 
 
 def test_a_dora_adapter_is_answered_apart_from_the_base(dora_run, tiny_model, capsys):
