@@ -149,8 +149,16 @@ class CheckpointsPane(Vertical):
         self.query_one(CheckpointBrowser).focus()
 
     def on_mount(self) -> None:
-        # Ages move on while the pane is open; each row's comes from its own file's time.
-        self.set_interval(AGE_REFRESH_S, self._refresh_ages)
+        # Ages move on while the pane is open; each row's comes from its own file's time. Out of
+        # sight the timer sleeps: it woke an app following a quiet run for nothing.
+        self._ages_clock = self.set_interval(AGE_REFRESH_S, self._refresh_ages, pause=not self.is_on_screen)
+
+    def on_show(self) -> None:
+        self._refresh_ages()  # what the ages moved while out of sight
+        self._ages_clock.resume()
+
+    def on_hide(self) -> None:
+        self._ages_clock.pause()
 
     def _refresh_ages(self) -> None:
         self.query_one(CheckpointBrowser).refresh_ages(getattr(self.app, "clock", time.time)())
