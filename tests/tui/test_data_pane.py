@@ -508,6 +508,41 @@ async def test_generate_answers_rows_appear_stop_resume_and_flags_in_problems(tm
         assert {p.line for p in report.problems if "cut" in p.message} == set(range(1, len(questions) + 1))
 
 
+async def test_generating_again_in_the_same_worker_thread_works(tmp_path, tiny_model):
+    """Textual runs thread workers in asyncio's pool, whose threads are reused. A generation
+    that freed its MLX streams in its pool thread broke every later one there: "There is no
+    Stream(cpu, N) in current thread". One pool thread makes the reuse certain."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tunedeck.tui.panes.data.generate_form import GenerateForm
+
+    project = write_project(tmp_path / "project", tiny_model)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(f"Question {i}?\n" for i in range(1, 9)))
+    app = PaneHarness(lambda: DataPane(project))
+    async with app.run_test(size=(120, 40)) as pilot:
+        pool = ThreadPoolExecutor(max_workers=1)
+        asyncio.get_running_loop().set_default_executor(pool)
+        pane, _ = await open_pane(pilot)
+        await pilot.press("n")
+        form = pane.query_one(GenerateForm)
+        form.query_one("#generate-prompts").value = str(prompts)
+        form.query_one("#generate-max-tokens").value = "3"
+        for name in ("first.jsonl", "second.jsonl"):
+            out = tmp_path / name
+            form.query_one("#generate-out").value = str(out)
+            await pilot.press("ctrl+r")
+            # Done (the form forgets its worker) or failed (the worker stays, finished).
+            await wait_until(pilot, lambda: "answers written" in form.task_line.text
+                             or (form.worker is not None and form.worker.is_finished),
+                             timeout=240, what=f"the answers in {name}")
+            assert "answers written" in form.task_line.text, form.task_line.text
+            assert len(out.read_text().splitlines()) == 8
+        # Greedy answers to the same prompts: the second generation is the first one again.
+        assert (tmp_path / "second.jsonl").read_text() == (tmp_path / "first.jsonl").read_text()
+
+
 async def test_preference_rows_are_named_and_the_form_keeps_the_chosen_answers(tmp_path,
                                                                               tiny_model):
     from textual.widgets import Checkbox

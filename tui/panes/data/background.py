@@ -8,11 +8,11 @@ cancellation reaches them, whoever asks for it: the x key, a newer run of the sa
 
 from __future__ import annotations
 
+import contextvars
 import os
 import sys
 import threading
-from contextlib import contextmanager
-from typing import Callable, Optional
+from typing import Callable, Optional, TypeVar
 
 from textual.worker import Worker, WorkerState
 
@@ -22,6 +22,8 @@ from .messages import TaskProgressed, TaskStateChanged
 from .task_line import TaskLine
 
 BACKGROUND_NICE = 10
+
+T = TypeVar("T")
 
 
 def background_priority() -> None:
@@ -39,20 +41,38 @@ def background_priority() -> None:
             pass  # not allowed here: the check runs at the app's priority
 
 
-@contextmanager
-def mlx_streams_released():
-    """Free, when the work is done, the MLX streams this thread made.
+def in_own_thread(fn: Callable[..., T], *args, **kwargs) -> T:
+    """``fn(*args, **kwargs)`` run in a new thread that frees its MLX streams when done; its
+    result, or its exception raised here.
 
     MLX keeps streams per thread, and they must be freed by that thread before the interpreter
     shuts down, or the app aborts as it exits ("terminate called without an active
-    exception"). Loading a tokenizer imports MLX; rendering and counting go through mlx-lm.
+    exception"). Loading a tokenizer imports MLX; rendering, counting and generating go through
+    mlx-lm. They cannot be freed in the worker's own thread: Textual runs thread workers in
+    asyncio's pool, whose threads are reused, and a pool thread whose streams were freed keeps
+    them as its defaults, so the next worker there fails with "There is no Stream(cpu, N) in
+    current thread". The context is copied, so ``get_current_worker`` works inside.
     """
-    try:
-        yield
-    finally:
-        mx = sys.modules.get("mlx.core")
-        if mx is not None:
-            mx.clear_streams()
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, fn(*args, **kwargs)))
+        except BaseException as exc:  # handed to the calling thread, which raises it
+            outcome.append((False, exc))
+        finally:
+            mx = sys.modules.get("mlx.core")
+            if mx is not None:
+                mx.clear_streams()
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(run,),
+                              name=f"mlx-{getattr(fn, '__name__', 'work')}", daemon=True)
+    thread.start()
+    thread.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 def worker_error(worker: Worker) -> str:

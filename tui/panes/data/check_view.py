@@ -12,7 +12,7 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
-from textual.worker import get_current_worker
+from textual.worker import Worker, get_current_worker
 
 from tunedeck.core.data import formats as F
 from tunedeck.core.data.sources import JSON_ARRAY, TXT
@@ -21,7 +21,7 @@ from tunedeck.core.data.validate import validate_file
 
 from tunedeck.core.text import plural
 
-from .background import TaskView, background_priority
+from .background import TaskView, background_priority, in_own_thread
 from .content import ERROR, WARNING
 from .messages import FileValidated
 from .rows import one_line
@@ -86,10 +86,15 @@ class ValidationReport(TaskView, Vertical):
     @work(thread=True, exclusive=True, exit_on_error=False, group="data-check")
     def _check(self, path: Path, features: dict) -> None:
         worker = get_current_worker()
-        background_priority()
-        report = validate_file(path, progress=self.reporter(worker),
-                               cancel=worker.cancelled_event, features=features)
+        # In a thread of its own: the lowered priority must not stay with a pool thread
+        # that later renders rows.
+        report = in_own_thread(self._validate, path, features, worker)
         self.post_message(FileValidated(worker, path, report))
+
+    def _validate(self, path: Path, features: dict, worker: Worker) -> FileReport:
+        background_priority()
+        return validate_file(path, progress=self.reporter(worker),
+                             cancel=worker.cancelled_event, features=features)
 
     def on_file_validated(self, message: FileValidated) -> None:
         self.ends_here(message)  # unless a newer check replaced this one

@@ -21,7 +21,7 @@ from tunedeck.core.data.plain_text import TXT_MODES
 from tunedeck.core.data.tokens import load_tokenizer
 from tunedeck.core.errors import BadInput
 
-from .background import TaskView, mlx_streams_released
+from .background import TaskView, in_own_thread
 from .content import issue_lines, lines
 from .form_rows import ActionRow, FieldRow, choice_row, numbers_row, text_row, typed_path
 from .messages import DataConverted, TokenizerLoaded
@@ -155,8 +155,7 @@ class ConvertForm(TaskView, VerticalScroll):
     @work(thread=True, exclusive=True, exit_on_error=False, group="data-convert")
     def _convert(self, request: ConversionRequest, model: Optional[str], tokenizer) -> None:
         worker = get_current_worker()
-        with mlx_streams_released():
-            self._convert_here(worker, request, model, tokenizer)
+        in_own_thread(self._convert_here, worker, request, model, tokenizer)
 
     def _convert_here(self, worker: Worker, request: ConversionRequest, model: Optional[str],
                       tokenizer) -> None:

@@ -21,7 +21,7 @@ from tunedeck.core.data.convert import parse_split
 from tunedeck.core.errors import BadInput, WorkFailed
 from tunedeck.core.text import plural
 
-from .background import TaskView, mlx_streams_released
+from .background import TaskView, in_own_thread
 from .form_rows import ActionRow, choice_row, numbers_row, text_row, typed_path
 from .messages import GenerationFinished, GenerationWritten
 from .task_line import TaskLine
@@ -159,25 +159,26 @@ class GenerateForm(TaskView, VerticalScroll):
         def written(paths: list) -> None:
             self.post_message(GenerationWritten(paths))
 
+        def generate():
+            source = open_source(model=request.model, adapter=None,
+                                 endpoint=request.endpoint, progress=progress)
+            try:
+                if request.kind == "questions":
+                    return generate_questions(
+                        source, request.topic, request.count, request.out,
+                        max_tokens=request.max_tokens, temp=request.temp,
+                        seed=None if request.endpoint else 0, progress=progress,
+                        cancel=cancel, on_written=written)
+                return generate_answers(
+                    source, request.prompts, request.out,
+                    max_tokens=request.max_tokens, temp=request.temp,
+                    seed=None if request.endpoint else 0, split=request.split,
+                    progress=progress, cancel=cancel, on_written=written)
+            finally:
+                source.close()
+
         try:
-            with mlx_streams_released():
-                source = open_source(model=request.model, adapter=None,
-                                     endpoint=request.endpoint, progress=progress)
-                try:
-                    if request.kind == "questions":
-                        result = generate_questions(
-                            source, request.topic, request.count, request.out,
-                            max_tokens=request.max_tokens, temp=request.temp,
-                            seed=None if request.endpoint else 0, progress=progress,
-                            cancel=cancel, on_written=written)
-                    else:
-                        result = generate_answers(
-                            source, request.prompts, request.out,
-                            max_tokens=request.max_tokens, temp=request.temp,
-                            seed=None if request.endpoint else 0, split=request.split,
-                            progress=progress, cancel=cancel, on_written=written)
-                finally:
-                    source.close()
+            result = in_own_thread(generate)
         except (BadInput, WorkFailed) as exc:
             self.post_message(GenerationFinished(worker, request, error=str(exc)))
         else:

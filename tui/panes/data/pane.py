@@ -25,7 +25,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from tunedeck.core.data.tokens import load_tokenizer
 from tunedeck.core.errors import BadInput
 
-from .background import mlx_streams_released, worker_error
+from .background import in_own_thread, worker_error
 from .check_view import ValidationReport
 from .content import (file_summary, views_bar, MUTED, raw_content)
 from .convert_form import ConvertForm
@@ -310,8 +310,7 @@ class DataPane(Vertical):
             self.post_message(TaskProgressed(worker, label, fraction))
 
         try:
-            with mlx_streams_released():
-                tokenizer = load_tokenizer(model, progress=progress)
+            tokenizer = in_own_thread(load_tokenizer, model, progress=progress)
         except BadInput as exc:
             self.post_message(TokenizerLoaded(model, error=str(exc)))
         else:

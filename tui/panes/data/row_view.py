@@ -20,7 +20,7 @@ from tunedeck.core.data.sources import TXT
 from tunedeck.core.data.tokens import render_row
 from tunedeck.core.errors import BadInput
 
-from .background import mlx_streams_released, worker_error
+from .background import in_own_thread, worker_error
 from .content import MUTED, issue_lines, lines, template_content, token_content
 from .messages import RowRendered
 from .rows import RowDetail
@@ -96,9 +96,8 @@ class RenderedRowView(TextPanel):
         # key: (path, row, mask_prompt, max_seq_length)
         _, _, mask, max_seq_length = key
         try:
-            with mlx_streams_released():
-                rendered = render_row(record, tokenizer, mask_prompt=mask,
-                                      max_seq_length=max_seq_length, keys=keys)
+            rendered = in_own_thread(render_row, record, tokenizer, mask_prompt=mask,
+                                     max_seq_length=max_seq_length, keys=keys)
         except BadInput as exc:
             self.post_message(RowRendered(key, error=str(exc)))
         else:

@@ -14,7 +14,7 @@ from tunedeck.core.data import formats as F
 from tunedeck.core.data.tokens import count_tokens, token_stats
 from tunedeck.core.text import plural
 
-from .background import TaskView, mlx_streams_released
+from .background import TaskView, in_own_thread
 from .content import MUTED, stats_content
 from .messages import TokensCounted
 from .row_view import Tokenizing
@@ -48,9 +48,9 @@ class TokenStatsView(TaskView, Vertical):
     def _count(self, key: tuple, tokenizer, keys: F.FeatureKeys) -> None:
         worker = get_current_worker()
         path, mask_prompt, max_seq_length = key
-        with mlx_streams_released():
-            counts = count_tokens(path, tokenizer, mask_prompt, progress=self.reporter(worker),
-                                  cancel=worker.cancelled_event, keys=keys)
+        counts = in_own_thread(count_tokens, path, tokenizer, mask_prompt,
+                               progress=self.reporter(worker), cancel=worker.cancelled_event,
+                               keys=keys)
         stats = token_stats(counts, max_seq_length)
         self.post_message(TokensCounted(worker, key, counts, stats))
 
