@@ -222,6 +222,12 @@ async def test_x_exports_the_selected_checkpoint_and_shows_the_verification(fini
 
 
 async def test_cancelling_an_export_leaves_no_folder(finished_project, tmp_path):
+    """Escape while the export writes: neither the folder nor its hidden scratch folder stays."""
+    import contextlib
+    import os
+    import signal
+    import threading
+
     app = PaneHarness(lambda: CheckpointsPane())
     async with app.run_test(size=(120, 40)) as pilot:
         await shown(finished_project, pilot, app)
@@ -229,14 +235,28 @@ async def test_cancelling_an_export_leaves_no_folder(finished_project, tmp_path)
         dialog = app.screen
         out = tmp_path / "cancelled"
         dialog.query_one("#export-folder").value = str(out)
+        scratch = lambda: list(tmp_path.glob(".cancelled.exporting-*"))  # noqa: E731
         await pilot.click("#export-start")
-        progress = dialog.query_one("#export-progress")
-        await wait_until(pilot, lambda: "write" in str(progress.render()) or "verify" in str(progress.render()),
-                         timeout=120, what="the export to be under way")
         process = dialog.process
+        # The tiny model exports in a moment, sooner than a key comes on a loaded machine: the
+        # export is frozen as soon as its scratch folder exists, so the cancel comes mid-way.
+        frozen = threading.Event()
+
+        def freeze() -> None:
+            while process.poll() is None and not scratch():
+                frozen.wait(0.001)
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGSTOP)
+            frozen.set()
+
+        threading.Thread(target=freeze, daemon=True).start()
+        await wait_until(pilot, frozen.is_set, timeout=120, what="the export to be under way")
+        assert scratch() and not out.exists()
         await pilot.press("escape")
-        process.wait()
-        assert not out.exists()
+        with contextlib.suppress(ProcessLookupError):  # a killed one is gone already
+            os.kill(process.pid, signal.SIGCONT)
+        assert process.wait() == 130  # interrupted: it cleaned up after itself
+        assert not out.exists() and not scratch()
         assert not isinstance(app.screen, type(dialog))
 
 

@@ -9,7 +9,9 @@ leaves no folder behind (the export writes into a hidden sibling renamed at the 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -26,6 +28,8 @@ from tunedeck.core.export import FORMATS, export_command
 
 from ...widgets.dialogs import DialogBox
 from .messages import ExportFinished, ExportProgressed
+
+STOP_GRACE_S = 10  # how long a cancelled export gets to clean up after itself
 
 
 def default_folder(checkpoint: Checkpoint, to: str) -> Path:
@@ -152,7 +156,11 @@ class ExportDialog(ModalScreen[Optional[dict]]):
         self.query_one("#export-cancel", Button).label = "Close"
 
     def action_close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            # Nothing half-written remains: the export's scratch folder is never renamed into place.
-            self.process.kill()
+        process = self.process
+        if process is not None and process.poll() is None:
+            # An interrupt, not a kill: the export removes its scratch folder (a fused model can
+            # take gigabytes) and never renames it into place. A kill is the fallback for one
+            # that does not stop; the next export to that folder clears what it left.
+            process.send_signal(signal.SIGINT)
+            threading.Timer(STOP_GRACE_S, lambda: process.poll() is None and process.kill()).start()
         self.dismiss(self.report)
