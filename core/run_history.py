@@ -53,7 +53,10 @@ class RunHistory:
         self.ended: Optional[str] = None     # the state of the last "end" event
         self.error: Optional[str] = None
         self.eta = EtaEstimator()
-        self.arrivals: list[float] = []      # when each train event arrived (live runs only)
+        # The time between train reports reaching us, validations taken out (live runs only).
+        self.arrival_gaps: list[float] = []
+        self._last_train_arrival: Optional[float] = None
+        self._val_s_since_train = 0.0
         self.report_seconds: list[float] = []  # each report's own time: its steps over its it/s
         self.last_arrival: Optional[float] = None
         self.longest_val_s = 0.0
@@ -75,11 +78,19 @@ class RunHistory:
                 if event.lr is not None:
                     self.lr.add(event.iter, event.lr)
                 if arrived_at is not None:
-                    self.arrivals.append(arrived_at)
-                    del self.arrivals[:-RECENT_REPORTS - 1]
+                    if self._last_train_arrival is not None:
+                        # A validation in between is allowed for apart (longest_val_s): counted
+                        # here too, the gap after each one would stay the slowest of the window
+                        # and put off "stalled" by minutes.
+                        gap = arrived_at - self._last_train_arrival - self._val_s_since_train
+                        self.arrival_gaps.append(max(0.0, gap))
+                        del self.arrival_gaps[:-RECENT_REPORTS]
+                    self._last_train_arrival = arrived_at
+                    self._val_s_since_train = 0.0
             elif isinstance(event, Val):
                 self.val.add(event.iter, event.loss)
                 self.longest_val_s = max(self.longest_val_s, event.seconds or 0.0)
+                self._val_s_since_train += event.seconds or 0.0
             elif isinstance(event, Start):
                 self.total_iters = event.total_iters or self.total_iters
                 self.ended = self.error = None
@@ -92,7 +103,8 @@ class RunHistory:
                 # (as core.checkpoints.health_findings).
                 self.findings = [h for h in self.findings if h.iter is None or h.iter <= cut]
                 # The pause before a resume is not a usual interval.
-                self.arrivals.clear()
+                self.arrival_gaps.clear()
+                self._last_train_arrival = None
                 self.report_seconds.clear()
             elif isinstance(event, Progress) and event.phase == "train":
                 # A progress bar counts between loss reports (logs of mlx-lm 0.32).
@@ -117,8 +129,7 @@ class RunHistory:
         its it/s) or as they reached the follower: a step slowed by a busy machine, or reports
         read two at a time (the gap between them is nothing, the next one twice as long), is
         part of the run's usual pace, not a sign it hangs."""
-        arrived = [b - a for a, b in zip(self.arrivals, self.arrivals[1:])]
-        known = self.report_seconds + arrived
+        known = self.report_seconds + self.arrival_gaps
         return max(known) if known else None
 
     def is_stalled(self, now: float) -> bool:
