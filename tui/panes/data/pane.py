@@ -397,7 +397,9 @@ class DataPane(Vertical):
     # -- going to a line ----------------------------------------------------------------------
     def action_go_to_line(self) -> None:
         if self.rows is not None:
-            self.row_list.focus()
+            # Focusing the list again when it has the focus repaints all of it for nothing.
+            if not self.row_list.has_focus:
+                self.row_list.focus()
             self.row_list.type_line()
 
     @on(LineTyped)

@@ -199,7 +199,11 @@ class RowList(ScrollView, can_focus=True):
         self.cursor = row
 
     def watch_cursor(self, old: int, new: int) -> None:
-        self.refresh()
+        # The two lines whose look changed, not the whole list: a frame draws every widget over
+        # the lines it repaints (the pane and its containers behind the list included), so a
+        # repainted list cost a key such as Up most of its frame. A scroll repaints it all anyway.
+        self.refresh_line(old)
+        self.refresh_line(new)
         self.on_cursor(new)
 
     def action_move(self, step: int) -> None:
@@ -294,12 +298,21 @@ class RowList(ScrollView, can_focus=True):
             self._cache.move_to_end(row)
         return summary
 
+    def notify_style_update(self) -> None:
+        # A theme, the focus (the cursor's colour) or a rule changed: the styles are looked up
+        # again at the next drawing.
+        self._styles = {}
+        super().notify_style_update()
+
     def render_lines(self, crop: Region) -> list:
-        # The styles once per drawing, not once per line: each lookup walks the DOM.
-        base = self.rich_style
-        self._styles = {"": base, **{name: base + self.get_component_rich_style(name)
-                                     for name in self.COMPONENT_CLASSES}}
-        self._styles["row-list--cursor"] = self.get_component_rich_style("row-list--cursor")
+        # The styles once until they change, not once per line nor per drawing: each lookup
+        # walks the DOM, and Textual forgets its own at every refresh, so every cursor move.
+        if not self._styles:
+            base = self.rich_style
+            styles = {"": base, **{name: base + self.get_component_rich_style(name)
+                                   for name in self.COMPONENT_CLASSES}}
+            styles["row-list--cursor"] = self.get_component_rich_style("row-list--cursor")
+            self._styles = styles
         return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:

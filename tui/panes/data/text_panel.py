@@ -10,6 +10,19 @@ from textual.strip import Strip
 from .content import lines
 
 
+def wrapped(text: Content, width: int) -> list:
+    """``text.wrap(width)``, the lines that fit left as they are. Most lines of a row fit, and
+    wrapping measures and splits each one again: that was about half the cost of building the
+    row a jump shows. A tab is left to ``wrap``, which expands it."""
+    out: list = []
+    for line in text.split("\n", allow_blank=True):
+        if line.cell_length <= width and "\t" not in line.plain:
+            out.append(line)
+        else:
+            out.extend(line.wrap(width))
+    return out
+
+
 class TextPanel(ScrollView, can_focus=True):
     """A header and a body of text, wrapped to the width and drawn line by line.
 
@@ -51,7 +64,7 @@ class TextPanel(ScrollView, can_focus=True):
         if width <= 0 or width == self._wrapped_at:
             return
         self._wrapped_at = width
-        self._lines = lines(self.header, self.body).wrap(width)
+        self._lines = wrapped(lines(self.header, self.body), width)
         self._set_height(len(self._lines))
         self.refresh()
 
@@ -71,9 +84,16 @@ class TextPanel(ScrollView, can_focus=True):
     def on_resize(self) -> None:
         self._wrap()
 
+    def notify_style_update(self) -> None:
+        # A theme or a rule changed: the styles are looked up again at the next drawing.
+        self._styles = ()
+        super().notify_style_update()
+
     def render_lines(self, crop: Region) -> list:
-        # The styles once per drawing, not once per line: each lookup walks the DOM.
-        self._styles = (self.rich_style, self.visual_style)
+        # The styles once until they change, not once per line nor per drawing: each lookup
+        # walks the DOM, and every row shown is a drawing.
+        if not self._styles:
+            self._styles = (self.rich_style, self.visual_style)
         return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
