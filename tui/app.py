@@ -148,6 +148,7 @@ class TunedeckApp(ModelSessions, App):
             # Each full collection walked every object of the four panes again: 150-230 ms, about
             # one in ten Data pane jumps, which set that jump's p95. Frozen, none walks them.
             self._freeze_when_built = False
+            gc.collect(1)  # the young garbage first: once frozen it would stay for good
             gc.freeze()
 
     async def build_panes(self, *names: str) -> None:

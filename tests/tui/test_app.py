@@ -60,6 +60,29 @@ async def test_five_panes_and_the_form_first_when_there_is_no_run(project):
         assert active(app) == "hyperparameters"
 
 
+async def test_collection_is_on_again_once_the_panes_are_built(finished_project):
+    """`tunedeck` (open_app) turns garbage collection off for the start-up; the App must turn it
+    on again, or an app left open for hours grows without bound."""
+    import gc
+
+    gc.disable()
+    try:
+        app = TunedeckApp(project=finished_project)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await wait_until(pilot, lambda: gc.isenabled(), what="collection on again")
+            frozen_at_first_frame = gc.get_freeze_count()
+            assert frozen_at_first_frame > 0  # the start-up's objects: no collection walks them
+            await wait_until(pilot, lambda: not app.panes_to_build, timeout=120,
+                             what="every pane built")
+            # Built and frozen too, and collection still on.
+            await wait_until(pilot, lambda: gc.get_freeze_count() > frozen_at_first_frame,
+                             what="the panes frozen")
+            assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
 async def test_digits_switch_panes_but_type_into_a_text_field(project):
     app = TunedeckApp(project=project)
     async with app.run_test(size=(120, 40)) as pilot:
