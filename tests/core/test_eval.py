@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -50,6 +51,8 @@ def run(persona_run):
 
 
 def test_eval_shows_the_adapter_improves_loss_and_answers(run, capsys):
+    # The run is shared: another test may have written the report already.
+    (run / "eval-adapters-test.json").unlink(missing_ok=True)
     capsys.readouterr()
     assert main(["eval", str(run), "--generate", "3", "--max-tokens", "12", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -87,15 +90,17 @@ def test_the_base_model_is_measured_once_per_split(run, capsys):
     assert not json.loads(capsys.readouterr().out)["base_from_cache"]
 
 
-def test_eval_refuses_a_missing_split(run, capsys):
-    data = run.parent / "data"
-    (data / "test.jsonl").rename(data / "test.jsonl.away")
-    try:
-        capsys.readouterr()
-        assert main(["eval", str(run)]) == 2
-        err = capsys.readouterr().err
-    finally:
-        (data / "test.jsonl.away").rename(data / "test.jsonl")
+def test_eval_refuses_a_missing_split(run, tmp_path, capsys):
+    # A copy of the shared run whose data has no test split: the run itself stays as it is for
+    # the other modules that read it.
+    data = shutil.copytree(run.parent / "data", tmp_path / "data")
+    (data / "test.jsonl").unlink()
+    copy = shutil.copytree(run, tmp_path / "run")
+    for settings in (copy / "run.toml", copy / "mlx_lm.yaml"):
+        settings.write_text(settings.read_text().replace(str(run.parent / "data"), str(data)))
+    capsys.readouterr()
+    assert main(["eval", str(copy)]) == 2
+    err = capsys.readouterr().err
     assert err.count("\n") == 1 and "test.jsonl" in err and "no test split" in err
 
 
