@@ -125,6 +125,16 @@ async def test_ages_move_on_with_the_clock_each_from_its_own_file(tmp_path):
         now[0] = NOW + 90
         await wait_until(pilot, lambda: row_texts(table)[-1][4] == "1m ago", what="the age to move on")
         assert row_texts(table)[0][4] == "9m ago"  # saved 500 s before NOW, 90 s later: its own time
+        # Out of sight the clock sleeps (it woke an app following a quiet run for nothing)...
+        pane = app.query_one(CheckpointsPane)
+        pane.display = False
+        await wait_until(pilot, lambda: not pane._ages_clock._active.is_set(),
+                         what="the age clock asleep out of sight")
+        # ...and back in sight the ages are right at once, not at the clock's next tick.
+        now[0] = NOW + 200
+        pane.display = True
+        await wait_until(pilot, lambda: pane._ages_clock._active.is_set(), what="the clock awake")
+        assert row_texts(table)[-1][4] == "3m ago"
 
 
 @pytest.fixture(scope="module")
