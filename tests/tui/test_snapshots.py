@@ -122,7 +122,10 @@ async def checkpoints_listed(pilot):
 
 async def chat_ready(pilot):
     pane = await shown(pilot, "chat")
-    await wait_until(pilot, lambda: pane.adapters and not pane.model_loading, timeout=120, what="the choices")
+    # The model loads once the choices are listed: between the two, it is neither loading nor
+    # loaded, so the wait is for it loaded (seen as a red snapshot on a loaded machine).
+    await wait_until(pilot, lambda: pane.adapters and pane.loaded is not None and not pane.model_loading,
+                     timeout=120, what="the choices and the model loaded")
     await still_cursors(pilot)
 
 
