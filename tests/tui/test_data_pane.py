@@ -250,6 +250,65 @@ async def test_a_jump_to_a_line_asks_for_no_layout_of_the_screen(tmp_path, tiny_
         assert layouts == []
 
 
+async def test_a_cursor_move_repaints_two_lines_of_the_list(tmp_path, tiny_model, monkeypatch):
+    """A move within the list's screen changes the look of two lines. Repainting the whole list
+    made the pane and every container behind it draw all its lines again too: most of the frame
+    of an Up key, the redraw every jump to a line also pays (issue 9)."""
+    project = write_project(tmp_path / "project", tiny_model)
+    write_rows(project, [chat(f"question number {i}") for i in range(1, 101)])
+    app = PaneHarness(lambda: DataPane(project))
+    async with app.run_test(size=(160, 48)) as pilot:
+        pane, rows = await open_pane(pilot)
+        await wait_until(pilot, lambda: pane.report is not None, what="the validation report")
+        drawn: list = []
+        render_line = RowList.render_line
+
+        def counted(self, y):
+            drawn.append(y)
+            return render_line(self, y)
+
+        monkeypatch.setattr(RowList, "render_line", counted)
+        for _ in range(1000):  # until the screen is still
+            drawn.clear()
+            await pilot.pause()
+            if not drawn:
+                break
+        await pilot.press("down", "down")
+        await pilot.pause()
+        assert rows.cursor == 2 and "question number 3" in panel(app, "raw").shown_text
+        assert set(drawn) <= {0, 1, 2}, sorted(set(drawn))
+
+
+async def test_the_cursor_line_follows_the_focus_and_the_theme(tmp_path, tiny_model):
+    """The list keeps its styles between drawings: a change of focus or theme must still
+    recolour the cursor's line."""
+    from tunedeck.themes import THEMES
+
+    project = write_project(tmp_path / "project", tiny_model)
+    write_rows(project, [chat(f"question number {i}") for i in range(1, 11)])
+    app = PaneHarness(lambda: DataPane(project))
+    async with app.run_test(size=(160, 48)) as pilot:
+        pane, rows = await open_pane(pilot)
+        await wait_until(pilot, lambda: rows.has_focus, what="the list's focus")
+        await pilot.pause()
+
+        def cursor_background():
+            return next(iter(rows.render_line(0))).style.bgcolor
+
+        focused = cursor_background()
+        pane.query_one("#data-raw", TextPanel).focus()
+        await wait_until(pilot, lambda: cursor_background() != focused,
+                         what="the blurred cursor's colour")
+        blurred = cursor_background()
+        rows.focus()
+        await wait_until(pilot, lambda: cursor_background() == focused,
+                         what="the focused cursor's colour")
+        other = next(t.name for t in THEMES if t.name != app.theme)
+        app.theme = other
+        await wait_until(pilot, lambda: cursor_background() not in (focused, blurred),
+                         what=f"the cursor's colour in {other}")
+
+
 async def test_markup_and_escape_sequences_in_a_row_show_literally(tmp_path, tiny_model):
     project = write_project(tmp_path / "project", tiny_model)
     write_rows(project, [chat(text, answer="ok") for text in HOSTILE] + ["{not json"])

@@ -68,7 +68,8 @@ class RowList(ScrollView, can_focus=True):
         Binding("end", "last", "", show=False, id="last-row"),
     ]
 
-    cursor = reactive(0, init=False)
+    # No repaint of the whole list when it moves: watch_cursor repaints the two lines it changes.
+    cursor = reactive(0, init=False, repaint=False)
 
     def __init__(self, on_cursor: Callable[[int], None], **kwargs):
         super().__init__(**kwargs)
@@ -80,6 +81,7 @@ class RowList(ScrollView, can_focus=True):
         self._cache: "OrderedDict[int, RowSummary]" = OrderedDict()
         self._line_width = 4
         self._styles: dict = {}
+        self._region: Optional[Region] = None  # the rows' region, during a drawing
         self.typed: Optional[str] = None  # a line number being typed, after the go-to key
         self._ticker: Optional[Timer] = None
         self.path: Optional[Path] = None  # the file shown, or being read
@@ -288,7 +290,7 @@ class RowList(ScrollView, can_focus=True):
         summary = self._cache.get(row)
         if summary is None:
             # Read the whole screen from here in one go: the next lines are drawn next.
-            height = self.scrollable_content_region.height or 1
+            height = (self._region or self.scrollable_content_region).height or 1
             for offset, s in enumerate(self.source.summaries(row, height)):
                 self._cache[row + offset] = s
             while len(self._cache) > CACHED_ROWS:
@@ -304,20 +306,29 @@ class RowList(ScrollView, can_focus=True):
         self._styles = {}
         super().notify_style_update()
 
-    def render_lines(self, crop: Region) -> list:
-        # The styles once until they change, not once per line nor per drawing: each lookup
-        # walks the DOM, and Textual forgets its own at every refresh, so every cursor move.
+    def _looked_up_styles(self) -> dict:
+        # Once until they change, not once per line nor per drawing: each lookup walks the
+        # DOM, and Textual forgets its own at every refresh, so at every cursor move.
         if not self._styles:
             base = self.rich_style
             styles = {"": base, **{name: base + self.get_component_rich_style(name)
                                    for name in self.COMPONENT_CLASSES}}
             styles["row-list--cursor"] = self.get_component_rich_style("row-list--cursor")
             self._styles = styles
-        return super().render_lines(crop)
+        return self._styles
+
+    def render_lines(self, crop: Region) -> list:
+        # The region once per drawing: working it out costs more than drawing a line.
+        self._region = self.scrollable_content_region
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._region = None
 
     def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
-        styles = self._styles
+        region = self._region or self.scrollable_content_region
+        width = region.width
+        styles = self._looked_up_styles()
         base = styles[""]
         row = round(self.scroll_y) + y
         if self.source is None or row >= self.row_count:

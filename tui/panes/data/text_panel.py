@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from textual.content import Content
 from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
@@ -47,6 +49,7 @@ class TextPanel(ScrollView, can_focus=True):
         self._lines: list = []
         self._wrapped_at = 0
         self._styles: tuple = ()
+        self._width: Optional[int] = None  # the text's width, during a drawing
 
     def show(self, header, body=Content("")) -> None:
         self.header, self.body = header, body
@@ -90,14 +93,19 @@ class TextPanel(ScrollView, can_focus=True):
         super().notify_style_update()
 
     def render_lines(self, crop: Region) -> list:
+        # The width once per drawing: working it out costs more than drawing a line.
+        self._width = self.scrollable_content_region.width
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._width = None
+
+    def render_line(self, y: int) -> Strip:
+        width = self._width if self._width is not None else self.scrollable_content_region.width
         # The styles once until they change, not once per line nor per drawing: each lookup
         # walks the DOM, and every row shown is a drawing.
         if not self._styles:
             self._styles = (self.rich_style, self.visual_style)
-        return super().render_lines(crop)
-
-    def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
         base, visual = self._styles
         index = round(self.scroll_y) + y
         if index >= len(self._lines):
