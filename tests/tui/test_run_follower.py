@@ -181,6 +181,26 @@ def test_watchfiles_steps_quickly_only_while_the_directory_changes(finished_proj
         changes.close()
 
 
+def test_a_run_that_reports_more_than_once_a_second_is_watched_in_short_steps(tmp_path, monkeypatch):
+    # A line reaches the follower one to two steps after it is written: at 25 ms steps, a run
+    # reporting every 50 ms had a report's first 25-50 ms of latency spent there.
+    clock = [1000.0]
+    monkeypatch.setattr(run_follower.time, "monotonic", lambda: clock[0])
+    changes = FileChanges(tmp_path, lambda: False)
+
+    def changed_after(gap_s: float) -> None:
+        clock[0] += gap_s
+        changes._gap, changes._changed_at = (gap_s if changes._changed_at is not None else 0.0), clock[0]
+
+    changed_after(0.0)
+    changed_after(0.05)
+    assert changes.step_ms() == run_follower.FAST_STEP_MS
+    clock[0] += run_follower.FAST_GAP_S  # a pause: no longer a fast run, still a changing one
+    assert changes.step_ms() == run_follower.WATCH_STEP_MS
+    changed_after(5.0)  # a run reporting every 5 s keeps the 25 ms step between its reports
+    assert changes.step_ms() == run_follower.WATCH_STEP_MS
+
+
 def test_an_ended_run_is_not_asked_for_its_state_at_every_look(finished_project, tmp_path, monkeypatch):
     # A finished run changes only with its status file: reading its state (and a running run's
     # lock) once a second was work for nothing.

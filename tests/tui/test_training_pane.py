@@ -164,6 +164,28 @@ async def test_lines_written_to_the_log_lay_nothing_out(monkeypatch):
         assert [line for line in screen_lines(log) if line][-1] == "line 59"  # scrolled to the end
 
 
+async def test_a_log_line_is_rendered_once_however_often_it_is_painted(monkeypatch):
+    # Textual's Log kept a rendered line only while text was selected: each report scrolled the
+    # log and rendered every visible line again (a tenth of the app's time on a fast run).
+    processed = []
+    process_line = RunLog._process_line
+    monkeypatch.setattr(RunLog, "_process_line",
+                        classmethod(lambda cls, line: processed.append(line) or process_line(line)))
+    app = PaneHarness(lambda: TrainingPane(), clock=lambda: NOW)
+    async with app.run_test(size=(100, 30)) as pilot:
+        log = app.query_one(RunLog)
+        log.add_output([f"line {k}" for k in range(40)])
+        await pilot.pause()
+        painted = screen_lines(log)
+        processed.clear()
+        assert screen_lines(log) == painted
+        assert processed == []
+        log.add_output(["line 40"])  # scrolls by a line: only the new one is rendered
+        await pilot.pause()
+        assert [line for line in screen_lines(log) if line][-1] == "line 40"
+        assert set(processed) == {"line 40"}
+
+
 OOM_LINE = ("out of memory (Metal: Insufficient Memory) — smaller batch_size or max_seq_length, "
             "grad_checkpoint, fewer num_layers")
 

@@ -83,6 +83,10 @@ class StalePlot(Widget):
         self._stale = True
         self._redraw_due = False
         self._drawn_at = 0.0
+        # The widget's style when the lines were drawn: a line painted again (a frame repaints
+        # every line of the plot the curve moved through) pads with it instead of asking the
+        # widget, which walks its ancestors for their backgrounds each time.
+        self._base = Style()
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, lambda _: self.mark_stale())
@@ -106,13 +110,13 @@ class StalePlot(Widget):
         width, height = self.size
         if not (width and height):
             return  # hidden: drawn when it gets a size
-        axis = self.style_of("plot-axis")
-        lines = draw(self.chart(width), width, height, axis, self.rich_style)
+        axis, self._base = self.style_of("plot-axis"), self.rich_style
+        lines = draw(self.chart(width), width, height, axis, self._base)
         if lines is None:  # plotext is not imported yet: drawn once it is
             self._redraw_due = True
             # Not "waiting for the first report" meanwhile: the reports are there (a finished
             # run opened on a busy machine showed that for seconds).
-            self.lines = message_lines("drawing the chart…", width, height, axis, self.rich_style)
+            self.lines = message_lines("drawing the chart…", width, height, axis, self._base)
             self.refresh()
             # Once the frame being made is on screen: the import holds the interpreter for a while.
             self.call_after_refresh(self._wait_for_library)
@@ -149,8 +153,9 @@ class StalePlot(Widget):
         return not self._redraw_due and (not self._stale or not self.size.area)
 
     def render_line(self, y: int) -> Strip:
-        strip = self.lines[y] if y < len(self.lines) else Strip.blank(self.size.width)
-        return strip.crop_extend(0, self.size.width, self.rich_style)
+        width = self.size.width
+        strip = self.lines[y] if y < len(self.lines) else Strip.blank(width, self._base)
+        return strip if strip.cell_length == width else strip.crop_extend(0, width, self._base)
 
     def text(self) -> str:
         """What the plot shows, as plain text."""

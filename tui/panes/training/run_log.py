@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from rich.style import Style
 from textual.geometry import Size
 from textual.reactive import Reactive
+from textual.strip import Strip
 from textual.widgets import Log
 
 from tunedeck.core.text import log_line
@@ -30,6 +32,16 @@ class RunLog(Log):
 
     def watch_virtual_size(self, size: Size) -> None:
         self._scroll_update(size)
+
+    def _render_line_strip(self, y: int, rich_style: Style) -> Strip:
+        # Textual's Log keeps a line it rendered only while text is selected (its test is the
+        # wrong way round), so each report, which scrolls the log by a line, rendered every
+        # visible line again: a tenth of the UI thread's time on a fast run. Kept here; the Log
+        # itself forgets them when a line changes, its styles change or a selection starts.
+        line = super()._render_line_strip(y, rich_style)
+        if self.text_selection is None:
+            self._render_line_cache[y] = line
+        return line
 
     def add_output(self, raw_lines: Iterable[str]) -> None:
         """Lines as the process printed them; one batched write per call, however many."""
