@@ -96,9 +96,10 @@ class QuietLinuxDriver(LinuxDriver):
                 data = decode(os.read(self.fileno, 1024 * 4))
                 if not data:
                     break  # stdin is a pipe that ended
-                timed_out_by = time.monotonic() + constants.ESCAPE_DELAY + AFTER_ESCAPE_DELAY_S
                 for event in parser.feed(data):
                     self.process_message(event)
+                # Taken once fed: the parser's own deadline, set while feeding, is before it.
+                timed_out_by = time.monotonic() + constants.ESCAPE_DELAY + AFTER_ESCAPE_DELAY_S
             for event in parser.tick():
                 self.process_message(event)
 
