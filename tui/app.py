@@ -87,6 +87,12 @@ class TunedeckApp(ModelSessions, App):
         self.serving = CheckpointServing(self)  # the model server the Checkpoints pane starts
 
     # -- layout ------------------------------------------------------------------------------
+    def get_driver_class(self):
+        # Textual's terminal driver wakes ten times a second to read nothing (see tui/driver.py).
+        from .driver import terminal_driver
+
+        return terminal_driver(super().get_driver_class())
+
     def get_default_screen(self) -> Screen:
         screen = super().get_default_screen()
         # The App focuses the pane it shows (action_show_pane). Textual's auto focus first gave
