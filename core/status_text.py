@@ -15,10 +15,6 @@ from .eta import format_duration
 from .text import loss_text
 
 SEPARATOR = " · "
-# A duration is shown to the second under an hour, to the minute from then on (format_duration).
-HOUR_S = 3600
-# A tick lands this long after the moment a figure's text changes, never just before it.
-AFTER_CHANGE_S = 0.02
 
 
 @dataclass
@@ -81,38 +77,3 @@ def status_figures(f: RunFigures, now: float, shown=str) -> list[str]:
     if f.error:
         parts.append(f"error: {shown(f.error)}")
     return parts
-
-
-def clock_changes_in(f: RunFigures, now: float) -> Optional[float]:
-    """Seconds until the clock alone changes what ``status_figures(f, now)`` shows, or None when
-    no figure shown moves with it: the elapsed time counting up, the ETA counting down, the
-    finish time's minute. Under an hour that is each second; beyond, each minute, so a long run
-    repaints its status line once a minute instead of 60 times.
-
-    Each figure is taken to move (elapsed and ETA one second per second, the finish time by the
-    minute, and today's date with the clock): one that stands still (a run that ended, an ETA held at its floor) costs its caller
-    a look that finds the same text, never a change missed."""
-    waits = []
-    if f.elapsed_s is not None:
-        waits.append(_until_counted_up(f.elapsed_s))
-    if f.eta_s is not None and round(f.eta_s) > 0:
-        waits.append(_until_counted_down(f.eta_s))
-    if f.finish_at is not None:
-        # Its minute, and today's date (a finish on another day shows the day): time zones are
-        # whole minutes from UTC, so both turn on a minute of the epoch.
-        waits.extend((60 - f.finish_at % 60, 60 - now % 60))
-    return min(waits) + AFTER_CHANGE_S if waits else None
-
-
-def _until_counted_up(seconds: float) -> float:
-    shown = int(round(seconds))
-    step = 1 if shown < HOUR_S else 60
-    # The next value shown, reached half a second before it (format_duration rounds).
-    return (shown // step + 1) * step - 0.5 - seconds
-
-
-def _until_counted_down(seconds: float) -> float:
-    shown = int(round(seconds))
-    step = 1 if shown < HOUR_S else 60
-    # Below the first value of this second (or minute) the one before it shows.
-    return seconds - (shown // step * step - 0.5)
