@@ -162,5 +162,7 @@ class ExportDialog(ModalScreen[Optional[dict]]):
             # take gigabytes) and never renames it into place. A kill is the fallback for one
             # that does not stop; the next export to that folder clears what it left.
             process.send_signal(signal.SIGINT)
-            threading.Timer(STOP_GRACE_S, lambda: process.poll() is None and process.kill()).start()
+            fallback = threading.Timer(STOP_GRACE_S, lambda: process.poll() is None and process.kill())
+            fallback.daemon = True  # quitting the app right after must not wait for it
+            fallback.start()
         self.dismiss(self.report)
