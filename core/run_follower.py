@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,9 @@ CANCEL_CHECK_S = 0.25
 EVENTS_RETRY_S = 30.0
 
 log = logging.getLogger(__name__)
+# Between a follower's thread merging into an update and the UI thread taking it (one lock for
+# all followers: the UI takes an update without knowing which follower gave it).
+_HANDOVER_LOCK = threading.Lock()
 
 
 @dataclass
@@ -81,10 +85,50 @@ class RunUpdate:
     failure: Optional[Failure] = None    # why the run ended badly, when its state says it did
     arrived_at: float = 0.0
     backlog: bool = False                # the history found on attaching, not live news
+    taken: bool = field(default=False, compare=False, repr=False)  # see take()
 
     def __bool__(self) -> bool:
         return bool(self.events or self.log_lines or self.status is not None
                     or self.state is not None or self.checkpoints is not None)
+
+    def take(self) -> RunUpdate:
+        """This update, from now on the UI thread's alone: no later one is merged into it."""
+        with _HANDOVER_LOCK:
+            self.taken = True
+        return self
+
+    def absorb(self, later: RunUpdate) -> None:
+        """Add what ``later`` brings, as if both had been read in one look: events and lines
+        joined in order, the newest status, state, index and failure; arrived when this one did."""
+        self.events.extend(later.events)
+        self.log_lines.extend(later.log_lines)
+        for name in ("status", "state", "checkpoints", "failure"):
+            if getattr(later, name) is not None:
+                setattr(self, name, getattr(later, name))
+
+
+class Handover:
+    """Updates given by a follower's thread to the UI thread, one message while the UI is behind.
+
+    An update given while the last one posted is still waiting to be taken (the UI thread busy
+    with a frame, a drawing, a burst of reports) is merged into it instead of posted as a message
+    of its own: the UI then handles one update, with one status line and one plot to draw, where
+    it handled each (and fell further behind a fast run). A backlog update and a live one are
+    never merged: a live one's arrival time means something, the backlog's do not.
+    """
+
+    def __init__(self) -> None:
+        self._posted: Optional[RunUpdate] = None
+
+    def give(self, update: RunUpdate) -> bool:
+        """True when ``update`` must be posted; False when it was merged into the one waiting."""
+        with _HANDOVER_LOCK:
+            waiting = self._posted
+            if waiting is not None and not waiting.taken and waiting.backlog == update.backlog:
+                waiting.absorb(update)
+                return False
+            self._posted = update
+            return True
 
 
 class _Cancel:

@@ -284,24 +284,29 @@ class TunedeckApp(ModelSessions, App):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="follow")
     def _follow_run(self, run: RunDirectory) -> None:
-        from tunedeck.core.run_follower import RunFollower
+        from tunedeck.core.run_follower import Handover, RunFollower
 
         worker = get_current_worker()
+        handover = Handover()
         for update in RunFollower(run).updates(lambda: worker.is_cancelled):
-            self.post_message(RunUpdated(str(run.path), update))
+            if handover.give(update):
+                self.post_message(RunUpdated(str(run.path), update))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="follow")
     def _follow_log(self, target: str) -> None:
         from tunedeck.core.log_follower import follow_log_file, follow_pipe
+        from tunedeck.core.run_follower import Handover
 
         worker = get_current_worker()
+        handover = Handover()
         cancelled = lambda: worker.is_cancelled  # noqa: E731
         if target == "-":
             updates = follow_pipe(self.pipe_fd if self.pipe_fd is not None else 0, POLL_S, cancelled)
         else:
             updates = follow_log_file(Path(target), cancelled)
         for update in updates:
-            self.post_message(RunUpdated(target, update))
+            if handover.give(update):
+                self.post_message(RunUpdated(target, update))
 
     @on(RunUpdated)
     def _run_updated(self, message: RunUpdated) -> None:
@@ -309,7 +314,7 @@ class TunedeckApp(ModelSessions, App):
         if message.source != expected:
             return  # the last words of a follower that was replaced
         now = self.clock()
-        update = message.update
+        update = message.update.take()
         training = self._mounted_pane("training-pane")
         if training is not None:
             training.add_update(update, live=not update.backlog, now=now)

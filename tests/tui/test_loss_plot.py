@@ -193,3 +193,25 @@ async def test_following_a_run_imports_plotext_before_a_report_asks_for_it(monke
         app.query_one(TrainingPane).follow("run", "starting")
         await wait_until(pilot, lambda: fresh.module is not None, what="plotext imported")
         assert not app.query_one(LossPlot).train.iters  # no report asked for it
+
+
+@pytest.mark.parametrize("drawing_cpu_s, most_wait_s", [(0.005, 0.02), (0.2, 0.1)])
+async def test_the_wait_for_the_next_drawing_follows_what_the_last_one_cost(monkeypatch, drawing_cpu_s,
+                                                                           most_wait_s):
+    # A fixed 0.1 s between drawings held a cheap drawing (a few hundred points) back: a run
+    # reporting every 40 ms had its report on the plot 50 ms late on average. A costly drawing
+    # still waits at most the fixed interval.
+    from tunedeck.tui.panes.training import loss_plot
+
+    app = PlotApp()
+    async with app.run_test(size=(100, 24)) as pilot:
+        plot, _ = await show_long_run(pilot, 300)
+        clock = iter([100.0, 100.0 + drawing_cpu_s])
+        monkeypatch.setattr(loss_plot.time, "thread_time", lambda: next(clock))
+        plot.redraw()  # a drawing that cost drawing_cpu_s of the UI thread
+        monkeypatch.undo()
+        waits = []
+        monkeypatch.setattr(plot, "set_timer", lambda wait, callback: waits.append(wait))
+        plot.show_overlay(Series())  # new data, right after the drawing
+        assert len(waits) == 1
+        assert most_wait_s * 0.5 < waits[0] <= most_wait_s

@@ -221,3 +221,34 @@ def test_an_ended_run_is_not_asked_for_its_state_at_every_look(finished_project,
     now[0] += 2 * run_follower.STATE_CHECK_S
     follower.poll()
     assert len(asked) == 3  # a run that may train is looked at once a second again
+
+
+def test_updates_given_while_the_ui_is_behind_reach_it_as_one_with_every_event_in_order():
+    # Each update was a message of its own: a UI thread behind a fast run handled each one (its
+    # status line, its plot), and fell further behind.
+    from tunedeck.core.run_follower import Handover, RunUpdate
+
+    handover = Handover()
+    first = RunUpdate(events=[Train(iter=1, loss=2.0)], log_lines=["a"], arrived_at=10.0)
+    assert handover.give(first)  # posted
+    assert not handover.give(RunUpdate(events=[Train(iter=2, loss=1.9)], status={"state": "running"},
+                                       arrived_at=11.0))
+    assert not handover.give(RunUpdate(events=[Train(iter=3, loss=1.8)], log_lines=["b"], state="running",
+                                       arrived_at=12.0))
+    taken = first.take()
+    assert [e.iter for e in taken.events] == [1, 2, 3]
+    assert taken.log_lines == ["a", "b"]
+    assert taken.status == {"state": "running"} and taken.state == "running"
+    assert taken.arrived_at == 10.0  # when the first of them came
+    # Taken: what comes next is posted, and the taken update no longer changes.
+    later = RunUpdate(events=[Train(iter=4, loss=1.7)], state="finished", arrived_at=13.0)
+    assert handover.give(later)
+    assert [e.iter for e in taken.events] == [1, 2, 3] and taken.state == "running"
+
+
+def test_live_updates_are_not_merged_into_the_backlog():
+    from tunedeck.core.run_follower import Handover, RunUpdate
+
+    handover = Handover()
+    assert handover.give(RunUpdate(events=[Train(iter=1, loss=2.0)], backlog=True))
+    assert handover.give(RunUpdate(events=[Train(iter=2, loss=1.9)], arrived_at=11.0))  # its arrival counts

@@ -1,8 +1,11 @@
 """The loss curves (train, val, an overlaid run) and the learning rate.
 
 Plots never redraw per event: new data marks them stale, and a stale plot redraws at once if it
-has not drawn for a while, else as soon as that while is over (the loss plot at most ten times a
-second, however fast a run reports). Every series is first reduced to one point per column of
+has not drawn for a while, else as soon as that while is over. For the loss plot that while
+follows what its last drawing cost the UI thread (DRAW_SHARE): a drawing of a few hundred points
+is not held back behind a fixed interval (a run reporting every 40 ms waited 50 ms on average for
+its report to be drawn, at most ten drawings a second), while a costly one still leaves the
+thread to the status line and the keys. Every series is first reduced to one point per column of
 the plot (bucket means), so the cost of a drawing does not grow with the run's length.
 """
 
@@ -26,7 +29,11 @@ from ...widgets.line_chart import PLOTEXT, Chart, Curve, draw, message_lines, pl
 from ...widgets.severity import SEVERITY_VARIABLE
 from .messages import PlotLibraryLoaded
 
-MIN_REDRAW_INTERVAL_S = 0.1
+# The longest a stale loss plot waits for its next drawing (at most ten a second, whatever they cost).
+MAX_REDRAW_INTERVAL_S = 0.1
+# The share of the UI thread's time the loss plot's drawings may take while a run reports fast:
+# the wait after a drawing is its CPU time divided by this (a drawing of 10 ms, then 40 ms).
+DRAW_SHARE = 0.25
 SMOOTHING_STEPS = (0.0, 0.6, 0.8, 0.9, 0.95, 0.99)
 # A health finding on the loss plot, coloured by its severity (theme variables).
 FINDING_MARK = "▲"
@@ -75,7 +82,7 @@ class StalePlot(Widget):
     """A plot drawn again whenever its data, size or theme changed, at a bounded rate."""
 
     DEFAULT_CSS = "StalePlot { width: 1fr; height: 1fr; }"
-    min_redraw_interval_s = MIN_REDRAW_INTERVAL_S
+    max_redraw_interval_s = MAX_REDRAW_INTERVAL_S
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -83,6 +90,7 @@ class StalePlot(Widget):
         self._stale = True
         self._redraw_due = False
         self._drawn_at = 0.0
+        self._drawing_cpu_s = 0.0  # what the last drawing cost the UI thread
         # The widget's style when the lines were drawn: a line painted again (a frame repaints
         # every line of the plot the curve moved through) pads with it instead of asking the
         # widget, which walks its ancestors for their backgrounds each time.
@@ -99,19 +107,25 @@ class StalePlot(Widget):
         if self._redraw_due or not self.is_mounted:
             return
         self._redraw_due = True
-        wait = self._drawn_at + self.min_redraw_interval_s - time.monotonic()
+        wait = self._drawn_at + self.redraw_interval_s() - time.monotonic()
         if wait > 0:
             self.set_timer(wait, self.redraw)
         else:
             self.call_later(self.redraw)  # Textual's timers cannot wait zero seconds
+
+    def redraw_interval_s(self) -> float:
+        """The least time between the start of two drawings."""
+        return min(self.max_redraw_interval_s, self._drawing_cpu_s / DRAW_SHARE)
 
     def redraw(self) -> None:
         self._redraw_due = False
         width, height = self.size
         if not (width and height):
             return  # hidden: drawn when it gets a size
+        started = time.thread_time()
         axis, self._base = self.style_of("plot-axis"), self.rich_style
         lines = draw(self.chart(width), width, height, axis, self._base)
+        self._drawing_cpu_s = time.thread_time() - started
         if lines is None:  # plotext is not imported yet: drawn once it is
             self._redraw_due = True
             # Not "waiting for the first report" meanwhile: the reports are there (a finished
@@ -231,7 +245,10 @@ class LossPlot(StalePlot):
 class LearningRatePlot(StalePlot):
     """The learning rate on its own axis: its scale has nothing in common with the loss."""
 
-    min_redraw_interval_s = 1.0  # a schedule moves slowly; the loss plot needs the frames more
+    max_redraw_interval_s = 1.0  # a schedule moves slowly; the loss plot needs the frames more
+
+    def redraw_interval_s(self) -> float:
+        return self.max_redraw_interval_s  # however cheap its drawing: see above
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

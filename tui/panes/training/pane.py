@@ -77,9 +77,11 @@ class TrainingPane(Vertical):
         self.offer: Optional[ResumeOffer] = None
         self._clock: Optional[Timer] = None  # the status line's once-a-second refresh
         self.ticking = False  # whether it runs
+        # Kept, not queried: it is shown once a second (a query walks the pane's widgets).
+        self.status_line = RunStatusLine()
 
     def compose(self) -> ComposeResult:
-        yield RunStatusLine()
+        yield self.status_line
         with Vertical(id="run-view"):
             yield Static(id="health-line")
             yield Static(id="plot-key")
@@ -259,7 +261,7 @@ class TrainingPane(Vertical):
         if started:
             elapsed = (now if running or self.state == "starting" else (ended or now)) - started
         estimate = h.eta.estimate(now) if self.state in ("running", "following") else None
-        self.query_one(RunStatusLine).show(RunFigures(
+        self.status_line.show(RunFigures(
             name=self.name_shown, state=state, iteration=h.iteration,
             total_iters=h.total_iters or int(status.get("total_iters") or 0),
             loss=last.loss if last else None, tokens_per_sec=last.tokens_per_sec if last else None,
