@@ -14,7 +14,8 @@ input was read, when it waits as long as the parser may still time a sequence ou
 
 ``run_input_thread`` is a copy of Textual 8's loop with the wait changed (private API: keep it
 small and compare it with ``textual/drivers/linux_driver.py`` when Textual is upgraded). Keys,
-mouse, paste, resize (SIGWINCH, in the main thread) and ctrl+z are Textual's code unchanged.
+mouse, paste, resize (SIGWINCH, in the main thread) and ctrl+z are Textual's code unchanged; the
+size is asked of the terminal itself (below).
 """
 
 from __future__ import annotations
@@ -74,6 +75,19 @@ class QuietLinuxDriver(LinuxDriver):
         # The pipe lives as long as the driver: close() is also called to suspend (ctrl+z), and
         # the input thread started on resuming waits on the same pipe.
         weakref.finalize(self, _close_pipe, self._wake_read, self._wake_write)
+
+    def _get_terminal_size(self) -> tuple[int, int]:
+        """The terminal's own size. Textual asks ``shutil.get_terminal_size``, where COLUMNS and
+        LINES win when they are exported (some shell setups do; pytest-xdist's workers have
+        80x24): the app then never followed a resize of the window."""
+        for stream in (self._file, sys.__stdin__):
+            try:
+                columns, lines = os.get_terminal_size(stream.fileno())
+            except (AttributeError, ValueError, OSError):
+                continue
+            if columns and lines:
+                return columns, lines
+        return super()._get_terminal_size()
 
     def run_input_thread(self) -> None:
         """Wait for input and dispatch events (Textual's loop, with the wait of this module)."""

@@ -53,6 +53,9 @@ APP = textwrap.dedent("""
     log.write("exited\\n")
 """)
 DEADLINE_S = 60.0  # generous: the machine is shared
+# Exported by some shell setups (and by pytest-xdist in its workers), these win over the
+# terminal's size in Textual's driver, which then never follows a resize.
+SHELL_SIZE = {"COLUMNS": "80", "LINES": "24"}
 
 
 class Terminal:
@@ -67,7 +70,7 @@ class Terminal:
         self.resize(80, 24, slave)
         self.process = subprocess.Popen([sys.executable, str(script), driver, str(self.log)],
                                         stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-                                        env={**os.environ, "TERM": "xterm-256color"})
+                                        env={**os.environ, "TERM": "xterm-256color", **SHELL_SIZE})
         os.close(slave)
         self.screen = bytearray()
         self._reader = threading.Thread(target=self._read, daemon=True)
