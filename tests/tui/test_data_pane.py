@@ -97,6 +97,23 @@ async def test_go_to_a_line_and_page_through_rows(tmp_path, tiny_model):
         assert rows.cursor == 0
 
 
+async def test_a_line_number_typed_faster_than_the_app_keeps_up_loses_no_digit(tmp_path, tiny_model):
+    """Keys all queued before the first is handled (fast typing on a busy machine): the go-to key
+    bubbled up to the pane's binding after the next digit had reached the list and was lost."""
+    from textual import events
+
+    project = write_project(tmp_path / "project", tiny_model)
+    write_rows(project, [chat(f"question number {i}") for i in range(1, 5001)])
+    app = PaneHarness(lambda: DataPane(project))
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane, rows = await open_pane(pilot)
+        await wait_until(pilot, lambda: rows.has_focus, what="the row list's focus")
+        for key in ("g", *"4321", "enter"):
+            app.post_message(events.Key(key, key if len(key) == 1 else None))
+        await wait_until(pilot, lambda: rows.cursor != 0, what="the jump")
+        assert rows.cursor == 4320
+
+
 async def test_raw_template_and_tokens_of_a_chat_row_with_mask_prompt(tmp_path, tiny_model):
     project = write_project(tmp_path / "project", tiny_model, mask_prompt=True)
     write_rows(project, [chat("where is paris")])

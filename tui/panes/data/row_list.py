@@ -233,6 +233,13 @@ class RowList(ScrollView, can_focus=True):
 
     def on_key(self, event: events.Key) -> None:
         if self.typed is None:
+            if self._goes_to_line(event.key):
+                # Started here, not by the pane's binding: a binding runs once the key has
+                # bubbled up to the App, and a digit typed right after it (fast typing, a busy
+                # machine) had reached this list by then and was lost.
+                event.stop()
+                event.prevent_default()
+                self.type_line()
             return
         if event.character is not None and event.character.isdigit():
             self.typed += event.character
@@ -255,6 +262,13 @@ class RowList(ScrollView, can_focus=True):
         event.stop()
         event.prevent_default()
         self.post_message(LineTyped(self.typed))
+
+    def _goes_to_line(self, key: str) -> bool:
+        """Whether ``key`` is bound to going to a line where this list is (the user's keymap
+        applied: Textual's bindings of each node, a private attribute)."""
+        return any(binding.action == "go_to_line"
+                   for node in self.ancestors_with_self
+                   for binding in node._bindings.key_to_bindings.get(key, ()))
 
     def go_to_line(self, line: int) -> Optional[int]:
         """Put the cursor on the row of ``line`` and return it; None when the line is not
