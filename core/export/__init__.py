@@ -86,7 +86,11 @@ def export_command(run: Path, to: str, out: Path, checkpoint: Optional[str] = No
     """``tunedeck export … --json`` as a child process: stages on its stderr, the report on stdout."""
     import sys
 
-    command = [sys.executable, "-c", "import sys; from tunedeck.core.cli import main; sys.exit(main())",
+    # Cancelling interrupts the child (SIGINT), which then removes its scratch folder. An app
+    # started with SIGINT ignored (nohup, a background job of a script) passes that on: the child
+    # takes Python's own handler back first, or the cancel would be ignored until the kill.
+    command = [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+               "from tunedeck.core.cli import main; sys.exit(main())",
                "export", str(run), "--to", to, "--out", str(out), "--json"]
     if checkpoint is not None:
         command += ["--checkpoint", checkpoint]

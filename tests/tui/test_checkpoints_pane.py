@@ -231,8 +231,20 @@ async def test_x_exports_the_selected_checkpoint_and_shows_the_verification(fini
         assert (out / "verify.json").exists()
 
 
-async def test_cancelling_an_export_leaves_no_folder(finished_project, tmp_path):
-    """Escape while the export writes: neither the folder nor its hidden scratch folder stays."""
+@pytest.fixture
+def sigint_ignored():
+    """The app started with SIGINT ignored, as nohup or a script's background job starts it:
+    its children inherit that."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+async def test_cancelling_an_export_leaves_no_folder(finished_project, tmp_path, sigint_ignored):
+    """Escape while the export writes: neither the folder nor its hidden scratch folder stays,
+    also when the app was started with SIGINT ignored (the export ran on to the end then)."""
     import contextlib
     import os
     import signal
