@@ -1,5 +1,6 @@
 """The whole app on a project: panes, keys, themes, and runs really trained, stopped, resumed."""
 
+import re
 import socket
 from pathlib import Path
 
@@ -202,11 +203,22 @@ async def test_stop_after_the_next_checkpoint(tmp_path, tiny_model):
                          what="the last report to match the last checkpoint")
         status = run.read_status()
         new = sorted({int(p.name[:7]) for p in run.adapters.glob("*_resume.json")} - before)
-        # It stopped right at the first checkpoint after the key: one new checkpoint (two when one
-        # was being written as the key came), the last step trained is that checkpoint's, and the
-        # planned 2000 iterations were not run out.
-        assert 1 <= len(new) <= 2 and new[0] == max(before) + 20
-        assert status["iter"] == status["last_checkpoint"] == new[-1] == max(checkpoints(app)) < 2000
+        # It stopped right at the first checkpoint after the run got the request (or at the one
+        # being written as it came): the run says in its log when it got it. How many checkpoints
+        # the tiny model passes while the key travels (app, worker, signal) depends on the load.
+        log = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in run.train_log.read_text().splitlines()]
+        got = log.index("[tunedeck] stop requested (after-checkpoint)")
+
+        def saved(lines: list[str]) -> list[int]:
+            return [int(m.group(1)) for m in map(re.compile(r"save\s+(\d+)_adapters").match, lines) if m]
+
+        after = saved(log[got + 1:])
+        assert len(after) <= 1, f"went on past the checkpoint after the request: {after}"
+        stopped_at = after[0] if after else saved(log[:got])[-1]
+        # Every checkpoint on the way is complete, the last step trained is the stop's checkpoint,
+        # and the planned 2000 iterations were not run out.
+        assert new == list(range(max(before) + 20, stopped_at + 1, 20))
+        assert status["iter"] == status["last_checkpoint"] == stopped_at == max(checkpoints(app)) < 2000
 
 
 async def test_watch_a_run_directory(finished_project):
