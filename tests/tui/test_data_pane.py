@@ -114,6 +114,21 @@ async def test_a_line_number_typed_faster_than_the_app_keeps_up_loses_no_digit(t
         assert rows.cursor == 4320
 
 
+async def test_the_go_to_key_with_no_file_open_does_nothing(tmp_path, tiny_model):
+    project = write_project(tmp_path / "project", tiny_model)
+    for path in (project / "data").glob("*.jsonl"):
+        path.unlink()
+    app = PaneHarness(lambda: DataPane(project))
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = app.query_one(DataPane)
+        rows = pane.query_one(RowList)
+        rows.focus()
+        await wait_until(pilot, lambda: rows.has_focus, what="the row list's focus")
+        await pilot.press("g", "1", "enter")
+        assert pane.rows is None and rows.typed is None
+        assert "no data files" in str(pane.query_one("#data-summary").visual)
+
+
 async def test_raw_template_and_tokens_of_a_chat_row_with_mask_prompt(tmp_path, tiny_model):
     project = write_project(tmp_path / "project", tiny_model, mask_prompt=True)
     write_rows(project, [chat("where is paris")])

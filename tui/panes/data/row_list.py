@@ -233,7 +233,7 @@ class RowList(ScrollView, can_focus=True):
 
     def on_key(self, event: events.Key) -> None:
         if self.typed is None:
-            if self._goes_to_line(event.key):
+            if self.source is not None and self._goes_to_line(event.key):
                 # Started here, not by the pane's binding: a binding runs once the key has
                 # bubbled up to the App, and a digit typed right after it (fast typing, a busy
                 # machine) had reached this list by then and was lost.
