@@ -64,7 +64,9 @@ def test_start_watch_leave_return_stop_resume_finish(tmp_path, tiny_model, termi
     # The loss plot's x axis starts at the first iteration, not where the app was reopened.
     again.wait_for(re.compile(r"^\s+1\s{10,}\d+\s{10,}\d+", re.M), what="the x axis from iteration 1")
 
-    # Stop it from the Training pane, then resume it from the Checkpoints pane.
+    # Stop it from the Training pane, then resume it from the Checkpoints pane: once it has a
+    # checkpoint to resume from (a loaded machine reopened the app before iteration 100).
+    again.wait_for(lambda _: any(run.adapters.glob("*_resume.json")), timeout=300, what="the first checkpoint")
     again.press("x")
     again.wait_for(re.compile(rf"stopped .*iter \d+/{ITERS}"), timeout=60, what="the stop")
     assert run.state() == "stopped"
