@@ -30,6 +30,13 @@ def write_rows(project, lines, name="train.jsonl"):
     (project / "data" / name).write_text("".join(line + "\n" for line in lines))
 
 
+def questions_pane(tmp_path, tiny_model, count: int) -> PaneHarness:
+    """The Data pane on a project whose train.jsonl holds ``count`` numbered chat rows."""
+    project = write_project(tmp_path / "project", tiny_model)
+    write_rows(project, [chat(f"question number {i}") for i in range(1, count + 1)])
+    return PaneHarness(lambda: DataPane(project))
+
+
 def list_text(rows: RowList) -> str:
     return "\n".join(rows.render_line(y).text for y in range(rows.size.height))
 
@@ -78,9 +85,7 @@ async def test_first_rows_show_while_a_big_file_is_still_being_indexed(tmp_path,
 
 
 async def test_go_to_a_line_and_page_through_rows(tmp_path, tiny_model):
-    project = write_project(tmp_path / "project", tiny_model)
-    write_rows(project, [chat(f"question number {i}") for i in range(1, 5001)])
-    app = PaneHarness(lambda: DataPane(project))
+    app = questions_pane(tmp_path, tiny_model, 5000)
     async with app.run_test(size=(100, 30)) as pilot:
         pane, rows = await open_pane(pilot)
         await pilot.press("g", *"4321", "enter")
@@ -102,9 +107,7 @@ async def test_a_line_number_typed_faster_than_the_app_keeps_up_loses_no_digit(t
     bubbled up to the pane's binding after the next digit had reached the list and was lost."""
     from textual import events
 
-    project = write_project(tmp_path / "project", tiny_model)
-    write_rows(project, [chat(f"question number {i}") for i in range(1, 5001)])
-    app = PaneHarness(lambda: DataPane(project))
+    app = questions_pane(tmp_path, tiny_model, 5000)
     async with app.run_test(size=(100, 30)) as pilot:
         pane, rows = await open_pane(pilot)
         await wait_until(pilot, lambda: rows.has_focus, what="the row list's focus")
@@ -286,9 +289,7 @@ async def test_a_cursor_move_repaints_two_lines_of_the_list(tmp_path, tiny_model
     """A move within the list's screen changes the look of two lines. Repainting the whole list
     made the pane and every container behind it draw all its lines again too: most of the frame
     of an Up key, the redraw every jump to a line also pays (issue 9)."""
-    project = write_project(tmp_path / "project", tiny_model)
-    write_rows(project, [chat(f"question number {i}") for i in range(1, 101)])
-    app = PaneHarness(lambda: DataPane(project))
+    app = questions_pane(tmp_path, tiny_model, 100)
     async with app.run_test(size=(160, 48)) as pilot:
         pane, rows = await open_pane(pilot)
         await wait_until(pilot, lambda: pane.report is not None, what="the validation report")
@@ -316,9 +317,7 @@ async def test_the_cursor_line_follows_the_focus_and_the_theme(tmp_path, tiny_mo
     recolour the cursor's line."""
     from tunedeck.themes import THEMES
 
-    project = write_project(tmp_path / "project", tiny_model)
-    write_rows(project, [chat(f"question number {i}") for i in range(1, 11)])
-    app = PaneHarness(lambda: DataPane(project))
+    app = questions_pane(tmp_path, tiny_model, 10)
     async with app.run_test(size=(160, 48)) as pilot:
         pane, rows = await open_pane(pilot)
         await wait_until(pilot, lambda: rows.has_focus, what="the list's focus")
