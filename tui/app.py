@@ -20,7 +20,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widget import MountError
-from textual.widgets import TabbedContent, TabPane, Tabs
+from textual.widgets import TabbedContent, Tabs
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from tunedeck.core.errors import BadInput, WorkFailed
@@ -36,6 +36,7 @@ from .palette import binding_commands
 from .panes.hyperparameters import HyperparametersPane
 from .serving import CheckpointServing
 from .settings import load_settings, save_setting
+from .widgets.covered import PaneTab, PaneTabs, PanesScreen
 from .widgets.key_footer import KeyFooter
 
 # How often the followed run's files are looked at: the floor of the line-to-screen latency.
@@ -94,7 +95,7 @@ class TunedeckApp(ModelSessions, App):
         return terminal_driver(super().get_driver_class())
 
     def get_default_screen(self) -> Screen:
-        screen = super().get_default_screen()
+        screen = PanesScreen(id="_default")
         # The App focuses the pane it shows (action_show_pane). Textual's auto focus first gave
         # the focus to the pane tabs, and each move restyled them and all in them.
         screen.AUTO_FOCUS = ""
@@ -114,9 +115,9 @@ class TunedeckApp(ModelSessions, App):
         following = self.first_run is not None or self.watch_target is not None
         eager = {self.first_pane, *(("training", "checkpoints") if following else ())}
         self.panes_to_build = [(pane, panes[pane]) for pane, _ in PANES if pane not in eager]
-        with TabbedContent(initial=self.first_pane):
+        with PaneTabs(initial=self.first_pane):
             for pane, title in PANES:
-                with TabPane(title, id=pane):
+                with PaneTab(title, id=pane):
                     if pane in eager:
                         yield panes[pane]()
         yield KeyFooter()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from textual import on
+from textual.geometry import Region
 
 from tunedeck.core.checkpoints import delete_checkpoint
 from tunedeck.core.events import End, Error, EventWriter, Health, Resume, Start, Train, Val
@@ -221,7 +222,8 @@ async def test_a_followed_log_that_died_of_a_metal_abort_is_failed_with_the_caus
         assert "iter 20/30" in text and f"error: {OOM_LINE}" in text
         # Wider than the pane: it wraps between its words, and all of it is on the screen.
         figures = app.query_one(Figures)
-        shown = [figures.render_line(y).text.strip() for y in range(figures.size.height)]
+        drawn = figures.render_lines(Region(0, 0, figures.size.width, figures.size.height))
+        shown = [line.text.strip() for line in drawn]
         assert " ".join(shown[1:]) == f"error: {OOM_LINE}"
 
 

@@ -12,31 +12,12 @@ from __future__ import annotations
 from typing import Union
 
 from rich.text import Text
-from textual.color import Color
 from textual.containers import VerticalScroll
-from textual.geometry import Region, Size
+from textual.geometry import Size
 from textual.reactive import Reactive
-from textual.strip import Strip
 from textual.visual import visualize
 from textual.widget import Widget
 from textual.widgets import Input
-
-
-def covered_lines(widget: Widget, crop: Region) -> list[Strip]:
-    """``render_lines`` of a container its children cover: one blank line of its background.
-
-    A frame draws every widget whose container it touches, the containers included: a key in
-    one field drew each field of its group, and the form's pane, line by line through the
-    styles of all their ancestors. Nothing of them shows beyond their background. Textual's
-    ``BLANK`` does this too, but without the app's line filters (``NO_COLOR``'s monochrome),
-    which a margin or the space under a one-line editor beside a wrapped note would show.
-    """
-    style = widget.visual_style
-    background = style.background or Color(0, 0, 0, 0)
-    line = Strip.blank(crop.width, style.rich_style)
-    for line_filter in widget.get_line_filters():
-        line = line.apply_filter(line_filter, background)
-    return [line] * crop.height
 
 
 class FormScroll(VerticalScroll):

@@ -12,6 +12,8 @@ from textual import events
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from .covered import covered_lines
+
 # Below COMPACT_BELOW columns the keys drop their padding, and below PALETTE_HINT_BELOW the
 # "^p palette" hint goes (ctrl+p still opens it): at 80 columns the Checkpoints pane's eight keys
 # and Quit fit only so.
@@ -27,6 +29,9 @@ def shown_keys(screen: Screen) -> tuple:
 
 
 class KeyFooter(Footer):
+    # Its keys and its background: docked on the screen, it is drawn with every frame.
+    render_lines = covered_lines
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.set_reactive(Footer._bindings_ready, True)  # the keys known at mount, at once

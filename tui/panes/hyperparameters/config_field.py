@@ -12,7 +12,8 @@ from textual.strip import Strip
 from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label
 
-from ...widgets.form_widgets import FieldEditor, FormText, covered_lines
+from ...widgets.covered import covered_lines
+from ...widgets.form_widgets import FieldEditor, FormText
 
 
 class FieldGroup(Vertical):

@@ -36,7 +36,8 @@ from tunedeck.core.training_estimates import estimate_memory, measured_speed, re
 
 from ...messages import FormBuilt, StartRequested
 from ...widgets.dialogs import Ask, Confirm
-from ...widgets.form_widgets import FormScroll, FormText, covered_lines
+from ...widgets.covered import covered_lines
+from ...widgets.form_widgets import FormScroll, FormText
 from .config_field import ConfigField, FieldGroup
 from .messages import ModelInspected, SpeedMeasured, TrainRowsCounted
 

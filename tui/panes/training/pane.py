@@ -21,6 +21,7 @@ from tunedeck.core.run_history import RunHistory, Series
 from tunedeck.core.status_text import RunFigures
 
 from ...messages import OverlayRequested, RunSwitchRequested, SlowerResumeRequested, StopRequested
+from ...widgets.covered import covered_lines
 from ...widgets.dialogs import Confirm
 from .health_findings import HealthFindings, finding_content
 from .loss_plot import FINDING_MARK, SMOOTHING_STEPS, LearningRatePlot, LossPlot
@@ -31,6 +32,12 @@ from .run_status_line import RunStatusLine
 # The states whose status line moves with the clock: elapsed time, the ETA, "stalled".
 TIMED_STATES = ("starting", "running", "following")
 CLOCK_TICK_S = 1.0
+
+
+class RunView(Vertical):
+    """What is under the status line: the health line, the plots and the log, which cover it."""
+
+    render_lines = covered_lines
 
 
 class TrainingPane(Vertical):
@@ -59,6 +66,8 @@ class TrainingPane(Vertical):
         # Shown only while a diverging finding stands and there is a checkpoint to go back to.
         Binding("r", "resume_slower", "Resume ½ lr", id="resume-half-rate"),
     ]
+    # The status line and the run view cover the pane (its line ticks once a second).
+    render_lines = covered_lines
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -82,7 +91,7 @@ class TrainingPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield self.status_line
-        with Vertical(id="run-view"):
+        with RunView(id="run-view"):
             yield Static(id="health-line")
             yield Static(id="plot-key")
             with Vertical(id="plots"):

@@ -6,13 +6,17 @@ from __future__ import annotations
 from rich.cells import cell_len
 from rich.segment import Segment
 from textual.app import ComposeResult
+from textual.color import Color
 from textual.containers import Horizontal
+from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Label
 
 from tunedeck.core.status_text import RunFigures, status_figures
 from tunedeck.core.text import visible
+
+from ...widgets.covered import covered_lines
 
 STATES = ("starting", "running", "stalled", "finished", "failed", "stopped", "interrupted",
           "following", "ended", "no run")
@@ -74,10 +78,21 @@ class Figures(Widget):
     def get_content_height(self, container, viewport, width: int) -> int:
         return len(self._lines(width))
 
-    def render_line(self, y: int) -> Strip:
-        lines = self._lines(self.size.width)
-        # Textual pads the line to the widget's width with its background, as for any content.
-        return Strip([Segment(lines[y] if y < len(lines) else "", self.rich_style)]).crop(0, self.size.width)
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Drawn here, not line by line through Textual's styles cache (its borders, padding and
+        # tint, none of which the figures have): the line changes once a second.
+        width = self.size.width
+        lines = self._lines(width)
+        style = self.rich_style
+        background = self.visual_style.background or Color(0, 0, 0, 0)
+        filters = self.get_line_filters()
+        strips = []
+        for y in crop.line_range:
+            strip = Strip([Segment(lines[y] if y < len(lines) else "", style)]).adjust_cell_length(width, style)
+            for line_filter in filters:
+                strip = strip.apply_filter(line_filter, background)
+            strips.append(strip.crop(crop.x, crop.right))
+        return strips
 
 
 class RunStatusLine(Horizontal):
@@ -93,6 +108,7 @@ class RunStatusLine(Horizontal):
     RunStatusLine > #state.-finished { background: $secondary; color: $background; }
     RunStatusLine > Figures { width: 1fr; }
     """
+    render_lines = covered_lines  # the badge, the figures and a padding of its background
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
