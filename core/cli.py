@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 from typing import Callable, NoReturn, Optional, Sequence
@@ -81,6 +82,19 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _say(line: str) -> None:
+    """The last line on stderr, which may be a pipe its reader has closed: an export the app
+    cancelled is interrupted after the app stopped reading it. A write that fails there raised
+    from within the except clause, and the command ended with a traceback and exit code 1
+    instead of its own code (130 for an interrupt)."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # ValueError: stderr was closed in this process
+        # What could not be written stays in the buffer, and Python's flush at exit would fail
+        # on it again and exit with 120.
+        sys.stderr = open(os.devnull, "w")
+
+
 def main(argv: Optional[Sequence[str]] = None, open_app: Optional[OpenApp] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -98,10 +112,10 @@ def main(argv: Optional[Sequence[str]] = None, open_app: Optional[OpenApp] = Non
     except (BadInput, WorkFailed) as exc:
         if debug:
             traceback.print_exc()
-        print(f"tunedeck: error: {exc}", file=sys.stderr)
+        _say(f"tunedeck: error: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
-        print("tunedeck: interrupted", file=sys.stderr)
+        _say("tunedeck: interrupted")
         return 130
     except BrokenPipeError:
         # `tunedeck metrics ... | head`: the reader left; nothing to report.
@@ -110,6 +124,5 @@ def main(argv: Optional[Sequence[str]] = None, open_app: Optional[OpenApp] = Non
         if debug:
             traceback.print_exc()
         else:
-            print(f"tunedeck: error: {type(exc).__name__}: {exc} (run with --debug for details)",
-                  file=sys.stderr)
+            _say(f"tunedeck: error: {type(exc).__name__}: {exc} (run with --debug for details)")
         return 1

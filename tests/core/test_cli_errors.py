@@ -103,3 +103,22 @@ def test_a_command_name_alone_still_gets_its_help_and_the_top_help_lists_every_c
         assert f"    {name}" in top.stdout, name
     train = subprocess.run([EXE, "train", "--help"], capture_output=True, text=True, timeout=120)
     assert train.returncode == 0 and "--detach" in train.stdout
+
+
+def test_an_interrupted_command_whose_stderr_reader_left_still_exits_130_without_a_traceback():
+    # The app cancels an export with SIGINT and stops reading its stderr: "tunedeck:
+    # interrupted" then met a closed pipe, raised from within the except clause, and the export,
+    # which had cleaned up after itself, ended with exit code 1 as if it had failed.
+    import os
+
+    code = ("import sys; import tunedeck.core.commands.runs as runs; "
+            "runs._runs = lambda args: (_ for _ in ()).throw(KeyboardInterrupt); "
+            "from tunedeck.core.cli import main; sys.exit(main(['runs']))")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader left before the command said anything
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=write_end,
+                              timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 130
