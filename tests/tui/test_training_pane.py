@@ -37,7 +37,8 @@ def status_text(app) -> str:
 
 
 def screen_lines(log: RunLog) -> list[str]:
-    return [log.render_line(y).text.rstrip() for y in range(log.size.height)]
+    """The log's lines in sight (not its border above them, nor the scrollbar below)."""
+    return [log.render_line(y).text.rstrip() for y in range(log.scrollable_content_region.height)]
 
 
 async def test_a_real_mlx_lm_log_fills_the_status_line_plot_and_log():
@@ -163,6 +164,30 @@ async def test_lines_written_to_the_log_lay_nothing_out(monkeypatch):
         assert len(layouts) - before <= 2  # the scrollbar appearing may lay it out, once
         assert log.show_vertical_scrollbar and log.vertical_scrollbar.window_virtual_size == 60
         assert [line for line in screen_lines(log) if line][-1] == "line 59"  # scrolled to the end
+
+
+async def test_the_log_follows_its_newest_line_when_it_gets_shorter_until_the_user_scrolls_up():
+    # At 80x24 the status line wraps to two lines once a run reports its figures: the log lost a
+    # line of height, was no longer at its end, and stopped following the run.
+    app = PaneHarness(lambda: TrainingPane(), clock=lambda: NOW)
+    async with app.run_test(size=(80, 30)) as pilot:
+        log = app.query_one(RunLog)
+        log.add_output([f"line {k}" for k in range(40)])
+        await pilot.pause()
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        log.add_output(["line 40"])
+        await pilot.pause()
+        assert [line for line in screen_lines(log) if line][-1] == "line 40"
+        log.focus()
+        await pilot.press("up")  # the user reads back: the log stays where they are
+        log.add_output(["line 41"])
+        await pilot.pause()
+        assert [line for line in screen_lines(log) if line][-1] == "line 39"
+        await pilot.press("end")  # and back at the end, it follows again
+        log.add_output(["line 42"])
+        await pilot.pause()
+        assert [line for line in screen_lines(log) if line][-1] == "line 42"
 
 
 async def test_a_log_line_is_rendered_once_however_often_it_is_painted(monkeypatch):

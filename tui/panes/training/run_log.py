@@ -30,6 +30,14 @@ class RunLog(Log):
     def __init__(self, **kwargs):
         super().__init__(max_lines=MAX_LINES, highlight=False, auto_scroll=True, **kwargs)
 
+    def on_mount(self) -> None:
+        # Follows the newest line through changes of its height too: the status line wrapping
+        # to a second line or the health line showing shrinks the log, which left it a line
+        # short of the end, and Log's auto_scroll follows only a log already at its end, so at
+        # 80x24 it stopped following for good. Anchored, a layout keeps it at the end until the
+        # user scrolls up; scrolling back to the end anchors it again.
+        self.anchor()
+
     def watch_virtual_size(self, size: Size) -> None:
         self._scroll_update(size)
 
