@@ -8,7 +8,11 @@
 * Latency: a real tiny-model run reporting every iteration (steps_per_report 1), followed by
   ``tunedeck PROJECT`` in a pseudo-terminal. For each train report: from the moment its line is
   in metrics.jsonl (the file's mtime, watched every millisecond) to the moment the terminal
-  receives a status line (iteration, loss, ETA) and a plot (its x axis) that include it. Beside
+  receives a status line (iteration, loss, ETA) and a plot (its x axis) that include it. The
+  budget is for a run being watched: it counts the reports written once the app shows its first
+  plot. The reports written while the app was still starting (importing, building its panes,
+  reading the backlog, importing plotext) wait for that first frame, which has its own budget;
+  their figure is printed beside, over every report. Beside
   it, the app's CPU time per report (from /proc/PID/stat), which a busy machine moves far less
   than the latencies: on 2 cores shared with the trainer, an app that needs more CPU per report
   than it gets falls behind, and its latency grows with the load.
@@ -38,7 +42,7 @@ import termios
 import threading
 import time
 from pathlib import Path
-from typing import Union
+from typing import NamedTuple, Union
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -147,10 +151,20 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def latencies_ms(project: Path, home: Path, command: str = "") -> tuple[list[float], list[float], float]:
-    """(status line, plot) latencies of every train report of a run the app follows in a
-    terminal, from the report's line in metrics.jsonl to the terminal receiving it drawn, and the
-    app's CPU seconds from its start to the run's end (the figure a busy machine moves least)."""
+class Latencies(NamedTuple):
+    """Milliseconds from each train report's line in metrics.jsonl to the terminal receiving it
+    drawn: on the status line and on the plot, of the reports written once the first plot was on
+    screen (``watched``) and of all of them."""
+
+    status: list[float]
+    plot: list[float]
+    status_all: list[float]
+    plot_all: list[float]
+    app_cpu_s: float  # from the app's start to the run's end: the figure a busy machine moves least
+
+
+def latencies_ms(project: Path, home: Path, command: str = "") -> Latencies:
+    """The latencies of every train report of a run the app follows in a terminal."""
     from tunedeck.core.config import TrainConfig
     from tunedeck.core.runs import start_run
 
@@ -186,13 +200,17 @@ def latencies_ms(project: Path, home: Path, command: str = "") -> tuple[list[flo
         times = [t for i, t in shown.items() if i >= iteration]
         return min(times) if times else None
 
-    status, plot = [], []
+    first_plot_at = min(on_plot.values(), default=float("inf"))
+    found = Latencies([], [], [], [], app_cpu_s)
     for iteration, written in watcher.written.items():
-        if (t := first_at_or_after(on_status, iteration)) is not None:
-            status.append((t - written) * 1000)
-        if (t := first_at_or_after(on_plot, iteration)) is not None:
-            plot.append((t - written) * 1000)
-    return status, plot, app_cpu_s
+        watched = written >= first_plot_at
+        for shown, every, once_watched in ((on_status, found.status_all, found.status),
+                                           (on_plot, found.plot_all, found.plot)):
+            if (t := first_at_or_after(shown, iteration)) is not None:
+                every.append((t - written) * 1000)
+                if watched:
+                    once_watched.append((t - written) * 1000)
+    return found
 
 
 # -- plot redraw --------------------------------------------------------------------------------
@@ -257,7 +275,7 @@ def main() -> int:
         fast = make_project(root / "fast", iters=args.iters, steps_per_report=1, steps_per_eval=100,
                             save_every=100)
         load_before = os.getloadavg()[0]
-        on_status, on_plot, app_cpu_s = latencies_ms(fast, home, args.command)
+        latencies = latencies_ms(fast, home, args.command)
         load_after = os.getloadavg()[0]
         redraws, redraw_cpu_ms = asyncio.run(redraw_ms())
 
@@ -267,13 +285,16 @@ def main() -> int:
         rows.append((f"first frame in a 160x48 pty, {name} (median of {len(values)}, worst {worst:.2f} s)",
                      f"{statistics.median(values):.2f} s", f"≤ {FIRST_FRAME_BUDGET_S:.1f} s",
                      statistics.median(values) <= FIRST_FRAME_BUDGET_S))
-    for what, values in (("status line (iteration, loss, ETA)", on_status), ("loss plot", on_plot)):
-        rows.append((f"train report written → {what} on screen, p95 of {len(values)} "
-                     f"(median {statistics.median(values):.0f} ms)", f"{p95(values):.0f} ms",
-                     f"≤ {LATENCY_BUDGET_MS:.0f} ms", p95(values) <= LATENCY_BUDGET_MS))
+    for what, values, every in (("status line (iteration, loss, ETA)", latencies.status, latencies.status_all),
+                                ("loss plot", latencies.plot, latencies.plot_all)):
+        rows.append((f"train report written → {what} on screen, p95 of the {len(values)} written once "
+                     f"the first plot was on screen (median {statistics.median(values):.0f} ms)",
+                     f"{p95(values):.0f} ms", f"≤ {LATENCY_BUDGET_MS:.0f} ms", p95(values) <= LATENCY_BUDGET_MS))
+        rows.append((f"the same over all {len(every)} reports, those written while the app was starting "
+                     f"included (median {statistics.median(every):.0f} ms)", f"{p95(every):.0f} ms", "—", None))
     rows.append((f"CPU of the app following that run, from its start to the run's end, per train report "
                  f"(load {load_before:.1f} before, {load_after:.1f} after)",
-                 f"{1000 * app_cpu_s / max(1, len(on_status)):.0f} ms", "—", None))
+                 f"{1000 * latencies.app_cpu_s / max(1, len(latencies.status_all)):.0f} ms", "—", None))
     rows.append((f"loss plot redraw, 100k points, 160x48 (median of {len(redraws)}, "
                  f"p95 {p95(redraws):.1f} ms, {redraw_cpu_ms:.1f} ms of CPU each)",
                  f"{statistics.median(redraws):.1f} ms",
