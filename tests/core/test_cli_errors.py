@@ -105,7 +105,7 @@ def test_a_command_name_alone_still_gets_its_help_and_the_top_help_lists_every_c
     assert train.returncode == 0 and "--detach" in train.stdout
 
 
-def test_an_interrupted_command_whose_stderr_reader_left_still_exits_130_without_a_traceback():
+def test_an_interrupted_command_whose_stderr_reader_left_still_exits_130():
     # The app cancels an export with SIGINT and stops reading its stderr: "tunedeck:
     # interrupted" then met a closed pipe, raised from within the except clause, and the export,
     # which had cleaned up after itself, ended with exit code 1 as if it had failed.
