@@ -36,7 +36,7 @@ from .palette import binding_commands
 from .panes.hyperparameters import HyperparametersPane
 from .serving import CheckpointServing
 from .settings import load_settings, save_setting
-from .widgets.covered import PaneTab, PaneTabs, PanesScreen
+from .widgets.pane_tabs import PaneTab, PaneTabs, PanesScreen
 from .widgets.key_footer import KeyFooter
 
 # How often the followed run's files are looked at: the floor of the line-to-screen latency.

@@ -103,6 +103,26 @@ async def test_digits_switch_panes_but_type_into_a_text_field(project):
         assert active(app) == "checkpoints"
 
 
+
+async def test_a_pane_chosen_right_after_another_stays_shown_and_keeps_the_focus(project):
+    """A run started shows Training and focuses its log; a pane chosen before that focus has
+    reached the tabs (the key came a moment after, or a test asked at once) stays the one shown.
+    Textual's tabs follow a focus into a pane by a message several widgets long, which then
+    arrived after the second choice: Training came back with the form's focus hidden in it, so
+    the focus was lost and no key reached a pane."""
+    app = TunedeckApp(project=project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await wait_until(pilot, lambda: app.query_one(HyperparametersPane), what="the form")
+        await wait_until(pilot, lambda: pane.complete and "training" in app.pane_mounted
+                         and app.pane_mounted["training"].is_set(), what="the Training pane")
+        app.action_show_pane("training")
+        app.action_show_pane("hyperparameters")
+        form = pane.query_one("#form")
+        await wait_until(pilot, lambda: app.focused is form, what="the form's focus")
+        for _ in range(10):  # the focus message from the log makes its way up to the tabs
+            await pilot.pause()
+        assert (active(app), app.focused) == ("hyperparameters", form)
+
 async def test_the_footer_keeps_its_keys_while_tab_moves_through_the_form(project):
     app = TunedeckApp(project=project)
     async with app.run_test(size=(160, 48)) as pilot:

@@ -17,9 +17,7 @@ from __future__ import annotations
 from textual.color import Color
 from textual.geometry import Region
 from textual.strip import Strip
-from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import TabbedContent, TabPane
 
 
 def covered_lines(widget: Widget, crop: Region) -> list[Strip]:
@@ -37,21 +35,3 @@ def covered_lines(widget: Widget, crop: Region) -> list[Strip]:
         # mistaken for a later object at the same address.
         cached = widget._covered_line = (style, crop.width, filters, line)  # type: ignore[attr-defined]
     return [cached[3]] * crop.height
-
-
-class PanesScreen(Screen):
-    """The App's screen, which its tabs of panes and the key footer fill."""
-
-    render_lines = covered_lines
-
-
-class PaneTabs(TabbedContent):
-    """The App's tabs of panes, covered by their tab row and the pane shown."""
-
-    render_lines = covered_lines
-
-
-class PaneTab(TabPane):
-    """One pane's place among the tabs, which the pane fills."""
-
-    render_lines = covered_lines
